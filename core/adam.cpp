@@ -1,0 +1,54 @@
+#include <tether/core/adam.hpp>
+
+#include <cmath>
+
+#include <tether/core/errors.hpp>
+
+namespace tether {
+
+bool AdamOptions::is_valid(std::string* why) const {
+  auto fail = [&](const std::string& msg) {
+    if (why) *why = msg;
+    return false;
+  };
+  if (!(learning_rate > 0.0) || !std::isfinite(learning_rate))
+    return fail(detail::concat("learning_rate must be finite and > 0, got ", learning_rate));
+  if (!(beta1 >= 0.0 && beta1 < 1.0)) return fail(detail::concat("beta1 must be in [0, 1), got ", beta1));
+  if (!(beta2 >= 0.0 && beta2 < 1.0)) return fail(detail::concat("beta2 must be in [0, 1), got ", beta2));
+  if (!(epsilon > 0.0)) return fail(detail::concat("epsilon must be > 0, got ", epsilon));
+  if (!(weight_decay >= 0.0)) return fail(detail::concat("weight_decay must be >= 0, got ", weight_decay));
+  return true;
+}
+
+Adam::Adam(const AdamOptions& options) : options_(options) {
+  std::string why;
+  require(options_.is_valid(&why), "AdamOptions: ", why);
+}
+
+void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Eigen::Ref<Vector> out) {
+  require<ShapeError>(x.size() == g.size() && out.size() == x.size(), "Adam: gradient size ",
+                      g.size(), " != parameter size ", x.size());
+  if (m_.size() != x.size()) {
+    m_ = Vector::Zero(x.size());
+    v_ = Vector::Zero(x.size());
+    t_ = 0;
+  }
+  ++t_;
+  const double b1 = options_.beta1, b2 = options_.beta2;
+  const double c1 = 1.0 - std::pow(b1, static_cast<double>(t_));
+  const double c2 = 1.0 - std::pow(b2, static_cast<double>(t_));
+  const double lr = options_.learning_rate, eps = options_.epsilon, wd = options_.weight_decay;
+  for (Index j = 0; j < x.size(); ++j) {
+    m_[j] = b1 * m_[j] + (1.0 - b1) * g[j];
+    v_[j] = b2 * v_[j] + (1.0 - b2) * g[j] * g[j];
+    out[j] = -lr * (m_[j] / c1) / (std::sqrt(v_[j] / c2) + eps) - lr * wd * x[j];
+  }
+}
+
+void Adam::step(Eigen::Ref<Vector> x, Eigen::Ref<const Vector> g) {
+  Vector delta(x.size());
+  direction(x, g, delta);
+  x += delta;
+}
+
+}  // namespace tether

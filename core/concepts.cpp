@@ -1,0 +1,37 @@
+#include <tether/core/concepts.hpp>
+
+#include <cmath>
+
+namespace tether {
+
+BudgetData validate_budget(const Matrix& costs, double budget, BudgetSense sense) {
+  require<ShapeError>(costs.rows() > 0, "costs: N (number of groups) must be >= 1, got 0");
+  require<ShapeError>(costs.cols() > 0, "costs: K (number of options) must be >= 1, got 0");
+  for (Index i = 0; i < costs.rows(); ++i)
+    for (Index k = 0; k < costs.cols(); ++k) {
+      const double c = costs(i, k);
+      require(std::isfinite(c), "costs(", i, ", ", k, ") must be finite, got ", c);
+      require(c >= 0.0, "costs(", i, ", ", k, ") must be >= 0, got ", c);
+    }
+  require(std::isfinite(budget), "budget must be finite, got ", budget);
+  BudgetData d;
+  d.costs = costs;
+  d.budget = budget;
+  d.sense = sense;
+  d.min_total = costs.rowwise().minCoeff().sum();
+  d.max_total = costs.rowwise().maxCoeff().sum();
+  // A relative slack of a few ulps keeps budgets computed as the exact end points feasible.
+  const double slack = 8.0 * std::numeric_limits<double>::epsilon() *
+                       std::max(1.0, std::abs(d.max_total));
+  require<InfeasibleError>(budget >= d.min_total - slack,
+                           "budget ", budget, " is below the feasible range [", d.min_total, ", ",
+                           d.max_total, "] (sum of row minima, sum of row maxima of costs)");
+  if (sense == BudgetSense::kEqual)
+    require<InfeasibleError>(budget <= d.max_total + slack,
+                             "budget ", budget, " is above the feasible range [", d.min_total,
+                             ", ", d.max_total,
+                             "] (sum of row minima, sum of row maxima of costs)");
+  return d;
+}
+
+}  // namespace tether

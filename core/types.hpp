@@ -1,0 +1,45 @@
+// Shared aliases and the host/device annotation used by every component.
+//
+// Assignment problems are N x K matrices stored row-major (one group a row), because every
+// per-group computation (softmax, expected cost, variance) walks one row contiguously.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <vector>
+
+#if defined(__CUDACC__)
+#define TETHER_HD __host__ __device__
+#else
+#define TETHER_HD
+#endif
+
+namespace tether {
+
+using Index = Eigen::Index;
+using Vector = Eigen::VectorXd;
+/// N x K, row-major: row i holds the K options of group i.
+using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixRef = Eigen::Ref<Matrix>;
+using ConstMatrixRef = Eigen::Ref<const Matrix>;
+using VectorRef = Eigen::Ref<Vector>;
+using ConstVectorRef = Eigen::Ref<const Vector>;
+
+/// One chosen option per group: assignment[i] in [0, K).
+using Assignment = std::vector<int>;
+
+/// Row-major one-hot matrix of an assignment.
+inline Matrix one_hot(const Assignment& h, Index n_options) {
+  Matrix y = Matrix::Zero(static_cast<Index>(h.size()), n_options);
+  for (std::size_t i = 0; i < h.size(); ++i) y(static_cast<Index>(i), h[i]) = 1.0;
+  return y;
+}
+
+/// True cost sum_i c_{i,h(i)} of an assignment.
+inline double assignment_cost(const Matrix& costs, const Assignment& h) {
+  double total = 0.0;
+  for (std::size_t i = 0; i < h.size(); ++i) total += costs(static_cast<Index>(i), h[i]);
+  return total;
+}
+
+}  // namespace tether

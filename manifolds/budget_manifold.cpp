@@ -1,0 +1,209 @@
+#include <tether/manifolds/budget_manifold.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <tether/core/errors.hpp>
+#include <tether/manifolds/budget_row.hpp>
+
+namespace tether {
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct PhiValue {
+  double phi = 0.0, dphi = 0.0;
+};
+
+PhiValue phi_at(const Matrix& alpha, const Matrix& costs, Index begin, Index end, double t) {
+  PhiValue v;
+  const int k = static_cast<int>(costs.cols());
+  for (Index i = begin; i < end; ++i) {
+    const budget_row::Moments m =
+        budget_row::moments_shifted(alpha.row(i).data(), costs.row(i).data(), k, t);
+    v.phi += m.expected;
+    v.dphi += m.variance;
+  }
+  return v;
+}
+}  // namespace
+
+BudgetManifold::BudgetManifold(const Matrix& costs, double budget, BudgetSense sense,
+                               const RetractionOptions& options)
+    : BudgetManifold(costs, std::vector<Index>{0}, Vector::Constant(1, budget), sense, options) {}
+
+BudgetManifold::BudgetManifold(const Matrix& costs, const std::vector<Index>& block_starts,
+                               const Vector& budgets, BudgetSense sense,
+                               const RetractionOptions& options)
+    : costs_(costs), starts_(block_starts), budgets_(budgets), sense_(sense), options_(options) {
+  require<ShapeError>(costs.rows() > 0 && costs.cols() > 0, "BudgetManifold: costs must be N x K ",
+                      "with N, K >= 1, got ", costs.rows(), " x ", costs.cols());
+  require<ShapeError>(!block_starts.empty() && block_starts.front() == 0,
+                      "BudgetManifold: block_starts must start with 0");
+  require<ShapeError>(static_cast<Index>(block_starts.size()) == budgets.size(),
+                      "BudgetManifold: ", block_starts.size(), " block starts but ", budgets.size(),
+                      " budgets");
+  for (std::size_t b = 1; b < block_starts.size(); ++b)
+    require<ShapeError>(block_starts[b] > block_starts[b - 1] && block_starts[b] < costs.rows(),
+                        "BudgetManifold: block_starts must increase strictly within [0, N = ",
+                        costs.rows(), "), got ", block_starts[b], " after ", block_starts[b - 1]);
+  require(options.tolerance > 0.0, "RetractionOptions::tolerance must be > 0, got ",
+          options.tolerance);
+  require(options.max_passes >= 1, "RetractionOptions::max_passes must be >= 1, got ",
+          options.max_passes);
+  starts_.push_back(costs.rows());
+  for (Index b = 0; b < blocks(); ++b) {
+    const Matrix rows = costs_.middleRows(block_begin(b), block_end(b) - block_begin(b));
+    const BudgetData d = validate_budget(rows, budgets_[b], sense_);
+    if (sense_ == BudgetSense::kEqual) {
+      require<InfeasibleError>(d.min_total < budgets_[b] && budgets_[b] < d.max_total,
+                               "BudgetManifold: budget ", budgets_[b], " of block ", b,
+                               " must lie strictly inside the feasible range (", d.min_total, ", ",
+                               d.max_total, "); at an end point the only feasible assignment is "
+                               "the cheapest (or dearest) one, at infinite logits");
+    } else {
+      require<InfeasibleError>(d.min_total < budgets_[b], "BudgetManifold: budget ", budgets_[b],
+                               " of block ", b, " must exceed the sum of row minima ", d.min_total);
+    }
+  }
+}
+
+void BudgetManifold::check_shape(const Matrix& m, const char* name) const {
+  require<ShapeError>(m.rows() == costs_.rows() && m.cols() == costs_.cols(), "BudgetManifold: ",
+                      name, " is ", m.rows(), " x ", m.cols(), ", costs are ", costs_.rows(), " x ",
+                      costs_.cols());
+}
+
+double BudgetManifold::tolerance(Index b) const {
+  return options_.tolerance * std::max(1.0, std::abs(budgets_[b]));
+}
+
+Vector BudgetManifold::expected_cost(const Matrix& alpha) const {
+  check_shape(alpha, "alpha");
+  Vector c(blocks());
+  for (Index b = 0; b < blocks(); ++b)
+    c[b] = phi_at(alpha, costs_, block_begin(b), block_end(b), 0.0).phi;
+  return c;
+}
+
+Vector BudgetManifold::residual(const Matrix& alpha) const {
+  return expected_cost(alpha) - budgets_;
+}
+
+bool BudgetManifold::active(const Matrix& alpha, Index b) const {
+  if (sense_ == BudgetSense::kEqual) return true;
+  return phi_at(alpha, costs_, block_begin(b), block_end(b), 0.0).phi >= budgets_[b] - tolerance(b);
+}
+
+void BudgetManifold::normal(const Matrix& alpha, Matrix& n) const {
+  check_shape(alpha, "alpha");
+  n.resize(costs_.rows(), costs_.cols());
+  const int k = static_cast<int>(costs_.cols());
+  for (Index i = 0; i < costs_.rows(); ++i)
+    budget_row::normal(alpha.row(i).data(), costs_.row(i).data(), k, n.row(i).data());
+}
+
+bool BudgetManifold::project(const Matrix& alpha, Matrix& v) const {
+  Matrix n;
+  normal(alpha, n);
+  return project_with_normal(alpha, n, v);
+}
+
+bool BudgetManifold::project_with_normal(const Matrix& alpha, const Matrix& n, Matrix& v) const {
+  check_shape(v, "v");
+  check_shape(n, "normal");
+  std::vector<double> coef(static_cast<std::size_t>(blocks()), 0.0);
+  for (Index b = 0; b < blocks(); ++b) {
+    if (!active(alpha, b)) continue;
+    const Index r0 = block_begin(b), nr = block_end(b) - r0;
+    const double nn = n.middleRows(r0, nr).squaredNorm();
+    // <n, n> below this is all round-off: every row of the block is (numerically) one-hot.
+    if (!(nn > 1e-300)) return false;
+    coef[static_cast<std::size_t>(b)] = n.middleRows(r0, nr).cwiseProduct(v.middleRows(r0, nr)).sum() / nn;
+  }
+  for (Index b = 0; b < blocks(); ++b) {
+    const Index r0 = block_begin(b), nr = block_end(b) - r0;
+    if (coef[static_cast<std::size_t>(b)] != 0.0)
+      v.middleRows(r0, nr) -= coef[static_cast<std::size_t>(b)] * n.middleRows(r0, nr);
+  }
+  return true;
+}
+
+RetractionReport BudgetManifold::retract(Matrix& alpha) const {
+  check_shape(alpha, "alpha");
+  RetractionReport report;
+  report.converged = true;
+  const int k = static_cast<int>(costs_.cols());
+  for (Index b = 0; b < blocks(); ++b) {
+    const Index r0 = block_begin(b), r1 = block_end(b);
+    const double target = budgets_[b], tol = tolerance(b);
+    double t = 0.0;
+    PhiValue cur = phi_at(alpha, costs_, r0, r1, t);
+    int passes = 1;
+    bool converged = false, saturated = false;
+    if (sense_ == BudgetSense::kAtMost && cur.phi <= target) {
+      converged = true;  // inside the feasible set: nothing to do
+    } else {
+      // Initial step for an open bracket: the shift that moves the widest row by one logit.
+      double spread = 0.0;
+      for (Index i = r0; i < r1; ++i)
+        spread = std::max(spread, costs_.row(i).maxCoeff() - costs_.row(i).minCoeff());
+      double step = 1.0 / spread;
+      double lo = -kInf, hi = kInf, last_abs = kInf;
+      bool force_bisection = false;
+      while (true) {
+        const double r = cur.phi - target;
+        if (std::abs(r) <= tol) { converged = true; break; }
+        if (r < 0) lo = t; else hi = t;  // phi is nondecreasing: the root is above lo, below hi
+        if (std::isfinite(lo) && std::isfinite(hi) &&
+            hi - lo <= 4.0 * std::numeric_limits<double>::epsilon() * std::max(std::abs(lo), std::abs(hi))) {
+          saturated = true;  // the root is not representable to this tolerance
+          break;
+        }
+        if (passes >= options_.max_passes) break;
+        double t_new = t - r / cur.dphi;  // Newton
+        const bool newton_ok = cur.dphi > 0.0 && std::isfinite(t_new) && t_new > lo && t_new < hi;
+        if (!newton_ok || force_bisection) {
+          if (std::isfinite(lo) && std::isfinite(hi)) {
+            t_new = 0.5 * (lo + hi);
+          } else if (std::isfinite(lo)) {
+            t_new = lo + step;
+            step *= 2.0;
+          } else {
+            t_new = hi - step;
+            step *= 2.0;
+          }
+        } else if (!std::isfinite(lo) || !std::isfinite(hi)) {
+          // Open bracket: cap the Newton step so a flat tail cannot throw t to infinity.
+          if (std::abs(t_new - t) > step) {
+            t_new = t + std::copysign(step, t_new - t);
+            step *= 2.0;
+          }
+        }
+        t = t_new;
+        cur = phi_at(alpha, costs_, r0, r1, t);
+        ++passes;
+        const double now_abs = std::abs(cur.phi - target);
+        force_bisection = now_abs > 0.5 * last_abs;  // Newton not contracting: halve the bracket
+        last_abs = now_abs;
+      }
+      for (Index i = r0; i < r1; ++i) {
+        double* a = alpha.row(i).data();
+        const double* c = costs_.row(i).data();
+        for (int j = 0; j < k; ++j) a[j] = a[j] + t * c[j];
+        if (options_.recentre) budget_row::recentre(a, k);
+      }
+    }
+    report.passes = std::max(report.passes, passes);
+    report.max_abs_residual = std::max(
+        report.max_abs_residual,
+        sense_ == BudgetSense::kAtMost ? std::max(0.0, cur.phi - target) : std::abs(cur.phi - target));
+    report.converged = report.converged && converged;
+    report.saturated = report.saturated || saturated;
+    report.shifts.push_back(t);
+  }
+  return report;
+}
+
+}  // namespace tether

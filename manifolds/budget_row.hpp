@@ -1,0 +1,70 @@
+// Per-group arithmetic of the budget manifold, written once for the CPU path and the CUDA
+// kernels (TETHER_HD is __host__ __device__ under nvcc, empty otherwise).
+//
+// For one group with logits a (K entries) and costs c, shifted by t along its costs:
+//   p_k(t) = softmax(a + t c)_k,   E(t) = sum_k p_k c_k,   V(t) = sum_k p_k (c_k - E)^2 = dE/dt.
+// The softmax subtracts the row maximum first, so logits of any magnitude stay finite.
+#pragma once
+
+#include <cmath>
+
+#include <tether/core/types.hpp>
+
+namespace tether::budget_row {
+
+struct Moments {
+  double expected = 0.0;  ///< E_i = sum_k p_ik c_ik
+  double variance = 0.0;  ///< Var_{p_i}(c_i) = d E_i / d t
+};
+
+/// Stable softmax of (a + t c) into p; returns nothing. K >= 1.
+TETHER_HD inline void softmax_shifted(const double* a, const double* c, int k, double t, double* p) {
+  double m = a[0] + t * c[0];
+  for (int j = 1; j < k; ++j) m = fmax(m, a[j] + t * c[j]);
+  double s = 0.0;
+  for (int j = 0; j < k; ++j) {
+    p[j] = exp(a[j] + t * c[j] - m);
+    s += p[j];
+  }
+  const double inv = 1.0 / s;
+  for (int j = 0; j < k; ++j) p[j] *= inv;
+}
+
+/// Expected cost and cost variance of one row under softmax(a + t c), without storing p.
+TETHER_HD inline Moments moments_shifted(const double* a, const double* c, int k, double t) {
+  double m = a[0] + t * c[0];
+  for (int j = 1; j < k; ++j) m = fmax(m, a[j] + t * c[j]);
+  double s = 0.0, sc = 0.0;
+  for (int j = 0; j < k; ++j) {
+    const double e = exp(a[j] + t * c[j] - m);
+    s += e;
+    sc += e * c[j];
+  }
+  Moments out;
+  out.expected = sc / s;
+  double sv = 0.0;  // two-pass variance: no cancellation when costs are large and close
+  for (int j = 0; j < k; ++j) {
+    const double d = c[j] - out.expected;
+    sv += exp(a[j] + t * c[j] - m) * d * d;
+  }
+  out.variance = sv / s;
+  return out;
+}
+
+/// Normal of one row: n_k = p_k (c_k - E). Returns E. p is workspace (K entries).
+TETHER_HD inline double normal(const double* a, const double* c, int k, double* n) {
+  softmax_shifted(a, c, k, 0.0, n);
+  double e = 0.0;
+  for (int j = 0; j < k; ++j) e += n[j] * c[j];
+  for (int j = 0; j < k; ++j) n[j] *= (c[j] - e);
+  return e;
+}
+
+/// Subtracts the row maximum from a (softmax is invariant to a per-row shift).
+TETHER_HD inline void recentre(double* a, int k) {
+  double m = a[0];
+  for (int j = 1; j < k; ++j) m = fmax(m, a[j]);
+  for (int j = 0; j < k; ++j) a[j] -= m;
+}
+
+}  // namespace tether::budget_row

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Configures and builds tether (Release) in build/. Extra arguments go to cmake's configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build build -j"$jobs"

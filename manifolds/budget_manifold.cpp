@@ -69,9 +69,9 @@ BudgetManifold::BudgetManifold(const Matrix& costs, const std::vector<Index>& bl
   }
 }
 
-void BudgetManifold::check_shape(const Matrix& m, const char* name) const {
-  require<ShapeError>(m.rows() == costs_.rows() && m.cols() == costs_.cols(), "BudgetManifold: ",
-                      name, " is ", m.rows(), " x ", m.cols(), ", costs are ", costs_.rows(), " x ",
+void BudgetManifold::check_shape(Index rows, Index cols, const char* name) const {
+  require<ShapeError>(rows == costs_.rows() && cols == costs_.cols(), "BudgetManifold: ", name,
+                      " is ", rows, " x ", cols, ", costs are ", costs_.rows(), " x ",
                       costs_.cols());
 }
 
@@ -80,7 +80,7 @@ double BudgetManifold::tolerance(Index b) const {
 }
 
 Vector BudgetManifold::expected_cost(const Matrix& alpha) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   Vector c(blocks());
   for (Index b = 0; b < blocks(); ++b)
     c[b] = phi_at(alpha, costs_, block_begin(b), block_end(b), 0.0).phi;
@@ -97,22 +97,22 @@ bool BudgetManifold::active(const Matrix& alpha, Index b) const {
 }
 
 void BudgetManifold::normal(const Matrix& alpha, Matrix& n) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   n.resize(costs_.rows(), costs_.cols());
   const int k = static_cast<int>(costs_.cols());
   for (Index i = 0; i < costs_.rows(); ++i)
     budget_row::normal(alpha.row(i).data(), costs_.row(i).data(), k, n.row(i).data());
 }
 
-bool BudgetManifold::project(const Matrix& alpha, Matrix& v) const {
+bool BudgetManifold::project(const Matrix& alpha, MatrixRef v) const {
   Matrix n;
   normal(alpha, n);
   return project_with_normal(alpha, n, v);
 }
 
-bool BudgetManifold::project_with_normal(const Matrix& alpha, const Matrix& n, Matrix& v) const {
-  check_shape(v, "v");
-  check_shape(n, "normal");
+bool BudgetManifold::project_with_normal(const Matrix& alpha, const Matrix& n, MatrixRef v) const {
+  check_shape(v.rows(), v.cols(), "v");
+  check_shape(n.rows(), n.cols(), "normal");
   std::vector<double> coef(static_cast<std::size_t>(blocks()), 0.0);
   for (Index b = 0; b < blocks(); ++b) {
     if (!active(alpha, b)) continue;
@@ -131,7 +131,7 @@ bool BudgetManifold::project_with_normal(const Matrix& alpha, const Matrix& n, M
 }
 
 RetractionReport BudgetManifold::retract(Matrix& alpha) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   RetractionReport report;
   report.converged = true;
   const int k = static_cast<int>(costs_.cols());

@@ -77,18 +77,18 @@ class BudgetManifold {
   void normal(const Matrix& alpha, Matrix& n) const;
   /// Projects v onto the tangent space at alpha, in place (only active blocks for kAtMost).
   /// Returns false, leaving v unchanged, if some active block's normal vanishes (degenerate).
-  bool project(const Matrix& alpha, Matrix& v) const;
+  bool project(const Matrix& alpha, MatrixRef v) const;
   /// Same with the normal already computed by normal(alpha, n).
-  bool project_with_normal(const Matrix& alpha, const Matrix& n, Matrix& v) const;
+  bool project_with_normal(const Matrix& alpha, const Matrix& n, MatrixRef v) const;
   /// Moves alpha onto M (onto the boundary for an active kAtMost block), in place.
   RetractionReport retract(Matrix& alpha) const;
   /// Vector transport to the tangent space at alpha (projection).
-  bool transport(const Matrix& alpha, Matrix& v) const { return project(alpha, v); }
+  bool transport(const Matrix& alpha, MatrixRef v) const { return project(alpha, v); }
   /// Whether block b's constraint is active at alpha (always for kEqual).
   bool active(const Matrix& alpha, Index block) const;
 
  private:
-  void check_shape(const Matrix& m, const char* name) const;
+  void check_shape(Index rows, Index cols, const char* name) const;
   Index block_begin(Index b) const { return starts_[static_cast<std::size_t>(b)]; }
   Index block_end(Index b) const { return starts_[static_cast<std::size_t>(b) + 1]; }
   double tolerance(Index b) const;

@@ -4,10 +4,10 @@
 #include <cmath>
 #include <limits>
 
-#include <tether/core/adam.hpp>
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/solvers/assignment_common.hpp>
+#include <tether/solvers/riemannian_adam.hpp>
 
 namespace tether {
 
@@ -16,7 +16,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
-Eigen::Map<Vector> flat(Matrix& m) { return Eigen::Map<Vector>(m.data(), m.size()); }
 }  // namespace
 
 bool RcoOptions::is_valid(std::string* why) const {
@@ -91,9 +90,10 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
                                     first.max_abs_residual, " after ", first.passes, " passes");
   }
 
-  Adam adam({.learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon});
+  RiemannianAdam riemannian_adam(
+      manifold, {.learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon});
   Rng rng(o.seed);
-  Matrix gumbel(n, k), z(n, k), grad_alpha(n, k), grad_y(n, k), normal(n, k), step(n, k);
+  Matrix gumbel(n, k), z(n, k), grad_alpha(n, k), grad_y(n, k);
   Matrix uniform_draws(n, k);
   double max_drift = std::abs(manifold.residual(alpha)[0]);
   callbacks.begin(o.steps);
@@ -160,28 +160,21 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
       break;
     }
 
-    manifold.normal(alpha, normal);
-    if (!manifold.project_with_normal(alpha, normal, grad_alpha)) {
+    const RiemannianStepReport sr = riemannian_adam.step(alpha, grad_alpha);
+    if (sr.degenerate) {
       result.status = StopReason::kDegenerateManifold;
       result.message = detail::concat("the budget normal vanished at iteration ", t,
                                       " (every row one-hot): no tangent space");
       break;
     }
-    Matrix next = alpha;
-    adam.direction(flat(alpha), flat(grad_alpha), flat(step));
-    next += step;
-    const RetractionReport rr = manifold.retract(next);
-    if (!next.allFinite() || !rr.converged) {
+    const RetractionReport& rr = sr.retraction;
+    if (!rr.converged) {
       result.status = StopReason::kNumericalError;
       result.message = detail::concat("retraction failed at iteration ", t, ": |C - B| = ",
                                       rr.max_abs_residual, " after ", rr.passes,
                                       " passes; the last finite iterate is kept");
       break;
     }
-    alpha = next;
-    Matrix moment = Eigen::Map<Matrix>(adam.first_moment().data(), n, k);
-    manifold.transport(alpha, moment);
-    adam.first_moment() = flat(moment);
 
     IterationRecord rec;
     rec.iteration = t;

@@ -1,0 +1,30 @@
+#include <tether/solvers/riemannian_adam.hpp>
+
+namespace tether {
+
+namespace {
+Eigen::Map<Vector> flat(Matrix& m) { return Eigen::Map<Vector>(m.data(), m.size()); }
+}  // namespace
+
+RiemannianAdam::RiemannianAdam(const BudgetManifold& manifold, const AdamOptions& options)
+    : manifold_(manifold), adam_(options) {}
+
+RiemannianStepReport RiemannianAdam::step(Matrix& alpha, Matrix& gradient) {
+  RiemannianStepReport report;
+  manifold_.normal(alpha, normal_);
+  if (!manifold_.project_with_normal(alpha, normal_, gradient)) {
+    report.degenerate = true;
+    return report;
+  }
+  delta_.resize(alpha.rows(), alpha.cols());
+  adam_.direction(flat(alpha), flat(gradient), flat(delta_));
+  trial_ = alpha + delta_;
+  report.retraction = manifold_.retract(trial_);
+  if (!report.retraction.converged || !trial_.allFinite()) return report;  // caller stops
+  alpha.swap(trial_);
+  // Transport: project the first moment onto the tangent space at the new point.
+  manifold_.transport(alpha, Eigen::Map<Matrix>(adam_.first_moment().data(), alpha.rows(), alpha.cols()));
+  return report;
+}
+
+}  // namespace tether

@@ -154,7 +154,21 @@ RetractionReport BudgetManifold::retract(Matrix& alpha) const {
       bool force_bisection = false;
       while (true) {
         const double r = cur.phi - target;
-        if (std::abs(r) <= tol) { converged = true; break; }
+        if (std::abs(r) <= tol) {
+          converged = true;
+          // Newton converges quadratically: one more step from just inside the tolerance
+          // usually lands at round-off. Keep it only if it helps.
+          if (std::abs(r) > 0.01 * tol && cur.dphi > 0.0 && passes < options_.max_passes) {
+            const double t_polish = t - r / cur.dphi;
+            const PhiValue polished = phi_at(alpha, costs_, r0, r1, t_polish);
+            ++passes;
+            if (std::abs(polished.phi - target) < std::abs(r)) {
+              t = t_polish;
+              cur = polished;
+            }
+          }
+          break;
+        }
         if (r < 0) lo = t; else hi = t;  // phi is nondecreasing: the root is above lo, below hi
         if (std::isfinite(lo) && std::isfinite(hi) &&
             hi - lo <= 4.0 * std::numeric_limits<double>::epsilon() * std::max(std::abs(lo), std::abs(hi))) {

@@ -31,12 +31,19 @@ TETHER_HD inline void softmax_shifted(const double* a, const double* c, int k, d
 }
 
 /// Expected cost and cost variance of one row under softmax(a + t c), without storing p.
+/// Rows of up to kBufferedOptions options keep their exponentials on the stack (one exp per
+/// entry); wider rows recompute them in the variance pass.
+constexpr int kBufferedOptions = 16;
+
 TETHER_HD inline Moments moments_shifted(const double* a, const double* c, int k, double t) {
   double m = a[0] + t * c[0];
   for (int j = 1; j < k; ++j) m = fmax(m, a[j] + t * c[j]);
+  double buffer[kBufferedOptions];
+  const bool buffered = k <= kBufferedOptions;
   double s = 0.0, sc = 0.0;
   for (int j = 0; j < k; ++j) {
     const double e = exp(a[j] + t * c[j] - m);
+    if (buffered) buffer[j] = e;
     s += e;
     sc += e * c[j];
   }
@@ -45,7 +52,7 @@ TETHER_HD inline Moments moments_shifted(const double* a, const double* c, int k
   double sv = 0.0;  // two-pass variance: no cancellation when costs are large and close
   for (int j = 0; j < k; ++j) {
     const double d = c[j] - out.expected;
-    sv += exp(a[j] + t * c[j] - m) * d * d;
+    sv += (buffered ? buffer[j] : exp(a[j] + t * c[j] - m)) * d * d;
   }
   out.variance = sv / s;
   return out;
@@ -57,6 +64,59 @@ TETHER_HD inline double normal(const double* a, const double* c, int k, double* 
   double e = 0.0;
   for (int j = 0; j < k; ++j) e += n[j] * c[j];
   for (int j = 0; j < k; ++j) n[j] *= (c[j] - e);
+  return e;
+}
+
+/// Several budgets on one row (manifolds/multi_budget_manifold.hpp). The m cost rows are
+/// c^(j)_k = c[j * budget_stride + k]; the row is shifted along all of them,
+///   p = softmax(a + sum_j t_j c^(j))           (t == nullptr: no shift),
+/// and the function writes E_j = sum_k p_k c^(j)_k into expected[j] and, unless cov is null,
+///   cov[j * m + l] = Cov_p(c^(j), c^(l)) = sum_k p_k (c^(j)_k - E_j) (c^(l)_k - E_l)
+///                  = d E_j / d t_l                   (two-pass: no cancellation).
+/// p is workspace (K entries) and holds the probabilities on return. K >= 1, m >= 1.
+TETHER_HD inline void moments_multi(const double* a, const double* c, long long budget_stride,
+                                    int m, int k, const double* t, double* p, double* expected,
+                                    double* cov) {
+  for (int q = 0; q < k; ++q) {
+    double z = a[q];
+    if (t != nullptr)
+      for (int j = 0; j < m; ++j) z += t[j] * c[j * budget_stride + q];
+    p[q] = z;
+  }
+  double mx = p[0];
+  for (int q = 1; q < k; ++q) mx = fmax(mx, p[q]);
+  double s = 0.0;
+  for (int q = 0; q < k; ++q) {
+    p[q] = exp(p[q] - mx);
+    s += p[q];
+  }
+  const double inv = 1.0 / s;
+  for (int q = 0; q < k; ++q) p[q] *= inv;
+  for (int j = 0; j < m; ++j) {
+    const double* cj = c + j * budget_stride;
+    double e = 0.0;
+    for (int q = 0; q < k; ++q) e += p[q] * cj[q];
+    expected[j] = e;
+  }
+  if (cov == nullptr) return;
+  for (int j = 0; j < m; ++j) {
+    const double* cj = c + j * budget_stride;
+    for (int l = 0; l <= j; ++l) {
+      const double* cl = c + l * budget_stride;
+      double v = 0.0;
+      for (int q = 0; q < k; ++q) v += p[q] * (cj[q] - expected[j]) * (cl[q] - expected[l]);
+      cov[j * m + l] = v;
+      cov[l * m + j] = v;
+    }
+  }
+}
+
+/// Normal of one row for one cost row c given the probabilities p: n_k = p_k (c_k - E).
+/// Returns E. (normal() above is this with p = softmax(a).)
+TETHER_HD inline double normal_given_p(const double* p, const double* c, int k, double* n) {
+  double e = 0.0;
+  for (int j = 0; j < k; ++j) e += p[j] * c[j];
+  for (int j = 0; j < k; ++j) n[j] = p[j] * (c[j] - e);
   return e;
 }
 

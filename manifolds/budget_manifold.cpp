@@ -92,6 +92,8 @@ Vector BudgetManifold::residual(const Matrix& alpha) const {
 }
 
 bool BudgetManifold::active(const Matrix& alpha, Index b) const {
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
+  require(b >= 0 && b < blocks(), "BudgetManifold: block ", b, " outside [0, ", blocks(), ")");
   if (sense_ == BudgetSense::kEqual) return true;
   return phi_at(alpha, costs_, block_begin(b), block_end(b), 0.0).phi >= budgets_[b] - tolerance(b);
 }

@@ -86,11 +86,12 @@ class BudgetManifold {
   bool transport(const Matrix& alpha, MatrixRef v) const { return project(alpha, v); }
   /// Whether block b's constraint is active at alpha (always for kEqual).
   bool active(const Matrix& alpha, Index block) const;
+  /// Block b holds rows [block_begin(b), block_end(b)).
+  Index block_begin(Index b) const { return starts_[static_cast<std::size_t>(b)]; }
+  Index block_end(Index b) const { return starts_[static_cast<std::size_t>(b) + 1]; }
 
  private:
   void check_shape(Index rows, Index cols, const char* name) const;
-  Index block_begin(Index b) const { return starts_[static_cast<std::size_t>(b)]; }
-  Index block_end(Index b) const { return starts_[static_cast<std::size_t>(b) + 1]; }
   double tolerance(Index b) const;
 
   Matrix costs_;

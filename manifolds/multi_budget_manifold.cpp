@@ -102,9 +102,9 @@ Matrix MultiBudgetManifold::costs(Index j) const {
   return stacked_.middleRows(j * n_, n_);
 }
 
-void MultiBudgetManifold::check_shape(const Matrix& m, const char* name) const {
-  require<ShapeError>(m.rows() == n_ && m.cols() == k_, "MultiBudgetManifold: ", name, " is ",
-                      m.rows(), " x ", m.cols(), ", costs are ", n_, " x ", k_);
+void MultiBudgetManifold::check_shape(Index rows, Index cols, const char* name) const {
+  require<ShapeError>(rows == n_ && cols == k_, "MultiBudgetManifold: ", name, " is ", rows, " x ",
+                      cols, ", costs are ", n_, " x ", k_);
 }
 
 double MultiBudgetManifold::scale(Index j) const { return std::max(1.0, std::abs(budgets_[j])); }
@@ -128,7 +128,7 @@ void MultiBudgetManifold::evaluate(const Matrix& alpha, const Vector* t, Vector&
 }
 
 Vector MultiBudgetManifold::expected_cost(const Matrix& alpha) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   Vector c;
   evaluate(alpha, nullptr, c, nullptr);
   return c;
@@ -139,7 +139,7 @@ Vector MultiBudgetManifold::residual(const Matrix& alpha) const {
 }
 
 void MultiBudgetManifold::normal(const Matrix& alpha, Index j, Matrix& n) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   require<InvalidArgumentError>(j >= 0 && j < budget_count(), "MultiBudgetManifold: budget index ",
                                 j, " outside [0, ", budget_count(), ")");
   n.resize(n_, k_);
@@ -149,7 +149,7 @@ void MultiBudgetManifold::normal(const Matrix& alpha, Index j, Matrix& n) const 
 }
 
 void MultiBudgetManifold::normals(const Matrix& alpha, std::vector<Matrix>& n) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   const Index m = budget_count();
   const int k = static_cast<int>(k_);
   n.resize(static_cast<std::size_t>(m));
@@ -163,20 +163,20 @@ void MultiBudgetManifold::normals(const Matrix& alpha, std::vector<Matrix>& n) c
   }
 }
 
-ProjectionReport MultiBudgetManifold::project(const Matrix& alpha, Matrix& v) const {
-  check_shape(v, "v");
+ProjectionReport MultiBudgetManifold::project(const Matrix& alpha, MatrixRef v) const {
+  check_shape(v.rows(), v.cols(), "v");
   std::vector<Matrix> n;
   normals(alpha, n);
   return project_with_normals(n, v);
 }
 
 ProjectionReport MultiBudgetManifold::project_with_normals(const std::vector<Matrix>& n,
-                                                           Matrix& v) const {
-  check_shape(v, "v");
+                                                           MatrixRef v) const {
+  check_shape(v.rows(), v.cols(), "v");
   const Index m = budget_count();
   require<ShapeError>(static_cast<Index>(n.size()) == m, "MultiBudgetManifold: ", n.size(),
                       " normals for ", m, " budgets");
-  for (const Matrix& nj : n) check_shape(nj, "normal");
+  for (const Matrix& nj : n) check_shape(nj.rows(), nj.cols(), "normal");
   Eigen::MatrixXd gram(m, m);
   Vector b(m);
   for (Index j = 0; j < m; ++j) {
@@ -197,7 +197,7 @@ ProjectionReport MultiBudgetManifold::project_with_normals(const std::vector<Mat
 }
 
 MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
-  check_shape(alpha, "alpha");
+  check_shape(alpha.rows(), alpha.cols(), "alpha");
   const Index m = budget_count();
   const int k = static_cast<int>(k_);
   Vector scales(m);

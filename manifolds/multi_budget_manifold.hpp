@@ -93,16 +93,18 @@ class MultiBudgetManifold {
   void normals(const Matrix& alpha, std::vector<Matrix>& n) const;
   /// Projects v onto the tangent space at alpha (orthogonal complement of the m normals), in
   /// place. Converts to false (v unchanged) where every normal vanishes.
-  ProjectionReport project(const Matrix& alpha, Matrix& v) const;
+  ProjectionReport project(const Matrix& alpha, MatrixRef v) const;
   /// Same with the normals already computed by normals(alpha, n).
-  ProjectionReport project_with_normals(const std::vector<Matrix>& n, Matrix& v) const;
+  ProjectionReport project_with_normals(const std::vector<Matrix>& n, MatrixRef v) const;
   /// Moves alpha onto M, in place: alpha += sum_j t_j c^(j) (then recentres rows if asked).
   MultiRetractionReport retract(Matrix& alpha) const;
   /// Vector transport to the tangent space at alpha (projection).
-  ProjectionReport transport(const Matrix& alpha, Matrix& v) const { return project(alpha, v); }
+  ProjectionReport transport(const Matrix& alpha, MatrixRef v) const {
+    return project(alpha, v);
+  }
 
  private:
-  void check_shape(const Matrix& m, const char* name) const;
+  void check_shape(Index rows, Index cols, const char* name) const;
   double scale(Index j) const;
   /// One pass: C_j(alpha + sum_l t_l c^(l)) into c and, unless jacobian is null, J into it.
   void evaluate(const Matrix& alpha, const Vector* t, Vector& c, Matrix* jacobian) const;

@@ -140,10 +140,16 @@ CoupledMckp::CoupledMckp(Matrix eps, Matrix q, Vector group_weights, Vector opti
 
 double CoupledMckp::loss(const Matrix& y, Matrix& grad_y) const {
   check_loss_shapes("CoupledMckp::loss", y, grad_y, eps_.rows(), eps_.cols());
-  const Vector e = y.cwiseProduct(eps_).rowwise().sum();
-  const Vector qe = q_ * e;
-  grad_y = (1.0 + qe.array()).matrix().asDiagonal() * eps_;
-  return e.sum() + 0.5 * e.dot(qe);
+  const Index n = eps_.rows();
+  Vector e(n);  // e_i = sum_k Y_ik eps_ik
+  for (Index i = 0; i < n; ++i) e[i] = y.row(i).dot(eps_.row(i));
+  double value = 0.0;
+  for (Index i = 0; i < n; ++i) {
+    const double qe = q_.row(i).dot(e.transpose());  // (Q e)_i
+    value += e[i] * (1.0 + 0.5 * qe);                // e_i + 1/2 e_i (Q e)_i
+    grad_y.row(i) = (1.0 + qe) * eps_.row(i);
+  }
+  return value;
 }
 
 // ---- QuantProxy ---------------------------------------------------------------------------

@@ -110,7 +110,7 @@ class CoupledMckp {
 
  private:
   Matrix eps_;
-  Eigen::MatrixXd q_;
+  Matrix q_;  // N x N, symmetric
   Vector group_weights_;
   Vector option_bits_;
   Matrix costs_;

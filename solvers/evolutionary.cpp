@@ -78,6 +78,9 @@ bool EvolutionaryOptions::is_valid(std::string* why) const {
                                min_mutation_pairs, ", got ", max_mutation_pairs));
   if (max_mutation_attempts < 1)
     return fail(detail::concat("max_mutation_attempts must be >= 1, got ", max_mutation_attempts));
+  if (!(single_move_probability >= 0.0 && single_move_probability <= 1.0))
+    return fail(detail::concat("single_move_probability must be in [0, 1], got ",
+                               single_move_probability));
   if (max_loss_evaluations < 0)
     return fail(detail::concat("max_loss_evaluations must be >= 0, got ", max_loss_evaluations));
   if (!(units_per_cost > 0.0) || !std::isfinite(units_per_cost))
@@ -160,6 +163,15 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
       const int pairs = o.min_mutation_pairs + static_cast<int>(rng.index(pair_range));
       bool moved = true;
       for (int m = 0; m < pairs && moved; ++m) {
+        if (o.single_move_probability > 0.0 && rng.uniform() < o.single_move_probability) {
+          // One group one level up or down, unpaired: uses or frees budget slack.
+          const Index i = static_cast<Index>(rng.index(static_cast<std::uint64_t>(n)));
+          int& hi = h[static_cast<std::size_t>(i)];
+          const int level = levels.level(i, hi);
+          const bool up = level == 0 || (level < levels.top() && rng.index(2) == 0);
+          hi = levels.option_at(i, up ? level + 1 : level - 1);
+          continue;
+        }
         ups.clear();
         for (Index i = 0; i < n; ++i)
           if (levels.level(i, h[static_cast<std::size_t>(i)]) < levels.top()) ups.push_back(i);

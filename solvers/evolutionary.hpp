@@ -50,6 +50,7 @@ struct EvolutionaryOptions {
   int survivors = 4;              ///< mu: parents kept per generation, <= offspring
   int min_mutation_pairs = 1;     ///< up/down pairs per offspring, drawn uniformly in [min, max]
   int max_mutation_pairs = 3;
+  double single_move_probability = 0.0;  ///< chance that a move is one group up or down alone
   int max_mutation_attempts = 100;  ///< redraws of an over-budget or duplicate candidate
   std::uint64_t seed = 42;
   long max_loss_evaluations = 0;  ///< cap on loss evaluations (the start's included); 0: none

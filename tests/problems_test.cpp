@@ -2,8 +2,12 @@
 // documented formulas, and exact enumeration against independent loops and the knapsack DP.
 #include <gtest/gtest.h>
 
+#include <Eigen/Eigenvalues>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -208,7 +212,7 @@ TEST(Problems, QuantProxySharesAndCosts) {
   EXPECT_EQ(p.budget(), 2.5);
   EXPECT_EQ(p.costs(), factored_costs(p.group_shares(), Vector::LinSpaced(7, 2, 8)));
   for (Index i = 0; i < p.groups(); ++i)
-    for (Index k = 1; k < 7; ++k) EXPECT_NEAR(p.errors()(i, k), p.errors()(i, k - 1) / 4, 1e-300);
+    for (Index k = 1; k < 7; ++k) EXPECT_EQ(p.errors()(i, k), p.errors()(i, k - 1) / 4);
   // Every bit width from 2 to 8 averages to a feasible budget: 2 <= 2.5 <= 8.
   EXPECT_NEAR(p.costs().col(0).sum(), 2.0, 1e-12);
   EXPECT_NEAR(p.costs().col(6).sum(), 8.0, 1e-12);
@@ -284,6 +288,11 @@ TEST(Enumerate, MatchesAnIndependentLoopOnTinyInstances) {
     expect_enumeration_matches_hand_loop(SeparableMckp::generate(5, 4, seed));
   }
   expect_enumeration_matches_hand_loop(QuantProxy::generate(1, 4));  // 7^7 = 823543
+  // A budget nothing exceeds: every one of the 4^8 assignments is feasible and evaluated.
+  const auto c = CoupledMckp::generate(8, 4, 9);
+  const CoupledMckp loose(c.eps(), c.coupling(), c.group_weights(), c.option_bits(), 1e6);
+  expect_enumeration_matches_hand_loop(loose);
+  EXPECT_EQ(enumerate_optimum(loose).feasible_count, 65536);
 }
 
 TEST(Enumerate, SeparableOptimumEqualsTheKnapsackDp) {

@@ -57,7 +57,7 @@ struct EarlyStop {
   double min_delta = 0.0;
   bool on_iteration(const IterationRecord& r);
 
- private:
+  // State (public only so the options can be set with designated initialisers).
   double best_ = std::numeric_limits<double>::infinity();
   int since_best_ = 0;
 };

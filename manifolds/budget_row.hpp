@@ -74,7 +74,9 @@ TETHER_HD inline double normal(const double* a, const double* c, int k, double* 
 ///   cov[j * m + l] = Cov_p(c^(j), c^(l)) = sum_k p_k (c^(j)_k - E_j) (c^(l)_k - E_l)
 ///                  = d E_j / d t_l                   (two-pass: no cancellation).
 /// p is workspace (K entries) and holds the probabilities on return. K >= 1, m >= 1.
-TETHER_HD inline void moments_multi(const double* a, const double* c, long long budget_stride,
+/// Returns the row's log-partition log sum_k exp(a_k + sum_j t_j c^(j)_k), whose sum over rows
+/// minus <B, t> is the convex potential whose gradient in t is C(t) - B.
+TETHER_HD inline double moments_multi(const double* a, const double* c, long long budget_stride,
                                     int m, int k, const double* t, double* p, double* expected,
                                     double* cov) {
   for (int q = 0; q < k; ++q) {
@@ -98,7 +100,8 @@ TETHER_HD inline void moments_multi(const double* a, const double* c, long long 
     for (int q = 0; q < k; ++q) e += p[q] * cj[q];
     expected[j] = e;
   }
-  if (cov == nullptr) return;
+  const double log_partition = mx + log(s);
+  if (cov == nullptr) return log_partition;
   for (int j = 0; j < m; ++j) {
     const double* cj = c + j * budget_stride;
     for (int l = 0; l <= j; ++l) {
@@ -109,6 +112,7 @@ TETHER_HD inline void moments_multi(const double* a, const double* c, long long 
       cov[l * m + j] = v;
     }
   }
+  return log_partition;
 }
 
 /// Normal of one row for one cost row c given the probabilities p: n_k = p_k (c_k - E).

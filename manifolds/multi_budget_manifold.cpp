@@ -3,6 +3,7 @@
 #include <Eigen/Cholesky>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <tether/core/concepts.hpp>
 #include <tether/core/errors.hpp>
@@ -13,17 +14,20 @@ namespace tether {
 namespace {
 // Gram matrix of the normals: an LDLT pivot below this fraction of the largest counts as zero
 // (normals at an angle below ~1e-5 are treated as dependent), and the regularised system adds
-// this fraction of the trace. Two refinement sweeps then remove the regularisation's bias on
-// the range of G (it contracts by ~delta tr(G) / lambda_min+ per sweep).
+// this fraction of the trace. Refinement sweeps against G then remove the regularisation's
+// bias on the range of G (it contracts by ~delta tr(G) / lambda_min+ per sweep), while the
+// round-off in G's near-null directions is amplified by at most 1 / (delta tr(G)).
 constexpr double kGramRankTolerance = 1e-10;
 constexpr double kGramRegularisation = 1e-10;
 constexpr int kGramRefinements = 3;
-// Newton Jacobian: singular only where the covariance is (near) exactly rank deficient; a
-// tiny shift keeps the step a descent direction of the residual norm.
+// Newton Jacobian: regularised only where the covariance is singular to round-off (dependent
+// costs, or rows saturated along some direction); J + delta tr(J) I keeps d a descent
+// direction of the potential Psi.
 constexpr double kJacobianRankTolerance = 1e-14;
 constexpr double kJacobianRegularisation = 1e-14;
 // Step cap, in logits: no row's logit spread changes by more than this in one Newton step at
-// first; the cap doubles after every full capped step that is accepted.
+// first; the cap doubles after every full capped step that is accepted and halves (down to
+// one logit) after a step that needed backtracking.
 constexpr double kInitialRadius = 8.0;
 constexpr double kArmijo = 1e-4;
 constexpr int kMaxHalvings = 40;
@@ -109,8 +113,8 @@ void MultiBudgetManifold::check_shape(Index rows, Index cols, const char* name) 
 
 double MultiBudgetManifold::scale(Index j) const { return std::max(1.0, std::abs(budgets_[j])); }
 
-void MultiBudgetManifold::evaluate(const Matrix& alpha, const Vector* t, Vector& c,
-                                   Matrix* jacobian) const {
+double MultiBudgetManifold::evaluate(const Matrix& alpha, const Vector* t, Vector& c,
+                                     Matrix* jacobian) const {
   const Index m = budget_count();
   const int k = static_cast<int>(k_), mi = static_cast<int>(m);
   const long long stride = static_cast<long long>(n_) * k_;
@@ -118,13 +122,16 @@ void MultiBudgetManifold::evaluate(const Matrix& alpha, const Vector* t, Vector&
   if (jacobian != nullptr) jacobian->setZero(m, m);
   Vector p(k_), e(m);
   Matrix cov(m, m);
+  double log_partition = 0.0;
   for (Index i = 0; i < n_; ++i) {
-    budget_row::moments_multi(alpha.row(i).data(), stacked_.row(i).data(), stride, mi, k,
-                              t != nullptr ? t->data() : nullptr, p.data(), e.data(),
-                              jacobian != nullptr ? cov.data() : nullptr);
+    log_partition += budget_row::moments_multi(
+        alpha.row(i).data(), stacked_.row(i).data(), stride, mi, k,
+        t != nullptr ? t->data() : nullptr, p.data(), e.data(),
+        jacobian != nullptr ? cov.data() : nullptr);
     c += e;
     if (jacobian != nullptr) *jacobian += cov;
   }
+  return log_partition;
 }
 
 Vector MultiBudgetManifold::expected_cost(const Matrix& alpha) const {
@@ -208,29 +215,60 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
     return true;
   };
 
+  // The state at t: F = C - B, J, the scaled residual norm and the potential Psi.
+  struct State {
+    Vector t, f;
+    Matrix jac;
+    double norm = 0.0, psi = 0.0, psi_noise = 0.0;
+  };
   MultiRetractionReport report;
-  Vector t = Vector::Zero(m), c, f;
-  Matrix jac;
-  evaluate(alpha, &t, c, &jac);
-  report.passes = 1;
-  f = c - budgets_;
-  double norm = f.cwiseQuotient(scales).norm();
+  auto evaluate_at = [&](const Vector& t) {
+    State s;
+    s.t = t;
+    Vector c;
+    const double log_partition = evaluate(alpha, &t, c, &s.jac);
+    s.psi = log_partition - budgets_.dot(t);
+    // Round-off of Psi: a few ulps of the magnitudes it sums (bounded by the row maxima).
+    s.psi_noise = 64.0 * std::numeric_limits<double>::epsilon() *
+                  (std::abs(log_partition) + budgets_.cwiseAbs().dot(t.cwiseAbs()) +
+                   static_cast<double>(n_));
+    ++report.passes;
+    s.f = c - budgets_;
+    s.norm = s.f.cwiseQuotient(scales).norm();
+    return s;
+  };
+  // Newton direction J d = -F (J = sum_i Cov_{p_i(t)} is PSD; regularised where singular).
+  auto newton = [&](const State& s, Vector& d) {
+    const PsdSolve sol =
+        solve_psd(s.jac, -s.f, kJacobianRankTolerance, kJacobianRegularisation, 0);
+    report.rank_deficient = report.rank_deficient || (sol.ok && sol.regularised);
+    d = sol.x;
+    return sol.ok;
+  };
+
+  State cur = evaluate_at(Vector::Zero(m));
   double radius = kInitialRadius;
-  Vector shift(k_);
+  Vector shift(k_), d;
   while (true) {
-    if (met(f)) {
+    if (met(cur.f)) {
       report.converged = true;
+      // Newton converges quadratically: one more step from just inside the tolerance usually
+      // lands at round-off. Keep it only if it helps.
+      bool polish = false;
+      for (Index j = 0; j < m; ++j)
+        polish = polish || std::abs(cur.f[j]) > 0.01 * options_.tolerance * scales[j];
+      if (polish && report.passes < options_.max_passes && newton(cur, d)) {
+        const State next = evaluate_at(cur.t + d);
+        if (next.norm < cur.norm) cur = next;
+      }
       break;
     }
     if (report.passes >= options_.max_passes) break;
-    // Newton direction J d = -F; J = sum_i Cov_{p_i(t)} is PSD.
-    const PsdSolve s = solve_psd(jac, -f, kJacobianRankTolerance, kJacobianRegularisation, 0);
-    if (!s.ok) {  // J = 0: every row one-hot along every cost, nothing moves
+    if (!newton(cur, d)) {  // J = 0: every row one-hot along every cost, nothing moves
       report.stalled = true;
       break;
     }
-    report.rank_deficient = report.rank_deficient || s.regularised;
-    const Vector& d = s.x;
+    const double slope = cur.f.dot(d);  // dPsi / ds along d: -F^T J^{-1} F < 0
     // Size of the step in logits: the largest change of a row's logit spread.
     double spread = 0.0;
     for (Index i = 0; i < n_; ++i) {
@@ -242,22 +280,18 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
     const bool capped = spread > radius;
     if (capped) step = radius / spread;
     bool accepted = false;
-    Vector t_try, c_try, f_try;
-    Matrix jac_try;
     for (int h = 0; h <= kMaxHalvings && report.passes < options_.max_passes; ++h) {
-      t_try = t + step * d;
-      evaluate(alpha, &t_try, c_try, &jac_try);
-      ++report.passes;
-      f_try = c_try - budgets_;
-      const double norm_try = f_try.cwiseQuotient(scales).norm();
-      if (norm_try <= (1.0 - kArmijo * step) * norm) {
+      State next = evaluate_at(cur.t + step * d);
+      const bool psi_decrease = slope < 0.0 && next.psi <= cur.psi + kArmijo * step * slope;
+      // Near the root Psi's decrease drops below its round-off; there the residual norm
+      // decides, as long as Psi does not rise beyond round-off (so the two cannot cycle).
+      const bool norm_decrease = next.norm <= (1.0 - kArmijo * step) * cur.norm &&
+                                 next.psi <= cur.psi + cur.psi_noise + next.psi_noise;
+      if (next.f.allFinite() && (psi_decrease || norm_decrease)) {
         accepted = true;
-        if (capped && h == 0) radius *= 2.0;           // the cap was the limit: widen it
+        if (capped && h == 0) radius *= 2.0;  // the cap was the limit: widen it
         else if (h > 0) radius = std::max(1.0, 0.5 * radius);  // overshoot: narrow it
-        t = t_try;
-        f = f_try;
-        jac = jac_try;
-        norm = norm_try;
+        cur = std::move(next);
         break;
       }
       step *= 0.5;
@@ -267,6 +301,7 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
       break;
     }
   }
+  const Vector& t = cur.t;
   for (Index i = 0; i < n_; ++i) {
     double* a = alpha.row(i).data();
     for (Index j = 0; j < m; ++j) {
@@ -275,8 +310,8 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
     }
     if (options_.recentre) budget_row::recentre(a, k);
   }
-  report.residual = f;
-  report.max_abs_residual = f.cwiseAbs().maxCoeff();
+  report.residual = cur.f;
+  report.max_abs_residual = cur.f.cwiseAbs().maxCoeff();
   report.shifts = t;
   return report;
 }

@@ -13,13 +13,18 @@
 //   retraction  alpha <- alpha + sum_j t_j c^(j), solving F_j(t) = C_j(alpha + sum_l t_l c^(l))
 //               - B_j = 0 for t in R^m by damped Newton. The Jacobian is the covariance matrix
 //                 J_jl(t) = sum_i Cov_{p_i(t)}(c^(j)_i, c^(l)_i),
-//               symmetric positive semi-definite: F is the gradient of the convex function
-//               sum_i logsumexp(alpha_i + sum_j t_j c^(j)_i) - <B, t>, so the root, where it
-//               exists, is that function's minimiser. Each Newton step is capped to a change of
-//               at most a few logits in any row (the cap grows while full steps succeed) and
-//               backtracked on the scaled residual norm |F_j| / max(1, |B_j|). Stops when
-//               |F_j| <= tolerance max(1, |B_j|) for every j (1e-12 by default), after
-//               max_passes passes over the data, or when no step reduces the residual.
+//               symmetric positive semi-definite: F is the gradient of the convex potential
+//                 Psi(t) = sum_i logsumexp(alpha_i + sum_j t_j c^(j)_i) - <B, t>,
+//               so the root, where it exists, is Psi's minimiser, and the Newton direction
+//               d = -J^{-1} F is a descent direction of Psi. Each step is capped to a change of
+//               at most a few logits in any row's spread (the cap doubles while capped steps
+//               succeed) and backtracked until Psi decreases (Armijo) or the scaled residual
+//               norm |F_j| / max(1, |B_j|) does: far from the root, where rows are saturated,
+//               J F ~ 0 and the residual norm alone stalls while Psi still descends; near it,
+//               Psi's decrease is below its round-off and the residual norm decides. Stops when
+//               |F_j| <= tolerance max(1, |B_j|) for every j (1e-12 by default; one more
+//               Newton step is then taken and kept if it helps, as BudgetManifold does), after
+//               max_passes passes over the data, or when no step is accepted.
 //   transport   projection onto the tangent space at the new point (Adam's first moment).
 // Invariants (tested in tests/multi_budget_manifold_test.cpp, with the same battery as the
 // single-budget manifold): every normal equals the finite-difference gradient of its C_j; the
@@ -31,7 +36,9 @@
 // sum of row maxima) of c^(j); InfeasibleError otherwise). Whether the m budgets can hold at
 // the same time is not checkable cheaply (it is a question about the moment polytope of the
 // product of simplices); a jointly infeasible set of budgets shows up as a retraction that does
-// not converge (converged = false, usually stalled = true), never as a loop.
+// not converge (converged = false: stalled = true where no step is accepted; otherwise Psi is
+// unbounded below, t runs off along the direction that separates B from the attainable set,
+// and max_passes ends it), never as a loop or a NaN.
 // Only equality budgets (C_j = B_j); for one budget per block of rows use BudgetManifold, whose
 // blocks cost one scalar each.
 //
@@ -62,8 +69,8 @@ struct MultiRetractionReport {
   Vector residual;              ///< C_j - B_j after the retraction
   double max_abs_residual = 0;  ///< max_j |C_j - B_j|
   bool converged = false;       ///< |C_j - B_j| <= tolerance max(1, |B_j|) for every j
-  bool stalled = false;         ///< no step along the Newton direction reduced the residual:
-                                ///< the budgets are (numerically) jointly infeasible from here
+  bool stalled = false;         ///< no step along the Newton direction was accepted: the
+                                ///< budgets are (numerically) jointly infeasible from here
   bool rank_deficient = false;  ///< J was singular at some iterate and was regularised
   Vector shifts;                ///< t_j: alpha moved by sum_j t_j c^(j)
 };
@@ -106,8 +113,9 @@ class MultiBudgetManifold {
  private:
   void check_shape(Index rows, Index cols, const char* name) const;
   double scale(Index j) const;
-  /// One pass: C_j(alpha + sum_l t_l c^(l)) into c and, unless jacobian is null, J into it.
-  void evaluate(const Matrix& alpha, const Vector* t, Vector& c, Matrix* jacobian) const;
+  /// One pass at alpha + sum_l t_l c^(l): C_j into c and, unless jacobian is null, J into it.
+  /// Returns sum_i logsumexp(alpha_i + sum_l t_l c^(l)_i) (the potential without -<B, t>).
+  double evaluate(const Matrix& alpha, const Vector* t, Vector& c, Matrix* jacobian) const;
 
   Index n_ = 0, k_ = 0;
   Matrix stacked_;  // m N x K: rows [j N, (j + 1) N) hold c^(j)

@@ -29,11 +29,11 @@ namespace tether::problems {
 inline constexpr double kMaxEnumeratedAssignments = 5e7;
 
 struct EnumerationResult {
-  Assignment assignment;              ///< the best feasible assignment (first among ties)
-  double loss = 0.0;                  ///< L(onehot(assignment))
-  double cost = 0.0;                  ///< its true cost sum_i c_{i,h(i)}
-  std::int64_t feasible_count = 0;    ///< assignments with cost within the budget
-  std::int64_t total_count = 0;       ///< K^N
+  Assignment assignment;            ///< the best feasible assignment (first among ties)
+  double loss = 0.0;                ///< L(onehot(assignment))
+  double cost = 0.0;                ///< its true cost sum_i c_{i,h(i)}
+  std::int64_t feasible_count = 0;  ///< assignments with cost within the budget
+  std::int64_t total_count = 0;     ///< K^N
 };
 
 /// Brute-force optimum of `problem` over every budget-feasible hard assignment.
@@ -45,12 +45,11 @@ EnumerationResult enumerate_optimum(const P& problem) {
   const Matrix& costs = problem.costs();
   const double budget = static_cast<double>(problem.budget());
   const Index n = costs.rows(), k = costs.cols();
-  require<ShapeError>(n >= 1 && k >= 1, "enumerate_optimum: costs must be at least 1 x 1, got ",
-                      n, " x ", k);
+  require<ShapeError>(n >= 1 && k >= 1, "enumerate_optimum: costs must be at least 1 x 1, got ", n,
+                      " x ", k);
   const double total = std::pow(static_cast<double>(k), static_cast<double>(n));
-  require(total <= kMaxEnumeratedAssignments, "enumerate_optimum: K^N = ", k, "^", n, " = ",
-          total, " assignments exceeds the bound kMaxEnumeratedAssignments = ",
-          kMaxEnumeratedAssignments);
+  require(total <= kMaxEnumeratedAssignments, "enumerate_optimum: K^N = ", k, "^", n, " = ", total,
+          " assignments exceeds the bound kMaxEnumeratedAssignments = ", kMaxEnumeratedAssignments);
   require(costs.allFinite(), "enumerate_optimum: costs must be finite");
   require(std::isfinite(budget), "enumerate_optimum: budget must be finite, got ", budget);
   const double limit = budget + 1e-9 * std::max(1.0, std::abs(budget));

@@ -19,10 +19,9 @@ void check_sizes(const char* who, int n_groups, int n_options) {
 }
 
 /// Weights w_i >= 0 and bits b_k >= 0, finite, of sizes N and K; returns c = w b^T.
-Matrix checked_costs(const char* who, const Vector& weights, const Vector& bits, Index n,
-                     Index k) {
-  require<ShapeError>(n >= 1 && k >= 1, who, ": the table must be at least 1 x 1, got ", n,
-                      " x ", k);
+Matrix checked_costs(const char* who, const Vector& weights, const Vector& bits, Index n, Index k) {
+  require<ShapeError>(n >= 1 && k >= 1, who, ": the table must be at least 1 x 1, got ", n, " x ",
+                      k);
   require<ShapeError>(weights.size() == n, who, ": group_weights has ", weights.size(),
                       " entries, expected N = ", n);
   require<ShapeError>(bits.size() == k, who, ": option_bits has ", bits.size(),
@@ -36,8 +35,8 @@ Matrix checked_costs(const char* who, const Vector& weights, const Vector& bits,
 void check_loss_shapes(const char* who, const Matrix& y, const Matrix& grad_y, Index n, Index k) {
   require<ShapeError>(y.rows() == n && y.cols() == k, who, ": Y is ", y.rows(), " x ", y.cols(),
                       ", expected N x K = ", n, " x ", k);
-  require<ShapeError>(grad_y.rows() == n && grad_y.cols() == k, who, ": grad_Y is ",
-                      grad_y.rows(), " x ", grad_y.cols(), ", expected N x K = ", n, " x ", k);
+  require<ShapeError>(grad_y.rows() == n && grad_y.cols() == k, who, ": grad_Y is ", grad_y.rows(),
+                      " x ", grad_y.cols(), ", expected N x K = ", n, " x ", k);
 }
 
 }  // namespace
@@ -75,14 +74,13 @@ SeparableMckp SeparableMckp::generate(int n_groups, int n_options, std::uint64_t
   return SeparableMckp(std::move(values), std::move(weights), bits, budget);
 }
 
-SeparableMckp::SeparableMckp(Matrix values, Vector group_weights, Vector option_bits,
-                             double budget)
+SeparableMckp::SeparableMckp(Matrix values, Vector group_weights, Vector option_bits, double budget)
     : values_(std::move(values)),
       group_weights_(std::move(group_weights)),
       option_bits_(std::move(option_bits)),
       budget_(budget) {
-  costs_ = checked_costs("SeparableMckp", group_weights_, option_bits_, values_.rows(),
-                         values_.cols());
+  costs_ =
+      checked_costs("SeparableMckp", group_weights_, option_bits_, values_.rows(), values_.cols());
   require(all_finite(values_), "SeparableMckp: values must be finite");
   require(std::isfinite(budget_), "SeparableMckp: budget must be finite, got ", budget_);
 }
@@ -129,9 +127,9 @@ CoupledMckp::CoupledMckp(Matrix eps, Matrix q, Vector group_weights, Vector opti
       budget_(budget) {
   costs_ = checked_costs("CoupledMckp", group_weights_, option_bits_, eps_.rows(), eps_.cols());
   require(all_finite(eps_), "CoupledMckp: eps must be finite");
-  require<ShapeError>(q_.rows() == eps_.rows() && q_.cols() == eps_.rows(),
-                      "CoupledMckp: Q is ", q_.rows(), " x ", q_.cols(), ", expected N x N = ",
-                      eps_.rows(), " x ", eps_.rows());
+  require<ShapeError>(q_.rows() == eps_.rows() && q_.cols() == eps_.rows(), "CoupledMckp: Q is ",
+                      q_.rows(), " x ", q_.cols(), ", expected N x N = ", eps_.rows(), " x ",
+                      eps_.rows());
   require(all_finite(q_), "CoupledMckp: Q must be finite");
   require((q_ - q_.transpose()).cwiseAbs().maxCoeff() <= 1e-12 * (1.0 + q_.cwiseAbs().maxCoeff()),
           "CoupledMckp: Q must be symmetric");
@@ -188,13 +186,11 @@ QuantProxy::QuantProxy(Matrix errors, Vector group_shares, Vector option_bits, d
       option_bits_(std::move(option_bits)),
       budget_(budget),
       lambda_(lambda) {
-  require<ShapeError>(errors_.rows() >= kMatricesPerLayer &&
-                          errors_.rows() % kMatricesPerLayer == 0,
-                      "QuantProxy: errors has ", errors_.rows(),
-                      " rows, expected a positive multiple of ", kMatricesPerLayer,
-                      " (7 matrices per layer)");
-  costs_ = checked_costs("QuantProxy", group_shares_, option_bits_, errors_.rows(),
-                         errors_.cols());
+  require<ShapeError>(
+      errors_.rows() >= kMatricesPerLayer && errors_.rows() % kMatricesPerLayer == 0,
+      "QuantProxy: errors has ", errors_.rows(), " rows, expected a positive multiple of ",
+      kMatricesPerLayer, " (7 matrices per layer)");
+  costs_ = checked_costs("QuantProxy", group_shares_, option_bits_, errors_.rows(), errors_.cols());
   require(all_finite(errors_) && errors_.minCoeff() >= 0.0,
           "QuantProxy: errors must be finite and >= 0");
   require(std::isfinite(budget_), "QuantProxy: budget must be finite, got ", budget_);

@@ -162,8 +162,7 @@ class QuantProxy {
 
   /// From explicit data: errors N x K (N = 7 n_layers) finite, shares N >= 0, bits K >= 0,
   /// lambda >= 0, budget finite.
-  QuantProxy(Matrix errors, Vector group_shares, Vector option_bits, double budget,
-             double lambda);
+  QuantProxy(Matrix errors, Vector group_shares, Vector option_bits, double budget, double lambda);
 
   const Matrix& costs() const { return costs_; }
   double budget() const { return budget_; }

@@ -12,13 +12,13 @@ namespace {
 
 assignment::SoftRelaxationSettings settings_of(const AugmentedLagrangianOptions& o) {
   assignment::SoftRelaxationSettings s;
-  s.adam = {.learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2,
-            .epsilon = o.epsilon};
+  s.adam = {
+      .learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon};
   // Checked in is_valid: the product fits an int.
-  s.steps = o.outer_iterations >= 1 && o.inner_steps >= 1 &&
-                    o.outer_iterations <= INT_MAX / o.inner_steps
-                ? o.outer_iterations * o.inner_steps
-                : 1;
+  s.steps =
+      o.outer_iterations >= 1 && o.inner_steps >= 1 && o.outer_iterations <= INT_MAX / o.inner_steps
+          ? o.outer_iterations * o.inner_steps
+          : 1;
   s.initial_logits =
       o.init == AugmentedLagrangianOptions::Init::kGiven ? &o.initial_logits : nullptr;
   s.options_name = "AugmentedLagrangianOptions";
@@ -59,8 +59,8 @@ AugmentedLagrangianSolver::AugmentedLagrangianSolver(const AugmentedLagrangianOp
   require(options_.is_valid(&why), "AugmentedLagrangianOptions: ", why);
 }
 
-AugmentedLagrangianResult AugmentedLagrangianSolver::minimize(
-    const AssignmentObjective& objective, const CallbackSet& callbacks) const {
+AugmentedLagrangianResult AugmentedLagrangianSolver::minimize(const AssignmentObjective& objective,
+                                                              const CallbackSet& callbacks) const {
   const AugmentedLagrangianOptions& o = options_;
   const BudgetSense sense = objective.sense;
   require(sense == BudgetSense::kEqual || o.initial_multiplier >= 0.0,

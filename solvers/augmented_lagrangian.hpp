@@ -57,7 +57,7 @@ struct AugmentedLagrangianOptions {
   double rho_growth = 1.0;          ///< >= 1; 1 keeps rho fixed
   double rho_max = 1e6;             ///< cap on rho, >= rho
   Init init = Init::kUniform;
-  Matrix initial_logits;            ///< Init::kGiven: N x K, finite
+  Matrix initial_logits{};  ///< Init::kGiven: N x K, finite
   SoftRounding rounding = SoftRounding::kArgmax;
   double units_per_cost = 10000.0;  ///< knapsack grid of kKnapsack (ignored for integer costs)
   int round_every = 0;              ///< as PenaltyOptions::round_every

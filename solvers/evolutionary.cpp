@@ -69,8 +69,8 @@ bool EvolutionaryOptions::is_valid(std::string* why) const {
   if (offspring < 1) return fail(detail::concat("offspring must be >= 1, got ", offspring));
   if (survivors < 1) return fail(detail::concat("survivors must be >= 1, got ", survivors));
   if (survivors > offspring)
-    return fail(detail::concat("survivors must be <= offspring = ", offspring, ", got ",
-                               survivors));
+    return fail(
+        detail::concat("survivors must be <= offspring = ", offspring, ", got ", survivors));
   if (min_mutation_pairs < 1)
     return fail(detail::concat("min_mutation_pairs must be >= 1, got ", min_mutation_pairs));
   if (max_mutation_pairs < min_mutation_pairs)
@@ -79,8 +79,8 @@ bool EvolutionaryOptions::is_valid(std::string* why) const {
   if (max_mutation_attempts < 1)
     return fail(detail::concat("max_mutation_attempts must be >= 1, got ", max_mutation_attempts));
   if (!(single_move_probability >= 0.0 && single_move_probability <= 1.0))
-    return fail(detail::concat("single_move_probability must be in [0, 1], got ",
-                               single_move_probability));
+    return fail(
+        detail::concat("single_move_probability must be in [0, 1], got ", single_move_probability));
   if (max_loss_evaluations < 0)
     return fail(detail::concat("max_loss_evaluations must be >= 0, got ", max_loss_evaluations));
   if (!(units_per_cost > 0.0) || !std::isfinite(units_per_cost))
@@ -119,8 +119,8 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
       require(start[i] >= 0 && start[i] < k, "EvolutionaryOptions::initial_assignment[", i,
               "] must be in [0, ", k, "), got ", start[i]);
     const double cost = assignment_cost(costs, start);
-    require<InfeasibleError>(cost <= budget, "EvolutionaryOptions::initial_assignment costs ",
-                             cost, ", over the budget ", budget);
+    require<InfeasibleError>(cost <= budget, "EvolutionaryOptions::initial_assignment costs ", cost,
+                             ", over the budget ", budget);
   } else {
     MultipleChoiceKnapsack dp(costs, budget, {.units_per_cost = o.units_per_cost});
     start = dp.solve_without_bound(costs).assignment;
@@ -247,9 +247,9 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
     }
     if (children.empty()) {
       result.status = StopReason::kConverged;
-      result.message = detail::concat(
-          "generation ", g, " found no new within-budget candidate in ", o.offspring, " x ",
-          o.max_mutation_attempts, " level-switch attempts: the neighbourhood is exhausted");
+      result.message = detail::concat("generation ", g, " found no new within-budget candidate in ",
+                                      o.offspring, " x ", o.max_mutation_attempts,
+                                      " mutation attempts: the neighbourhood is exhausted");
     }
     if (!callbacks.iteration(rec)) {
       result.status = StopReason::kStoppedByCallback;

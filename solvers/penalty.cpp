@@ -11,8 +11,8 @@ namespace {
 
 assignment::SoftRelaxationSettings settings_of(const PenaltyOptions& o) {
   assignment::SoftRelaxationSettings s;
-  s.adam = {.learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2,
-            .epsilon = o.epsilon};
+  s.adam = {
+      .learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon};
   s.steps = o.steps;
   s.initial_logits = o.init == PenaltyOptions::Init::kGiven ? &o.initial_logits : nullptr;
   s.options_name = "PenaltyOptions";
@@ -81,17 +81,18 @@ AssignmentResult penalty_sweep(const AssignmentObjective& objective, PenaltyOpti
     AssignmentResult r = PenaltySolver(base).minimize(objective);
     evaluations += r.loss_evaluations;
     seconds += r.seconds;
-    runs += detail::concat(runs.empty() ? "" : "; ", "mu = ", mu, ": loss ", r.loss,
-                           ", violation ", r.budget_violation, " (", to_string(r.status), ")");
+    runs += detail::concat(runs.empty() ? "" : "; ", "mu = ", mu, ": loss ", r.loss, ", violation ",
+                           r.budget_violation, " (", to_string(r.status), ")");
     if (!have || better(r, best)) {
       best = std::move(r);
       best_mu = mu;
       have = true;
     }
   }
-  best.message = detail::concat("penalty sweep over ", weights.size(), " weights: mu = ", best_mu,
-                                " won (", best.budget_violation <= 0.0 ? "within budget" :
-                                "no run was within budget; least violating", "); ", runs);
+  best.message = detail::concat(
+      "penalty sweep over ", weights.size(), " weights: mu = ", best_mu, " won (",
+      best.budget_violation <= 0.0 ? "within budget" : "no run was within budget; least violating",
+      "); ", runs);
   best.loss_evaluations = evaluations;
   best.seconds = seconds;
   return best;

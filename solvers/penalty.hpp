@@ -60,7 +60,7 @@ struct PenaltyOptions {
   int steps = 300;
   double penalty_weight = 10.0;  ///< mu >= 0 (0: the unconstrained relaxation)
   Init init = Init::kUniform;
-  Matrix initial_logits;         ///< Init::kGiven: N x K, finite
+  Matrix initial_logits{};  ///< Init::kGiven: N x K, finite
   SoftRounding rounding = SoftRounding::kArgmax;
   double units_per_cost = 10000.0;  ///< knapsack grid of kKnapsack (ignored for integer costs)
   /// Round and evaluate the iterate every this many steps, keeping the best within-budget
@@ -86,8 +86,8 @@ class PenaltySolver {
 
   /// F(alpha) = L(softmax(alpha)) + mu (C - B)^2 (mu max(0, C - B)^2 for kAtMost) and, when
   /// `grad_alpha` is given, dF/dalpha. nullopt when the loss or its gradient is NaN/Inf.
-  std::optional<double> relaxed_objective(const AssignmentObjective& objective,
-                                          const Matrix& alpha, Matrix* grad_alpha) const;
+  std::optional<double> relaxed_objective(const AssignmentObjective& objective, const Matrix& alpha,
+                                          Matrix* grad_alpha) const;
 
  private:
   PenaltyOptions options_;

@@ -83,8 +83,8 @@ struct RcoOptions {
   std::uint64_t seed = 42;
   Estimator estimator = Estimator::kGumbelStraightThrough;
   Init init = Init::kUniform;
-  Matrix initial_logits;          ///< Init::kGiven
-  Matrix sensitivities;           ///< Init::kSensitivities: alpha_ik = -log(distortion_ik)
+  Matrix initial_logits{};        ///< Init::kGiven
+  Matrix sensitivities{};         ///< Init::kSensitivities: alpha_ik = -log(distortion_ik)
   double units_per_cost = 1000.0;       ///< DP grid in the sampling loop (non-integer costs)
   double final_units_per_cost = 10000.0;  ///< DP grid of the final answer
   RetractionOptions retraction{};

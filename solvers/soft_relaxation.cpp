@@ -98,8 +98,8 @@ bool soft_settings_valid(const SoftRelaxationSettings& s, std::string* why) {
 }
 
 AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
-                                     const SoftRelaxationSettings& s,
-                                     MultiplierSchedule& schedule, const CallbackSet& callbacks) {
+                                     const SoftRelaxationSettings& s, MultiplierSchedule& schedule,
+                                     const CallbackSet& callbacks) {
   const auto t_start = Clock::now();
   BudgetData data;
   if (auto trivial = check_and_solve_trivial(objective, &data)) {
@@ -114,8 +114,8 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
   if (s.initial_logits) {
     const Matrix& init = *s.initial_logits;
     require<ShapeError>(init.rows() == n && init.cols() == k, s.options_name,
-                        "::initial_logits is ", init.rows(), " x ", init.cols(), ", costs are ",
-                        n, " x ", k);
+                        "::initial_logits is ", init.rows(), " x ", init.cols(), ", costs are ", n,
+                        " x ", k);
     require(init.allFinite(), s.options_name, "::initial_logits must be finite");
     alpha = init;
   }
@@ -218,9 +218,8 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
   ++result.loss_evaluations;
   result.final_dp_loss = final_loss.value_or(std::numeric_limits<double>::quiet_NaN());
   const bool final_feasible = assignment_cost(costs, result.final_dp) <= budget;
-  const bool take_best_seen =
-      !result.best_seen.empty() &&
-      (!final_feasible || !final_loss || result.best_seen_loss < *final_loss);
+  const bool take_best_seen = !result.best_seen.empty() && (!final_feasible || !final_loss ||
+                                                            result.best_seen_loss < *final_loss);
   if (take_best_seen) {
     result.assignment = result.best_seen;
     result.loss = result.best_seen_loss;

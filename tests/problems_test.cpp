@@ -233,8 +233,8 @@ TEST(Problems, BadInputIsRefused) {
 }
 
 TEST(Problems, OptimalityRatio) {
-  EXPECT_DOUBLE_EQ(optimality_ratio(-9.99, -10.0), 0.999);   // value 9.99 of optimal 10
-  EXPECT_DOUBLE_EQ(optimality_ratio(2.0, 1.0), 0.5);          // error twice the optimal
+  EXPECT_DOUBLE_EQ(optimality_ratio(-9.99, -10.0), 0.999);  // value 9.99 of optimal 10
+  EXPECT_DOUBLE_EQ(optimality_ratio(2.0, 1.0), 0.5);        // error twice the optimal
   EXPECT_DOUBLE_EQ(optimality_ratio(1.0, 1.0), 1.0);
   EXPECT_THROW(optimality_ratio(1.0, 0.0), InvalidArgumentError);
   EXPECT_THROW(optimality_ratio(std::nan(""), -1.0), InvalidArgumentError);
@@ -278,8 +278,7 @@ void expect_enumeration_matches_hand_loop(const P& p) {
   EXPECT_EQ(r.assignment, hand.h);
   EXPECT_EQ(r.cost, assignment_cost(p.costs(), r.assignment));
   EXPECT_LE(r.cost, p.budget());
-  EXPECT_EQ(r.total_count,
-            static_cast<std::int64_t>(std::pow(p.costs().cols(), p.costs().rows())));
+  EXPECT_EQ(r.total_count, static_cast<std::int64_t>(std::pow(p.costs().cols(), p.costs().rows())));
 }
 
 TEST(Enumerate, MatchesAnIndependentLoopOnTinyInstances) {

@@ -93,8 +93,9 @@ std::filesystem::path ResultsWriter::write(const std::string& dir) const {
   require(!dir.empty(), "ResultsWriter::write: dir must be non-empty");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error(detail::concat("ResultsWriter::write: cannot create \"", dir, "\": ",
-                                     ec.message()));
+  if (ec)
+    throw Error(
+        detail::concat("ResultsWriter::write: cannot create \"", dir, "\": ", ec.message()));
   const std::filesystem::path path = std::filesystem::path(dir) / "results.json";
   std::ofstream file(path);
   if (!file) throw Error(detail::concat("ResultsWriter::write: cannot open ", path.string()));
@@ -111,8 +112,8 @@ Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {
 }
 
 void Table::add_row(std::vector<std::string> cells) {
-  require<ShapeError>(cells.size() == headers_.size(), "Table::add_row: the row has ",
-                      cells.size(), " cells, expected ", headers_.size(), " (one per header)");
+  require<ShapeError>(cells.size() == headers_.size(), "Table::add_row: the row has ", cells.size(),
+                      " cells, expected ", headers_.size(), " (one per header)");
   rows_.push_back(std::move(cells));
 }
 

@@ -28,9 +28,9 @@ namespace tether::experiments {
 
 /// The options every experiment takes (DESIGN.md, "Experiments: one convention for all").
 struct CommonArgs {
-  bool quick = false;          ///< same accuracy settings, smaller sizes, fewer seeds
-  int seeds = 0;               ///< number of seeds; 0: the mode's default
-  std::string out = "results"; ///< output directory for results.json and plots
+  bool quick = false;           ///< same accuracy settings, smaller sizes, fewer seeds
+  int seeds = 0;                ///< number of seeds; 0: the mode's default
+  std::string out = "results";  ///< output directory for results.json and plots
 };
 
 /// Adds --quick, --seeds N (N >= 0) and --out DIR to `app`, bound to `args`.

@@ -1,9 +1,7 @@
-#include <tether/manifolds/ceres_budget_manifold.hpp>
-
 #include <cmath>
 #include <limits>
-
 #include <tether/core/errors.hpp>
+#include <tether/manifolds/ceres_budget_manifold.hpp>
 
 namespace tether {
 
@@ -14,9 +12,9 @@ using ConstRowMajorMap = Eigen::Map<const Matrix>;
 
 CeresBudgetManifold::CeresBudgetManifold(const Matrix& costs, double budget, double tolerance,
                                          int max_passes)
-    : manifold_(costs, budget, BudgetSense::kEqual,
-                RetractionOptions{.tolerance = tolerance, .max_passes = max_passes,
-                                  .recentre = false}),
+    : manifold_(
+          costs, budget, BudgetSense::kEqual,
+          RetractionOptions{.tolerance = tolerance, .max_passes = max_passes, .recentre = false}),
       flat_costs_(Eigen::Map<const Vector>(manifold_.costs().data(), manifold_.costs().size())) {
   require<ShapeError>(costs.size() >= 2 && costs.size() <= std::numeric_limits<int>::max(),
                       "CeresBudgetManifold: N K must lie in [2, INT_MAX], got ", costs.size());
@@ -36,8 +34,7 @@ bool CeresBudgetManifold::frame(const double* x, Vector& n, Vector& w, double& b
   return true;
 }
 
-bool CeresBudgetManifold::Plus(const double* x, const double* delta,
-                               double* x_plus_delta) const {
+bool CeresBudgetManifold::Plus(const double* x, const double* delta, double* x_plus_delta) const {
   Vector n, w;
   double beta = 0.0;
   if (!frame(x, n, w, beta)) return false;

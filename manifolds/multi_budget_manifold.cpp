@@ -1,13 +1,11 @@
-#include <tether/manifolds/multi_budget_manifold.hpp>
-
 #include <Eigen/Cholesky>
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
 #include <tether/core/concepts.hpp>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_row.hpp>
+#include <tether/manifolds/multi_budget_manifold.hpp>
 
 namespace tether {
 
@@ -59,8 +57,7 @@ PsdSolve solve_psd(const Eigen::MatrixXd& a, const Vector& b, double rank_tol, d
     out.x = ldlt.solve(b);
   } else {
     out.regularised = true;
-    const Eigen::MatrixXd shifted =
-        a + (reg * tr) * Eigen::MatrixXd::Identity(m, m);
+    const Eigen::MatrixXd shifted = a + (reg * tr) * Eigen::MatrixXd::Identity(m, m);
     Eigen::LDLT<Eigen::MatrixXd> reg_ldlt(shifted);
     out.x = reg_ldlt.solve(b);
     for (int r = 0; r < refinements; ++r) out.x += reg_ldlt.solve(b - a * out.x);
@@ -88,13 +85,14 @@ MultiBudgetManifold::MultiBudgetManifold(const std::vector<Matrix>& costs, const
   stacked_.resize(m * n_, k_);
   for (Index j = 0; j < m; ++j) {
     const Matrix& c = costs[static_cast<std::size_t>(j)];
-    require<ShapeError>(c.rows() == n_ && c.cols() == k_, "MultiBudgetManifold: costs[", j,
-                        "] is ", c.rows(), " x ", c.cols(), ", costs[0] is ", n_, " x ", k_);
+    require<ShapeError>(c.rows() == n_ && c.cols() == k_, "MultiBudgetManifold: costs[", j, "] is ",
+                        c.rows(), " x ", c.cols(), ", costs[0] is ", n_, " x ", k_);
     const BudgetData d = validate_budget(c, budgets[j], BudgetSense::kEqual);
     require<InfeasibleError>(d.min_total < budgets[j] && budgets[j] < d.max_total,
                              "MultiBudgetManifold: budget ", budgets[j], " of costs[", j,
                              "] must lie strictly inside the feasible range (", d.min_total, ", ",
-                             d.max_total, "); at an end point the only feasible assignment is "
+                             d.max_total,
+                             "); at an end point the only feasible assignment is "
                              "the cheapest (or dearest) one, at infinite logits");
     stacked_.middleRows(j * n_, n_) = c;
   }
@@ -114,7 +112,7 @@ void MultiBudgetManifold::check_shape(Index rows, Index cols, const char* name) 
 double MultiBudgetManifold::scale(Index j) const { return std::max(1.0, std::abs(budgets_[j])); }
 
 double MultiBudgetManifold::evaluate(const Matrix& alpha, const Vector* t, Vector& c,
-                                     Matrix* jacobian) const {
+                                     Matrix* jacobian, double* magnitude) const {
   const Index m = budget_count();
   const int k = static_cast<int>(k_), mi = static_cast<int>(m);
   const long long stride = static_cast<long long>(n_) * k_;
@@ -122,15 +120,18 @@ double MultiBudgetManifold::evaluate(const Matrix& alpha, const Vector* t, Vecto
   if (jacobian != nullptr) jacobian->setZero(m, m);
   Vector p(k_), e(m);
   Matrix cov(m, m);
-  double log_partition = 0.0;
+  double log_partition = 0.0, abs_sum = 0.0;
   for (Index i = 0; i < n_; ++i) {
-    log_partition += budget_row::moments_multi(
-        alpha.row(i).data(), stacked_.row(i).data(), stride, mi, k,
-        t != nullptr ? t->data() : nullptr, p.data(), e.data(),
-        jacobian != nullptr ? cov.data() : nullptr);
+    const double row =
+        budget_row::moments_multi(alpha.row(i).data(), stacked_.row(i).data(), stride, mi, k,
+                                  t != nullptr ? t->data() : nullptr, p.data(), e.data(),
+                                  jacobian != nullptr ? cov.data() : nullptr);
+    log_partition += row;
+    abs_sum += std::abs(row);
     c += e;
     if (jacobian != nullptr) *jacobian += cov;
   }
+  if (magnitude != nullptr) *magnitude = abs_sum;
   return log_partition;
 }
 
@@ -192,8 +193,7 @@ ProjectionReport MultiBudgetManifold::project_with_normals(const std::vector<Mat
     for (Index l = 0; l <= j; ++l)
       gram(j, l) = gram(l, j) = nj.cwiseProduct(n[static_cast<std::size_t>(l)]).sum();
   }
-  const PsdSolve s =
-      solve_psd(gram, b, kGramRankTolerance, kGramRegularisation, kGramRefinements);
+  const PsdSolve s = solve_psd(gram, b, kGramRankTolerance, kGramRegularisation, kGramRefinements);
   ProjectionReport report;
   report.rank = s.rank;
   report.regularised = s.regularised;
@@ -226,12 +226,12 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
     State s;
     s.t = t;
     Vector c;
-    const double log_partition = evaluate(alpha, &t, c, &s.jac);
+    double magnitude = 0.0;
+    const double log_partition = evaluate(alpha, &t, c, &s.jac, &magnitude);
     s.psi = log_partition - budgets_.dot(t);
-    // Round-off of Psi: a few ulps of the magnitudes it sums (bounded by the row maxima).
+    // Round-off of Psi: a few ulps of each term it sums (the row log-partitions, <B, t>).
     s.psi_noise = 64.0 * std::numeric_limits<double>::epsilon() *
-                  (std::abs(log_partition) + budgets_.cwiseAbs().dot(t.cwiseAbs()) +
-                   static_cast<double>(n_));
+                  (magnitude + budgets_.cwiseAbs().dot(t.cwiseAbs()) + static_cast<double>(n_));
     ++report.passes;
     s.f = c - budgets_;
     s.norm = s.f.cwiseQuotient(scales).norm();
@@ -239,8 +239,7 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
   };
   // Newton direction J d = -F (J = sum_i Cov_{p_i(t)} is PSD; regularised where singular).
   auto newton = [&](const State& s, Vector& d) {
-    const PsdSolve sol =
-        solve_psd(s.jac, -s.f, kJacobianRankTolerance, kJacobianRegularisation, 0);
+    const PsdSolve sol = solve_psd(s.jac, -s.f, kJacobianRankTolerance, kJacobianRegularisation, 0);
     report.rank_deficient = report.rank_deficient || (sol.ok && sol.regularised);
     d = sol.x;
     return sol.ok;
@@ -289,8 +288,10 @@ MultiRetractionReport MultiBudgetManifold::retract(Matrix& alpha) const {
                                  next.psi <= cur.psi + cur.psi_noise + next.psi_noise;
       if (next.f.allFinite() && (psi_decrease || norm_decrease)) {
         accepted = true;
-        if (capped && h == 0) radius *= 2.0;  // the cap was the limit: widen it
-        else if (h > 0) radius = std::max(1.0, 0.5 * radius);  // overshoot: narrow it
+        if (capped && h == 0)
+          radius *= 2.0;  // the cap was the limit: widen it
+        else if (h > 0)
+          radius = std::max(1.0, 0.5 * radius);  // overshoot: narrow it
         cur = std::move(next);
         break;
       }

@@ -5,8 +5,8 @@
 // targets B_1..B_m, e.g. memory and latency together:
 //   C_j(alpha) = sum_ik c^(j)_ik p_ik,     M = { alpha : C_j(alpha) = B_j for j = 1..m }.
 //
-//   normals     n^(j)_ik = p_ik (c^(j)_ik - E^(j)_i),  E^(j)_i = sum_k p_ik c^(j)_ik  (= dC_j/dalpha)
-//   projection  v <- v - sum_j lambda_j n^(j),  G lambda = b,  G_jl = <n^(j), n^(l)>,
+//   normals     n^(j)_ik = p_ik (c^(j)_ik - E^(j)_i),  E^(j)_i = sum_k p_ik c^(j)_ik  (=
+//   dC_j/dalpha) projection  v <- v - sum_j lambda_j n^(j),  G lambda = b,  G_jl = <n^(j), n^(l)>,
 //               b_j = <n^(j), v>. G is factored by LDLT; where it is (numerically) rank deficient
 //               (linearly dependent normals) tether solves (G + delta tr(G) I) lambda = b with a
 //               tiny delta and refines the solution, and says so in the ProjectionReport.
@@ -49,10 +49,9 @@
 //   m.project(alpha, gradient);                         // gradient now tangent at alpha
 #pragma once
 
-#include <vector>
-
 #include <tether/core/types.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
+#include <vector>
 
 namespace tether {
 
@@ -65,7 +64,8 @@ struct ProjectionReport {
 };
 
 struct MultiRetractionReport {
-  int passes = 0;               ///< passes over the data (each evaluates all C_j and J)
+  int passes = 0;               ///< passes over the data (each evaluates all C_j and J; the step
+                                ///< cap reads the costs once per Newton step, without exp)
   Vector residual;              ///< C_j - B_j after the retraction
   double max_abs_residual = 0;  ///< max_j |C_j - B_j|
   bool converged = false;       ///< |C_j - B_j| <= tolerance max(1, |B_j|) for every j
@@ -106,16 +106,16 @@ class MultiBudgetManifold {
   /// Moves alpha onto M, in place: alpha += sum_j t_j c^(j) (then recentres rows if asked).
   MultiRetractionReport retract(Matrix& alpha) const;
   /// Vector transport to the tangent space at alpha (projection).
-  ProjectionReport transport(const Matrix& alpha, MatrixRef v) const {
-    return project(alpha, v);
-  }
+  ProjectionReport transport(const Matrix& alpha, MatrixRef v) const { return project(alpha, v); }
 
  private:
   void check_shape(Index rows, Index cols, const char* name) const;
   double scale(Index j) const;
   /// One pass at alpha + sum_l t_l c^(l): C_j into c and, unless jacobian is null, J into it.
-  /// Returns sum_i logsumexp(alpha_i + sum_l t_l c^(l)_i) (the potential without -<B, t>).
-  double evaluate(const Matrix& alpha, const Vector* t, Vector& c, Matrix* jacobian) const;
+  /// Returns sum_i logsumexp(alpha_i + sum_l t_l c^(l)_i) (the potential without -<B, t>);
+  /// `magnitude`, if given, receives sum_i |logsumexp_i| (the scale of its round-off).
+  double evaluate(const Matrix& alpha, const Vector* t, Vector& c, Matrix* jacobian,
+                  double* magnitude = nullptr) const;
 
   Index n_ = 0, k_ = 0;
   Matrix stacked_;  // m N x K: rows [j N, (j + 1) N) hold c^(j)

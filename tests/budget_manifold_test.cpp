@@ -9,20 +9,19 @@
 #include <iostream>
 #include <limits>
 #include <string>
-#include <vector>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
+#include <vector>
 
 #include "manifold_invariants.hpp"
 
 namespace tether {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::budget_tolerance;
 using testing::expect_budget_manifold_invariants;
+using ::testing::HasSubstr;
 
 Matrix uniform_matrix(Index n, Index k, double lo, double hi, Rng& rng) {
   Matrix m(n, k);
@@ -152,8 +151,8 @@ TEST(BudgetManifoldInvariants, AtMostBlocksOneActiveOneInactive) {
   const double c_top = expected_cost(top, start.topRows(3));
   const double c_bottom = expected_cost(bottom, start.bottomRows(3));
   Vector budgets(2);
-  budgets << min_total(top) + 0.5 * (c_top - min_total(top)),        // start above: active
-      c_bottom + 0.5 * (max_total(bottom) - c_bottom);               // start below: inactive
+  budgets << min_total(top) + 0.5 * (c_top - min_total(top)),  // start above: active
+      c_bottom + 0.5 * (max_total(bottom) - c_bottom);         // start below: inactive
   const BudgetManifold m(costs, {0, 3}, budgets, BudgetSense::kAtMost);
   const Matrix alpha = on_manifold(m, start);
   EXPECT_TRUE(m.active(alpha, 0));
@@ -193,8 +192,8 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsOneBudget) {
     const RetractionReport ra = at_most.retract(beta);
     const double c_start = expected_cost(costs, start), c_end = expected_cost(costs, beta);
     passes_at_most.push_back(ra.passes);
-    const bool ok = ra.converged && (c_start > budget + tol ? std::abs(c_end - budget) <= tol
-                                                            : beta == start);
+    const bool ok =
+        ra.converged && (c_start > budget + tol ? std::abs(c_end - budget) <= tol : beta == start);
     if (!ok) {
       ++failures_at_most;
       ADD_FAILURE() << "at most, trial " << trial << ": C(start) = " << c_start
@@ -206,9 +205,9 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsOneBudget) {
   const double med = median(passes);
   const int mx = *std::max_element(passes.begin(), passes.end());
   std::cout << "[ retraction ] one budget, 1000 starts: median passes " << med << ", max " << mx
-            << ", failures " << failures << "; at most: median "
-            << median(passes_at_most) << ", max "
-            << *std::max_element(passes_at_most.begin(), passes_at_most.end()) << std::endl;
+            << ", failures " << failures << "; at most: median " << median(passes_at_most)
+            << ", max " << *std::max_element(passes_at_most.begin(), passes_at_most.end())
+            << std::endl;
   RecordProperty("median_passes", std::to_string(med));
   RecordProperty("max_passes", mx);
 }
@@ -219,7 +218,8 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsBlocks) {
   int failures = 0;
   for (int trial = 0; trial < 1000; ++trial) {
     const Index n = 2 + static_cast<Index>(rng.index(11)), k = 2 + static_cast<Index>(rng.index(5));
-    const Index nb = 1 + static_cast<Index>(rng.index(static_cast<std::uint64_t>(std::min<Index>(4, n))));
+    const Index nb =
+        1 + static_cast<Index>(rng.index(static_cast<std::uint64_t>(std::min<Index>(4, n))));
     // nb - 1 distinct cut points in [1, n - 1].
     std::vector<Index> cuts;
     for (Index i = 1; i < n; ++i) cuts.push_back(i);
@@ -301,8 +301,8 @@ TEST(BudgetManifold, RetractionFromOneHotRowsConvergesOrReportsSaturation) {
     const RetractionReport r = m.retract(alpha);
     ASSERT_TRUE(alpha.allFinite());
     EXPECT_LT(r.passes, 100);
-    EXPECT_TRUE(r.converged != r.saturated) << "converged " << r.converged << ", saturated "
-                                            << r.saturated;
+    EXPECT_TRUE(r.converged != r.saturated)
+        << "converged " << r.converged << ", saturated " << r.saturated;
     EXPECT_LE(alpha.maxCoeff(), 0.0);  // recentred: every row's maximum is 0
     const double residual = std::abs(expected_cost(costs, alpha) - budget);
     if (r.converged) {
@@ -311,8 +311,8 @@ TEST(BudgetManifold, RetractionFromOneHotRowsConvergesOrReportsSaturation) {
     } else {
       ++saturated;
       const double shifted = 1e4 + std::abs(r.shifts[0]) * costs.maxCoeff();
-      const double bound = 8.0 * std::numeric_limits<double>::epsilon() * shifted *
-                           costs.rowwise().maxCoeff().sum();
+      const double bound =
+          8.0 * std::numeric_limits<double>::epsilon() * shifted * costs.rowwise().maxCoeff().sum();
       EXPECT_LE(residual, bound);
     }
   }
@@ -344,8 +344,7 @@ class BudgetManifoldBadInput : public ::testing::Test {
 
 TEST_F(BudgetManifoldBadInput, BudgetOutsideTheRangeNamesTheRange) {
   for (const double budget : {10.0, 1.0, -3.0}) {
-    const std::string what =
-        message_of<InfeasibleError>([&] { BudgetManifold m(costs_, budget); });
+    const std::string what = message_of<InfeasibleError>([&] { BudgetManifold m(costs_, budget); });
     EXPECT_THAT(what, HasSubstr("feasible range"));
     EXPECT_THAT(what, HasSubstr("1.5"));
     EXPECT_THAT(what, HasSubstr("9"));
@@ -356,8 +355,7 @@ TEST_F(BudgetManifoldBadInput, BudgetOutsideTheRangeNamesTheRange) {
 
 TEST_F(BudgetManifoldBadInput, EqualityBudgetAtAnEndPoint) {
   for (const double budget : {1.5, 9.0}) {
-    const std::string what =
-        message_of<InfeasibleError>([&] { BudgetManifold m(costs_, budget); });
+    const std::string what = message_of<InfeasibleError>([&] { BudgetManifold m(costs_, budget); });
     EXPECT_THAT(what, HasSubstr("strictly inside the feasible range (1.5, 9)"));
   }
   // At most: the lower end is infeasible for a manifold, anything above it is fine.
@@ -402,11 +400,11 @@ TEST_F(BudgetManifoldBadInput, BadBlockStarts) {
   costs.col(0).setConstant(1.0);
   costs.col(1).setConstant(2.0);  // every block of r rows has the range [r, 2 r]
   const Vector two = Vector::Constant(2, 3.0), one = Vector::Constant(1, 6.0);
-  EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{1, 2}, two), ShapeError);   // not at 0
-  EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{0, 0}, two), ShapeError);   // empty block
-  EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{0, 4}, two), ShapeError);   // past N
+  EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{1, 2}, two), ShapeError);  // not at 0
+  EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{0, 0}, two), ShapeError);  // empty block
+  EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{0, 4}, two), ShapeError);  // past N
   EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{0, 3, 2}, Vector::Constant(3, 1.0)),
-               ShapeError);                                                          // decreasing
+               ShapeError);                                                         // decreasing
   EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{0, 2}, one), ShapeError);   // 2 vs 1
   EXPECT_THROW(BudgetManifold(costs, std::vector<Index>{}, Vector()), ShapeError);  // none
   EXPECT_NO_THROW(BudgetManifold(costs, std::vector<Index>{0, 2}, two));

@@ -1,14 +1,13 @@
 // CeresBudgetManifold against Ceres' own manifold invariants (manifold_test_utils.h: x + 0 = x,
 // x - x = 0, Minus(Plus(x, d), x) = d, Plus(x, Minus(y, x)) = y, both Jacobians against Ridders
 // differences, MinusJacobian * PlusJacobian = I), plus the frame itself and a small Ceres solve.
-#include <ceres/manifold_test_utils.h>
 #include <ceres/ceres.h>
+#include <ceres/manifold_test_utils.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/ceres_budget_manifold.hpp>
@@ -50,8 +49,8 @@ Vector point_on(const CeresBudgetManifold& manifold, Rng& rng) {
 
 TEST(CeresBudgetManifold, CeresInvariantsHold) {
   Rng rng(51);
-  const std::vector<std::pair<Index, Index>> shapes{{1, 2}, {1, 5}, {2, 3}, {3, 4}, {4, 5},
-                                                    {5, 4}, {2, 7}, {10, 2}};
+  const std::vector<std::pair<Index, Index>> shapes{{1, 2}, {1, 5}, {2, 3}, {3, 4},
+                                                    {4, 5}, {5, 4}, {2, 7}, {10, 2}};
   for (const auto& [n, k] : shapes) {
     for (int trial = 0; trial < 3; ++trial) {
       SCOPED_TRACE("N = " + std::to_string(n) + ", K = " + std::to_string(k) + ", trial " +
@@ -136,8 +135,8 @@ TEST(CeresBudgetManifold, CeresSolvesNearestPointOnTheManifold) {
   ceres::Problem::Options problem_options;
   problem_options.manifold_ownership = ceres::DO_NOT_TAKE_OWNERSHIP;
   ceres::Problem problem(problem_options);
-  problem.AddResidualBlock(new DistanceTo(Eigen::Map<const Vector>(target.data(), n * k)),
-                           nullptr, x.data());
+  problem.AddResidualBlock(new DistanceTo(Eigen::Map<const Vector>(target.data(), n * k)), nullptr,
+                           x.data());
   problem.SetManifold(x.data(), &manifold);
   ceres::Solver::Options options;
   options.function_tolerance = 1e-16;

@@ -22,13 +22,12 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <vector>
-
 #include <tether/core/gradient_check.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/core/types.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
 #include <tether/manifolds/multi_budget_manifold.hpp>
+#include <vector>
 
 namespace tether::testing {
 
@@ -81,7 +80,8 @@ inline Matrix random_matrix(Index rows, Index cols, Rng& rng) {
 
 inline double inner(const Matrix& a, const Matrix& b) { return a.cwiseProduct(b).sum(); }
 
-// ---- the battery ---------------------------------------------------------------------------------
+// ---- the battery
+// ---------------------------------------------------------------------------------
 
 template <class M>
 void expect_budget_manifold_invariants(const M& manifold, const Matrix& alpha, Rng& rng) {
@@ -89,13 +89,14 @@ void expect_budget_manifold_invariants(const M& manifold, const Matrix& alpha, R
   const Vector budgets = manifold.budgets();
   const Vector values = constraint_values(manifold, alpha);
   std::vector<bool> active(static_cast<std::size_t>(m));
-  for (Index j = 0; j < m; ++j) active[static_cast<std::size_t>(j)] =
-      constraint_active(manifold, alpha, j);
+  for (Index j = 0; j < m; ++j)
+    active[static_cast<std::size_t>(j)] = constraint_active(manifold, alpha, j);
 
   // On the manifold.
   for (Index j = 0; j < m; ++j) {
     if (active[static_cast<std::size_t>(j)])
-      EXPECT_LE(std::abs(values[j] - budgets[j]), budget_tolerance(budgets[j])) << "constraint " << j;
+      EXPECT_LE(std::abs(values[j] - budgets[j]), budget_tolerance(budgets[j]))
+          << "constraint " << j;
     else
       EXPECT_LT(values[j], budgets[j]) << "constraint " << j;
   }
@@ -113,8 +114,8 @@ void expect_budget_manifold_invariants(const M& manifold, const Matrix& alpha, R
         a(i, q) = saved - h;
         const Vector minus = constraint_values(manifold, a);
         a(i, q) = saved;
-        for (Index j = 0; j < m; ++j) fd[static_cast<std::size_t>(j)](i, q) =
-            (plus[j] - minus[j]) / (2.0 * h);
+        for (Index j = 0; j < m; ++j)
+          fd[static_cast<std::size_t>(j)](i, q) = (plus[j] - minus[j]) / (2.0 * h);
       }
     for (Index j = 0; j < m; ++j) {
       const Matrix nj = constraint_normal(manifold, alpha, j);

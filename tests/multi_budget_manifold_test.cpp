@@ -10,21 +10,20 @@
 #include <iostream>
 #include <limits>
 #include <string>
-#include <vector>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
 #include <tether/manifolds/multi_budget_manifold.hpp>
+#include <vector>
 
 #include "manifold_invariants.hpp"
 
 namespace tether {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::budget_tolerance;
 using testing::expect_budget_manifold_invariants;
+using ::testing::HasSubstr;
 
 Matrix uniform_matrix(Index n, Index k, double lo, double hi, Rng& rng) {
   Matrix m(n, k);
@@ -93,9 +92,10 @@ TEST(MultiBudgetManifoldInvariants, TwoAndThreeBudgets) {
 TEST(MultiBudgetManifoldInvariants, OneBudget) {
   Rng rng(42);
   const Matrix costs = uniform_matrix(5, 4, 0.0, 5.0, rng);
-  const MultiBudgetManifold manifold({costs}, budgets_at({costs}, uniform_matrix(5, 4, -2, 2, rng)));
-  expect_budget_manifold_invariants(manifold, on_manifold(manifold, uniform_matrix(5, 4, -2, 2, rng)),
-                                    rng);
+  const MultiBudgetManifold manifold({costs},
+                                     budgets_at({costs}, uniform_matrix(5, 4, -2, 2, rng)));
+  expect_budget_manifold_invariants(manifold,
+                                    on_manifold(manifold, uniform_matrix(5, 4, -2, 2, rng)), rng);
 }
 
 // c^(2) = 2 c^(1), B_2 = 2 B_1: the normals are exactly dependent, the Gram matrix and the
@@ -146,7 +146,8 @@ TEST(MultiBudgetManifoldRetraction, TwoHundredRandomStarts) {
     std::vector<int> passes;
     int failures = 0, rank_deficient = 0;
     for (int trial = 0; trial < 200; ++trial) {
-      const Index n = 2 + static_cast<Index>(rng.index(7)), k = 2 + static_cast<Index>(rng.index(5));
+      const Index n = 2 + static_cast<Index>(rng.index(7)),
+                  k = 2 + static_cast<Index>(rng.index(5));
       std::vector<Matrix> costs;
       for (Index j = 0; j < m; ++j) costs.push_back(log_uniform_costs(n, k, rng));
       const Vector budgets = budgets_at(costs, uniform_matrix(n, k, -5.0, 5.0, rng));
@@ -157,8 +158,8 @@ TEST(MultiBudgetManifoldRetraction, TwoHundredRandomStarts) {
       rank_deficient += r.rank_deficient ? 1 : 0;
       bool ok = r.converged && alpha.allFinite();
       for (Index j = 0; j < m; ++j)
-        ok = ok && std::abs(expected_cost(costs[static_cast<std::size_t>(j)], alpha) - budgets[j]) <=
-                       budget_tolerance(budgets[j]);
+        ok = ok && std::abs(expected_cost(costs[static_cast<std::size_t>(j)], alpha) -
+                            budgets[j]) <= budget_tolerance(budgets[j]);
       if (!ok) {
         ++failures;
         ADD_FAILURE() << "m = " << m << ", trial " << trial << ": N = " << n << ", K = " << k
@@ -215,10 +216,9 @@ TEST(MultiBudgetManifoldRetraction, OneBudgetEqualsBudgetManifold) {
     p1.push_back(r1.passes);
     p2.push_back(r2.passes);
   }
-  std::cout << "[ retraction ] m = 1, 1000 hard starts: BudgetManifold median "
-            << median(p1) << " max " << *std::max_element(p1.begin(), p1.end())
-            << "; MultiBudgetManifold median " << median(p2) << " max "
-            << *std::max_element(p2.begin(), p2.end()) << std::endl;
+  std::cout << "[ retraction ] m = 1, 1000 hard starts: BudgetManifold median " << median(p1)
+            << " max " << *std::max_element(p1.begin(), p1.end()) << "; MultiBudgetManifold median "
+            << median(p2) << " max " << *std::max_element(p2.begin(), p2.end()) << std::endl;
 }
 
 // Each budget inside its own range, but no alpha meets both: one row, costs (0, 1, 2) and
@@ -289,12 +289,14 @@ class MultiBudgetManifoldBadInput : public ::testing::Test {
 };
 
 TEST_F(MultiBudgetManifoldBadInput, BudgetOutsideItsRangeNamesTheRange) {
-  const std::string above =
-      message_of<InfeasibleError>([&] { MultiBudgetManifold m({c1_, c2_}, budgets(5.0, 3.0)); });
+  const std::string above = message_of<InfeasibleError>([&] {
+    MultiBudgetManifold m({c1_, c2_}, budgets(5.0, 3.0));
+  });
   EXPECT_THAT(above, HasSubstr("feasible range"));
   EXPECT_THAT(above, HasSubstr("[0, 2]"));
-  const std::string end =
-      message_of<InfeasibleError>([&] { MultiBudgetManifold m({c1_, c2_}, budgets(9.0, 1.0)); });
+  const std::string end = message_of<InfeasibleError>([&] {
+    MultiBudgetManifold m({c1_, c2_}, budgets(9.0, 1.0));
+  });
   EXPECT_THAT(end, HasSubstr("costs[0]"));
   EXPECT_THAT(end, HasSubstr("strictly inside the feasible range (1.5, 9)"));
   EXPECT_THROW(MultiBudgetManifold({c1_, c2_}, budgets(5.0, 0.0)), InfeasibleError);
@@ -324,8 +326,9 @@ TEST_F(MultiBudgetManifoldBadInput, Shapes) {
 TEST_F(MultiBudgetManifoldBadInput, NegativeAndNanCostsAndBadOptions) {
   Matrix negative = c2_;
   negative(1, 1) = -0.5;
-  EXPECT_THAT(message_of<InvalidArgumentError>(
-                  [&] { MultiBudgetManifold m({c1_, negative}, budgets(5.0, 1.0)); }),
+  EXPECT_THAT(message_of<InvalidArgumentError>([&] {
+                MultiBudgetManifold m({c1_, negative}, budgets(5.0, 1.0));
+              }),
               HasSubstr("costs(1, 1) must be >= 0"));
   Matrix nan = c1_;
   nan(0, 0) = std::numeric_limits<double>::quiet_NaN();

@@ -37,6 +37,7 @@ MultipleChoiceKnapsack::MultipleChoiceKnapsack(const Matrix& costs, double budge
           costs.cols());
   const Index n = costs.rows(), k = costs.cols();
   exact_grid_ = options.use_exact_integer_costs && all_integer(costs);
+  fill_slack_ = options.fill_slack;
   units_per_cost_ = exact_grid_ ? 1.0 : options.units_per_cost;
   require(std::isfinite(units_per_cost_) && units_per_cost_ > 0.0,
           "KnapsackOptions::units_per_cost must be finite and > 0, got ", units_per_cost_);
@@ -135,9 +136,38 @@ KnapsackResult MultipleChoiceKnapsack::solve_without_bound(const Matrix& values)
       u -= grid_costs_[static_cast<std::size_t>(i * k + o)];
     }
   }
+  res.cost = assignment_cost(costs_, res.assignment);
+  if (fill_slack_ && !exact_grid_) {
+    // Greedy on the true costs: the best-gain single-group change that still fits, repeatedly.
+    for (Index pass = 0; pass < n; ++pass) {
+      const double slack = budget_ - res.cost;
+      double best_gain = 0.0;
+      Index best_i = -1, best_o = -1;
+      for (Index i = 0; i < n; ++i) {
+        const int h = res.assignment[static_cast<std::size_t>(i)];
+        for (Index o = 0; o < k; ++o) {
+          const double gain = values(i, o) - values(i, h);
+          if (gain > best_gain && costs_(i, o) - costs_(i, h) <= slack) {
+            best_gain = gain;
+            best_i = i;
+            best_o = o;
+          }
+        }
+      }
+      if (best_i < 0) break;
+      const int previous = res.assignment[static_cast<std::size_t>(best_i)];
+      res.assignment[static_cast<std::size_t>(best_i)] = static_cast<int>(best_o);
+      const double cost = assignment_cost(costs_, res.assignment);  // exact, not incremental
+      if (cost > budget_) {
+        res.assignment[static_cast<std::size_t>(best_i)] = previous;
+        break;
+      }
+      res.cost = cost;
+      ++res.slack_moves;
+    }
+  }
   res.value = 0.0;
   for (Index i = 0; i < n; ++i) res.value += values(i, res.assignment[static_cast<std::size_t>(i)]);
-  res.cost = assignment_cost(costs_, res.assignment);
   return res;
 }
 

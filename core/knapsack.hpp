@@ -9,6 +9,9 @@
 // grid is exact and the DP answer is the exact optimum.
 // Time O(N K U), U = floor(B R); memory one byte per (group, unit) for the backtracking.
 //
+// Rounding costs up wastes up to one unit per group; with fill_slack (default) a greedy pass on
+// the true costs spends what the grid left, so coarse grids lose little value.
+//
 // Every answer carries the LP (convex-hull) upper bound on the TRUE problem, computed greedily
 // on the upper concave hull of each group's (cost, value) points, and the gap to it.
 //
@@ -31,6 +34,10 @@ struct KnapsackOptions {
   bool use_exact_integer_costs = true;
   /// Refuse grids with more than this many capacity units (memory N x U bytes).
   std::int64_t max_units = 50'000'000;
+  /// After the grid DP, spend the budget the round-up left unused: repeatedly apply the
+  /// single-group change with the largest value gain that fits the TRUE remaining budget.
+  /// Never breaks the budget; never lowers the value; a no-op when the grid is exact.
+  bool fill_slack = true;
 };
 
 struct KnapsackResult {
@@ -42,6 +49,7 @@ struct KnapsackResult {
   bool exact_grid = false;    ///< true when the grid represents every cost exactly
   bool grid_fallback = false; ///< true when the grid was too coarse and the min-cost answer was
                               ///< returned (the budget is feasible only at grid resolution)
+  int slack_moves = 0;        ///< improving moves made by KnapsackOptions::fill_slack
 };
 
 class MultipleChoiceKnapsack {
@@ -69,6 +77,7 @@ class MultipleChoiceKnapsack {
   double budget_;
   double units_per_cost_;
   bool exact_grid_ = false;
+  bool fill_slack_ = true;
   std::int64_t capacity_ = 0;
   std::vector<std::int32_t> grid_costs_;   // N x K row-major, ceil(c R)
   std::vector<double> best_, next_;        // DP rows, capacity + 1 each

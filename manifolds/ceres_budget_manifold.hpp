@@ -10,8 +10,8 @@
 // Then
 //   Plus(x, delta)  = x + U delta + t c,   t solving C(x + U delta + t c) = B
 //                     (BudgetManifold's retraction, rows NOT recentred, tight tolerance);
-//   Minus(y, x)     = U^T (w - s c),  w = y - x,  s = <n, w> / <n, c>
-//                     (<n, c> = sum_i Var_{p_i}(c_i) > 0). w - s c is tangent, and since Plus
+//   Minus(y, x)     = U^T (v - s c),  v = y - x,  s = <n, v> / <n, c>
+//                     (<n, c> = sum_i Var_{p_i}(c_i) > 0). v - s c is tangent, and since Plus
 //                     moves along c only, Plus(x, Minus(y, x)) = y for y on M (C(y - s c + t c)
 //                     = B has the unique root t = s: phi is increasing) and
 //                     Minus(Plus(x, delta), x) = delta;

@@ -5,8 +5,9 @@
 // targets B_1..B_m, e.g. memory and latency together:
 //   C_j(alpha) = sum_ik c^(j)_ik p_ik,     M = { alpha : C_j(alpha) = B_j for j = 1..m }.
 //
-//   normals     n^(j)_ik = p_ik (c^(j)_ik - E^(j)_i),  E^(j)_i = sum_k p_ik c^(j)_ik  (=
-//   dC_j/dalpha) projection  v <- v - sum_j lambda_j n^(j),  G lambda = b,  G_jl = <n^(j), n^(l)>,
+//   normals     n^(j)_ik = p_ik (c^(j)_ik - E^(j)_i),  E^(j)_i = sum_k p_ik c^(j)_ik
+//               (n^(j) = dC_j / dalpha)
+//   projection  v <- v - sum_j lambda_j n^(j),  G lambda = b,  G_jl = <n^(j), n^(l)>,
 //               b_j = <n^(j), v>. G is factored by LDLT; where it is (numerically) rank deficient
 //               (linearly dependent normals) tether solves (G + delta tr(G) I) lambda = b with a
 //               tiny delta and refines the solution, and says so in the ProjectionReport.

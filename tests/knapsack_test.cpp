@@ -82,6 +82,32 @@ TEST(Knapsack, RealCostsNeverOverBudgetAndNearBruteForce) {
   EXPECT_GE(exact, 190);  // misses only where the optimum's cost is within n units of B
 }
 
+TEST(Knapsack, FillSlackSpendsWhatACoarseGridLeavesAndNeverBreaksTheBudget) {
+  // Coarse grid (R = 2) on real costs: the round-up wastes budget; the greedy fill on the true
+  // costs recovers value, stays within budget, and never does worse than the plain grid DP.
+  Rng rng(5);
+  int improved = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const Index n = 2 + static_cast<Index>(rng.index(7)), k = 2 + static_cast<Index>(rng.index(3));
+    Matrix v(n, k), c(n, k);
+    for (Index j = 0; j < v.size(); ++j) {
+      v.data()[j] = rng.normal();
+      c.data()[j] = rng.uniform(0.0, 3.0);
+    }
+    const double lo = c.rowwise().minCoeff().sum(), hi = c.rowwise().maxCoeff().sum();
+    const double budget = lo + rng.uniform() * (hi - lo);
+    MultipleChoiceKnapsack plain(c, budget, {.units_per_cost = 2, .fill_slack = false});
+    MultipleChoiceKnapsack filled(c, budget, {.units_per_cost = 2});
+    const KnapsackResult a = plain.solve(v), b = filled.solve(v);
+    const Brute best = brute_force(v, c, budget);
+    EXPECT_LE(b.cost, budget);
+    EXPECT_GE(b.value, a.value);
+    EXPECT_LE(b.value, best.value + 1e-12);
+    improved += b.value > a.value;
+  }
+  EXPECT_GE(improved, 20);
+}
+
 TEST(Knapsack, RoundsUpWhereNearestWouldBreakTheBudget) {
   // Two groups, costs 0.34 each option 1: nearest rounding at R = 10 gives 3 + 3 = 6 <= 6.5 -> it
   // would take both at true cost 0.68 > 0.65. Rounding up (4 + 4 = 8 > 6) refuses.

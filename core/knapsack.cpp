@@ -84,6 +84,7 @@ MultipleChoiceKnapsack::MultipleChoiceKnapsack(const Matrix& costs, double budge
   if (capacity_ >= 0) {
     best_.resize(static_cast<std::size_t>(capacity_ + 1));
     next_.resize(static_cast<std::size_t>(capacity_ + 1));
+    argmax_.resize(static_cast<std::size_t>(capacity_ + 1));
     choice_.resize(static_cast<std::size_t>(n * (capacity_ + 1)));
   }
 }
@@ -114,19 +115,21 @@ KnapsackResult MultipleChoiceKnapsack::solve_without_bound(const Matrix& values)
       std::fill(next_.begin(), next_.end(), kMinusInf);
       std::uint8_t* choice = &choice_[static_cast<std::size_t>(i * (cap + 1))];
       const std::int32_t* gc = &grid_costs_[static_cast<std::size_t>(i * k)];
+      // The argmax is kept in doubles so the inner loops are all-double and vectorise; it is
+      // narrowed to one byte per unit afterwards.
+      double* arg = argmax_.data();
       for (Index o = 0; o < k; ++o) {
         const std::int64_t c = gc[o];
         const double v = values(i, o);
-        const auto opt = static_cast<std::uint8_t>(o);
-        double* nx = next_.data();
-        const double* bs = best_.data();
-        for (std::int64_t u = c; u <= cap; ++u) {
-          const double cand = bs[u - c] + v;
-          const bool better = cand > nx[u];
-          nx[u] = better ? cand : nx[u];
-          choice[u] = better ? opt : choice[u];
-        }
+        const Index len = static_cast<Index>(cap + 1 - c);
+        if (len <= 0) continue;
+        // next[u] = max(next[u], best[u - c] + v) for u >= c, remembering which option won.
+        Eigen::Map<Eigen::ArrayXd> nx(next_.data() + c, len), am(arg + c, len);
+        const auto cand = Eigen::Map<const Eigen::ArrayXd>(best_.data(), len) + v;
+        am = (cand > nx).select(static_cast<double>(o), am);
+        nx = nx.max(cand);
       }
+      for (std::int64_t u = 0; u <= cap; ++u) choice[u] = static_cast<std::uint8_t>(arg[u]);
       best_.swap(next_);
     }
     std::int64_t u = cap;

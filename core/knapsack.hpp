@@ -81,6 +81,7 @@ class MultipleChoiceKnapsack {
   std::int64_t capacity_ = 0;
   std::vector<std::int32_t> grid_costs_;   // N x K row-major, ceil(c R)
   std::vector<double> best_, next_;        // DP rows, capacity + 1 each
+  std::vector<double> argmax_;             // the current group's best option per unit
   std::vector<std::uint8_t> choice_;       // N x (capacity + 1)
 };
 

@@ -8,11 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(__CUDACC__)
-#define TETHER_HD __host__ __device__
-#else
-#define TETHER_HD
-#endif
+#include <tether/core/hd.hpp>
 
 namespace tether {
 

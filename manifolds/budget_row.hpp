@@ -8,7 +8,7 @@
 
 #include <cmath>
 
-#include <tether/core/types.hpp>
+#include <tether/core/hd.hpp>
 
 namespace tether::budget_row {
 

@@ -20,22 +20,12 @@ namespace tether {
 namespace {
 
 using testing::budget_tolerance;
+using testing::direct_expected_cost;
+using testing::log_uniform_costs;
+using testing::median;
+using testing::uniform_matrix;
 using testing::expect_budget_manifold_invariants;
 using ::testing::HasSubstr;
-
-Matrix uniform_matrix(Index n, Index k, double lo, double hi, Rng& rng) {
-  Matrix m(n, k);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform(lo, hi);
-  return m;
-}
-
-/// Costs log-uniform in [1e-3, 1e3]: six decades inside one row.
-Matrix log_uniform_costs(Index n, Index k, Rng& rng) {
-  Matrix m(n, k);
-  for (Index i = 0; i < m.size(); ++i)
-    m.data()[i] = std::exp(rng.uniform(std::log(1e-3), std::log(1e3)));
-  return m;
-}
 
 double min_total(const Matrix& c) { return c.rowwise().minCoeff().sum(); }
 double max_total(const Matrix& c) { return c.rowwise().maxCoeff().sum(); }
@@ -46,26 +36,10 @@ double interior_budget(const Matrix& costs, Rng& rng, double margin = 0.03) {
   return lo + (hi - lo) * rng.uniform(margin, 1.0 - margin);
 }
 
-/// C(alpha) computed directly (not by the manifold): sum_ik c_ik softmax(alpha_i)_k.
-double expected_cost(const Matrix& costs, const Matrix& alpha) {
-  double total = 0.0;
-  for (Index i = 0; i < costs.rows(); ++i) {
-    const Eigen::RowVectorXd e = (alpha.row(i).array() - alpha.row(i).maxCoeff()).exp();
-    total += e.dot(costs.row(i)) / e.sum();
-  }
-  return total;
-}
-
 Matrix on_manifold(const BudgetManifold& m, Matrix alpha) {
   const RetractionReport r = m.retract(alpha);
   EXPECT_TRUE(r.converged);
   return alpha;
-}
-
-double median(std::vector<int> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 == 1 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 // ---- the battery -----------------------------------------------------------------------------
@@ -111,7 +85,7 @@ TEST(BudgetManifoldInvariants, AtMostActive) {
     const Matrix costs = uniform_matrix(n, k, 0.0, 5.0, rng);
     const Matrix start = uniform_matrix(n, k, -2.0, 2.0, rng);
     // Budget halfway between the cheapest total and C(start): start is outside, C > B.
-    const double c0 = expected_cost(costs, start);
+    const double c0 = direct_expected_cost(costs, start);
     const double budget = min_total(costs) + 0.5 * (c0 - min_total(costs));
     const BudgetManifold m(costs, budget, BudgetSense::kAtMost);
     ASSERT_TRUE(m.active(start, 0));
@@ -129,7 +103,7 @@ TEST(BudgetManifoldInvariants, AtMostInactive) {
     const Index n = 5, k = 4;
     const Matrix costs = uniform_matrix(n, k, 0.0, 5.0, rng);
     const Matrix alpha = uniform_matrix(n, k, -2.0, 2.0, rng);
-    const double c0 = expected_cost(costs, alpha);
+    const double c0 = direct_expected_cost(costs, alpha);
     const BudgetManifold m(costs, c0 + 0.5 * (max_total(costs) - c0), BudgetSense::kAtMost);
     ASSERT_FALSE(m.active(alpha, 0));
     // Inside: the retraction does nothing at all, the projection is the identity.
@@ -148,8 +122,8 @@ TEST(BudgetManifoldInvariants, AtMostBlocksOneActiveOneInactive) {
   const Matrix costs = uniform_matrix(n, k, 0.0, 5.0, rng);
   const Matrix start = uniform_matrix(n, k, -2.0, 2.0, rng);
   const Matrix top = costs.topRows(3), bottom = costs.bottomRows(3);
-  const double c_top = expected_cost(top, start.topRows(3));
-  const double c_bottom = expected_cost(bottom, start.bottomRows(3));
+  const double c_top = direct_expected_cost(top, start.topRows(3));
+  const double c_bottom = direct_expected_cost(bottom, start.bottomRows(3));
   Vector budgets(2);
   budgets << min_total(top) + 0.5 * (c_top - min_total(top)),  // start above: active
       c_bottom + 0.5 * (max_total(bottom) - c_bottom);         // start below: inactive
@@ -177,7 +151,7 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsOneBudget) {
     const BudgetManifold m(costs, budget);
     Matrix alpha = start;
     const RetractionReport r = m.retract(alpha);
-    const double c = expected_cost(costs, alpha);
+    const double c = direct_expected_cost(costs, alpha);
     passes.push_back(r.passes);
     if (!r.converged || !(std::abs(c - budget) <= tol) || !alpha.allFinite()) {
       ++failures;
@@ -190,7 +164,7 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsOneBudget) {
     const BudgetManifold at_most(costs, budget, BudgetSense::kAtMost);
     Matrix beta = start;
     const RetractionReport ra = at_most.retract(beta);
-    const double c_start = expected_cost(costs, start), c_end = expected_cost(costs, beta);
+    const double c_start = direct_expected_cost(costs, start), c_end = direct_expected_cost(costs, beta);
     passes_at_most.push_back(ra.passes);
     const bool ok =
         ra.converged && (c_start > budget + tol ? std::abs(c_end - budget) <= tol : beta == start);
@@ -244,7 +218,7 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsBlocks) {
     bool ok = r.converged && alpha.allFinite();
     for (Index b = 0; b < nb; ++b) {
       const Index r0 = m.block_begin(b), r1 = m.block_end(b);
-      const double c = expected_cost(costs.middleRows(r0, r1 - r0), alpha.middleRows(r0, r1 - r0));
+      const double c = direct_expected_cost(costs.middleRows(r0, r1 - r0), alpha.middleRows(r0, r1 - r0));
       ok = ok && std::abs(c - budgets[b]) <= budget_tolerance(budgets[b]);
     }
     if (!ok) {
@@ -304,7 +278,7 @@ TEST(BudgetManifold, RetractionFromOneHotRowsConvergesOrReportsSaturation) {
     EXPECT_TRUE(r.converged != r.saturated)
         << "converged " << r.converged << ", saturated " << r.saturated;
     EXPECT_LE(alpha.maxCoeff(), 0.0);  // recentred: every row's maximum is 0
-    const double residual = std::abs(expected_cost(costs, alpha) - budget);
+    const double residual = std::abs(direct_expected_cost(costs, alpha) - budget);
     if (r.converged) {
       ++converged;
       EXPECT_LE(residual, budget_tolerance(budget));

@@ -80,6 +80,37 @@ inline Matrix random_matrix(Index rows, Index cols, Rng& rng) {
 
 inline double inner(const Matrix& a, const Matrix& b) { return a.cwiseProduct(b).sum(); }
 
+/// Entries uniform in [lo, hi).
+inline Matrix uniform_matrix(Index n, Index k, double lo, double hi, Rng& rng) {
+  Matrix m(n, k);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform(lo, hi);
+  return m;
+}
+
+/// Costs log-uniform in [1e-3, 1e3]: six decades inside one row.
+inline Matrix log_uniform_costs(Index n, Index k, Rng& rng) {
+  Matrix m(n, k);
+  for (Index i = 0; i < m.size(); ++i)
+    m.data()[i] = std::exp(rng.uniform(std::log(1e-3), std::log(1e3)));
+  return m;
+}
+
+/// C(alpha) computed directly (not by a manifold): sum_ik c_ik softmax(alpha_i)_k.
+inline double direct_expected_cost(const Matrix& costs, const Matrix& alpha) {
+  double total = 0.0;
+  for (Index i = 0; i < costs.rows(); ++i) {
+    const Eigen::RowVectorXd e = (alpha.row(i).array() - alpha.row(i).maxCoeff()).exp();
+    total += e.dot(costs.row(i)) / e.sum();
+  }
+  return total;
+}
+
+inline double median(std::vector<int> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 == 1 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
 // ---- the battery
 // ---------------------------------------------------------------------------------
 

@@ -22,44 +22,19 @@ namespace tether {
 namespace {
 
 using testing::budget_tolerance;
+using testing::direct_expected_cost;
+using testing::log_uniform_costs;
+using testing::median;
+using testing::uniform_matrix;
 using testing::expect_budget_manifold_invariants;
 using ::testing::HasSubstr;
-
-Matrix uniform_matrix(Index n, Index k, double lo, double hi, Rng& rng) {
-  Matrix m(n, k);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform(lo, hi);
-  return m;
-}
-
-Matrix log_uniform_costs(Index n, Index k, Rng& rng) {
-  Matrix m(n, k);
-  for (Index i = 0; i < m.size(); ++i)
-    m.data()[i] = std::exp(rng.uniform(std::log(1e-3), std::log(1e3)));
-  return m;
-}
-
-/// C(alpha) computed directly: sum_ik c_ik softmax(alpha_i)_k.
-double expected_cost(const Matrix& costs, const Matrix& alpha) {
-  double total = 0.0;
-  for (Index i = 0; i < costs.rows(); ++i) {
-    const Eigen::RowVectorXd e = (alpha.row(i).array() - alpha.row(i).maxCoeff()).exp();
-    total += e.dot(costs.row(i)) / e.sum();
-  }
-  return total;
-}
 
 /// Budgets C_j(alpha_star): jointly feasible by construction.
 Vector budgets_at(const std::vector<Matrix>& costs, const Matrix& alpha_star) {
   Vector b(static_cast<Index>(costs.size()));
   for (std::size_t j = 0; j < costs.size(); ++j)
-    b[static_cast<Index>(j)] = expected_cost(costs[j], alpha_star);
+    b[static_cast<Index>(j)] = direct_expected_cost(costs[j], alpha_star);
   return b;
-}
-
-double median(std::vector<int> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 == 1 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 Matrix on_manifold(const MultiBudgetManifold& m, Matrix alpha) {
@@ -158,7 +133,7 @@ TEST(MultiBudgetManifoldRetraction, TwoHundredRandomStarts) {
       rank_deficient += r.rank_deficient ? 1 : 0;
       bool ok = r.converged && alpha.allFinite();
       for (Index j = 0; j < m; ++j)
-        ok = ok && std::abs(expected_cost(costs[static_cast<std::size_t>(j)], alpha) -
+        ok = ok && std::abs(direct_expected_cost(costs[static_cast<std::size_t>(j)], alpha) -
                             budgets[j]) <= budget_tolerance(budgets[j]);
       if (!ok) {
         ++failures;
@@ -212,7 +187,7 @@ TEST(MultiBudgetManifoldRetraction, OneBudgetEqualsBudgetManifold) {
         MultiBudgetManifold({costs}, Vector::Constant(1, budget)).retract(a2);
     EXPECT_TRUE(r1.converged);
     EXPECT_TRUE(r2.converged);
-    EXPECT_LE(std::abs(expected_cost(costs, a2) - budget), budget_tolerance(budget));
+    EXPECT_LE(std::abs(direct_expected_cost(costs, a2) - budget), budget_tolerance(budget));
     p1.push_back(r1.passes);
     p2.push_back(r2.passes);
   }

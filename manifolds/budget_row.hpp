@@ -12,6 +12,9 @@
 
 namespace tether::budget_row {
 
+/// max(a, b) for finite values, inlined everywhere (std::fmax is a library call on the host).
+TETHER_HD inline double larger(double a, double b) { return b > a ? b : a; }
+
 struct Moments {
   double expected = 0.0;  ///< E_i = sum_k p_ik c_ik
   double variance = 0.0;  ///< Var_{p_i}(c_i) = d E_i / d t
@@ -20,7 +23,7 @@ struct Moments {
 /// Stable softmax of (a + t c) into p; returns nothing. K >= 1.
 TETHER_HD inline void softmax_shifted(const double* a, const double* c, int k, double t, double* p) {
   double m = a[0] + t * c[0];
-  for (int j = 1; j < k; ++j) m = fmax(m, a[j] + t * c[j]);
+  for (int j = 1; j < k; ++j) m = larger(m, a[j] + t * c[j]);
   double s = 0.0;
   for (int j = 0; j < k; ++j) {
     p[j] = exp(a[j] + t * c[j] - m);
@@ -37,7 +40,7 @@ constexpr int kBufferedOptions = 16;
 
 TETHER_HD inline Moments moments_shifted(const double* a, const double* c, int k, double t) {
   double m = a[0] + t * c[0];
-  for (int j = 1; j < k; ++j) m = fmax(m, a[j] + t * c[j]);
+  for (int j = 1; j < k; ++j) m = larger(m, a[j] + t * c[j]);
   double buffer[kBufferedOptions];
   const bool buffered = k <= kBufferedOptions;
   double s = 0.0, sc = 0.0;
@@ -86,7 +89,7 @@ TETHER_HD inline double moments_multi(const double* a, const double* c, long lon
     p[q] = z;
   }
   double mx = p[0];
-  for (int q = 1; q < k; ++q) mx = fmax(mx, p[q]);
+  for (int q = 1; q < k; ++q) mx = larger(mx, p[q]);
   double s = 0.0;
   for (int q = 0; q < k; ++q) {
     p[q] = exp(p[q] - mx);
@@ -127,7 +130,7 @@ TETHER_HD inline double normal_given_p(const double* p, const double* c, int k, 
 /// Subtracts the row maximum from a (softmax is invariant to a per-row shift).
 TETHER_HD inline void recentre(double* a, int k) {
   double m = a[0];
-  for (int j = 1; j < k; ++j) m = fmax(m, a[j]);
+  for (int j = 1; j < k; ++j) m = larger(m, a[j]);
   for (int j = 0; j < k; ++j) a[j] -= m;
 }
 

@@ -23,7 +23,10 @@ RiemannianStepReport RiemannianAdam::step(Matrix& alpha, Matrix& gradient) {
   if (!report.retraction.converged || !trial_.allFinite()) return report;  // caller stops
   alpha.swap(trial_);
   // Transport: project the first moment onto the tangent space at the new point.
-  manifold_.transport(alpha, Eigen::Map<Matrix>(adam_.first_moment().data(), alpha.rows(), alpha.cols()));
+  // (the normal buffer is reused: no allocation on the hot path)
+  manifold_.normal(alpha, normal_);
+  manifold_.project_with_normal(
+      alpha, normal_, Eigen::Map<Matrix>(adam_.first_moment().data(), alpha.rows(), alpha.cols()));
   return report;
 }
 

@@ -10,7 +10,9 @@ enum class StopReason {
   kConverged,           ///< A tolerance was met (or the answer is unique, e.g. K = 1).
   kIterationLimit,      ///< The configured number of iterations ran out.
   kNumericalError,      ///< NaN/Inf from the problem or the iteration; last finite iterate kept.
-  kInfeasibleInput,     ///< The constraint set is empty for the given data.
+  kInfeasibleInput,     ///< The constraint set turned out empty during the run. (Input that is
+                        ///< infeasible up front, e.g. a budget outside its range, is refused
+                        ///< with InfeasibleError before any iteration.)
   kDegenerateManifold,  ///< The constraint normal vanished (all rows one-hot): no tangent space.
   kStoppedByCallback,   ///< A callback asked to stop.
 };

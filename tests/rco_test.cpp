@@ -191,5 +191,41 @@ TEST(Rco, DeterministicSoftVariantKeepsTheBudget) {
   EXPECT_LE(r.cost, 12.0);
 }
 
+TEST(Rco, SensitivityInitialisationAndItsRefusals) {
+  Matrix distortion(4, 3);
+  distortion << 1.0, 0.5, 0.1, 2.0, 0.3, 0.2, 1.0, 1.0, 0.5, 4.0, 0.4, 0.01;
+  const AssignmentResult r = RcoSolver({.steps = 50, .init = RcoOptions::Init::kSensitivities,
+                                        .sensitivities = distortion})
+                                 .minimize(small_problem(12.0));
+  EXPECT_EQ(r.status, StopReason::kIterationLimit);
+  EXPECT_NEAR(r.expected_cost, 12.0, 1e-11);
+  Matrix bad = distortion;
+  bad(2, 2) = 0.0;
+  EXPECT_THROW(RcoSolver({.init = RcoOptions::Init::kSensitivities, .sensitivities = bad})
+                   .minimize(small_problem(12.0)),
+               InvalidArgumentError);
+  EXPECT_THROW(RcoSolver({.init = RcoOptions::Init::kSensitivities, .sensitivities = Matrix::Ones(3, 3)})
+                   .minimize(small_problem(12.0)),
+               ShapeError);
+}
+
+TEST(Rco, AtMostBudgetLeavesAnInactiveConstraintAlone) {
+  // Every weight favours the cheapest option, so the optimum (all option 0, cost 5) is strictly
+  // inside C <= 12: the constraint never binds and the expected cost may fall below B.
+  struct Cheap {
+    LinearQuadratic base = small_problem(12.0);
+    const Matrix& costs() const { return base.costs_; }
+    double budget() const { return base.budget_; }
+    BudgetSense budget_sense() const { return BudgetSense::kAtMost; }
+    double loss(const Matrix& y, Matrix& g) const { return base.loss(y, g); }
+  } p;
+  p.base.weights_ = -p.base.weights_;  // now option 0 is best in every row
+  p.base.weights_.col(0).array() -= 1.0;
+  const AssignmentResult r = RcoSolver({.steps = 200}).minimize(p);
+  EXPECT_EQ(r.assignment, (Assignment{0, 0, 0, 0}));
+  EXPECT_LT(r.expected_cost, 12.0);
+  for (const IterationRecord& rec : r.history.rows) EXPECT_LE(rec.constraint_residual, 1e-11);
+}
+
 }  // namespace
 }  // namespace tether

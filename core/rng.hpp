@@ -23,7 +23,9 @@ class Rng {
   /// Uniform integer in [0, n).
   std::uint64_t index(std::uint64_t n) { return engine_() % n; }  // bias < n / 2^64
   /// Standard Gumbel: -log(-log U).
-  double gumbel() { return -std::log(-std::log(uniform())); }
+  double gumbel() { return gumbel_of(uniform()); }
+  /// The Gumbel draw of a given uniform u in (0, 1) (antithetic pairs use u and 1 - u).
+  static double gumbel_of(double u) { return -std::log(-std::log(u)); }
   /// Standard normal (Box-Muller, one value per call).
   double normal() {
     const double u1 = uniform(), u2 = uniform();

@@ -117,11 +117,11 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
       for (int s = 0; s < o.samples && finite; ++s) {
         if (o.antithetic && s % 2 == 1) {
           for (Index j = 0; j < gumbel.size(); ++j)
-            gumbel.data()[j] = -std::log(-std::log(1.0 - uniform_draws.data()[j]));
+            gumbel.data()[j] = Rng::gumbel_of(1.0 - uniform_draws.data()[j]);
         } else {
           for (Index j = 0; j < gumbel.size(); ++j) {
             uniform_draws.data()[j] = rng.uniform();
-            gumbel.data()[j] = -std::log(-std::log(uniform_draws.data()[j]));
+            gumbel.data()[j] = Rng::gumbel_of(uniform_draws.data()[j]);
           }
         }
         z = alpha + gumbel;  // the argmax (and the DP) do not depend on tau

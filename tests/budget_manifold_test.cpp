@@ -14,6 +14,7 @@
 #include <tether/manifolds/budget_manifold.hpp>
 #include <vector>
 
+#include "error_message.hpp"
 #include "manifold_invariants.hpp"
 
 namespace tether {
@@ -296,19 +297,7 @@ TEST(BudgetManifold, RetractionFromOneHotRowsConvergesOrReportsSaturation) {
 
 // ---- bad input -------------------------------------------------------------------------------
 
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "did not throw";
-  return "";
-}
+using testing::message_of;
 
 class BudgetManifoldBadInput : public ::testing::Test {
  protected:

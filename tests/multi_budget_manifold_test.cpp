@@ -16,6 +16,7 @@
 #include <tether/manifolds/multi_budget_manifold.hpp>
 #include <vector>
 
+#include "error_message.hpp"
 #include "manifold_invariants.hpp"
 
 namespace tether {
@@ -241,19 +242,7 @@ TEST(MultiBudgetManifold, OneHotRowsAreDegenerate) {
 
 // ---- bad input -------------------------------------------------------------------------------
 
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw the wrong type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "did not throw";
-  return "";
-}
+using testing::message_of;
 
 class MultiBudgetManifoldBadInput : public ::testing::Test {
  protected:

@@ -4,13 +4,12 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
-#include <vector>
-
 #include <tether/core/knapsack.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
 #include <tether/problems/mckp_families.hpp>
 #include <tether/solvers/riemannian_adam.hpp>
+#include <vector>
 
 namespace {
 
@@ -39,7 +38,8 @@ LargeInstance large_instance(Index n, Index k, std::uint64_t seed) {
     inst.costs.data()[j] = rng.uniform(1.0, 8.0);
     inst.alpha.data()[j] = rng.normal();
   }
-  const double lo = inst.costs.rowwise().minCoeff().sum(), hi = inst.costs.rowwise().maxCoeff().sum();
+  const double lo = inst.costs.rowwise().minCoeff().sum(),
+               hi = inst.costs.rowwise().maxCoeff().sum();
   inst.budget = lo + 0.4 * (hi - lo);
   return inst;
 }
@@ -65,7 +65,8 @@ void BM_KnapsackDPWithLpBound(benchmark::State& state) {
   tether::Rng rng(42);
   Matrix values(costs.rows(), costs.cols());
   for (Index j = 0; j < values.size(); ++j) values.data()[j] = rng.normal();
-  tether::MultipleChoiceKnapsack dp(costs, 2.5, {.units_per_cost = static_cast<double>(state.range(2))});
+  tether::MultipleChoiceKnapsack dp(costs, 2.5,
+                                    {.units_per_cost = static_cast<double>(state.range(2))});
   for (auto _ : state) benchmark::DoNotOptimize(dp.solve(values).gap);
 }
 BENCHMARK(BM_KnapsackDPWithLpBound)->Args({224, 7, 500})->Unit(benchmark::kMillisecond);
@@ -76,7 +77,8 @@ void retraction_case(benchmark::State& state, const Matrix& costs, double budget
   manifold.retract(alpha);
   tether::Rng rng(7);
   Matrix perturbed = alpha;
-  for (Index j = 0; j < perturbed.size(); ++j) perturbed.data()[j] += rng.uniform() < 0.5 ? 0.1 : -0.1;
+  for (Index j = 0; j < perturbed.size(); ++j)
+    perturbed.data()[j] += rng.uniform() < 0.5 ? 0.1 : -0.1;
   Matrix work = perturbed;
   int passes = 0;
   double residual = 0;
@@ -146,8 +148,8 @@ void BM_RcoStepOverhead(benchmark::State& state) {
   state.counters["retraction_passes"] = passes;
   // normal + projection (8), Adam (read g, m, v, alpha; write m, v, delta: 7), trial (3),
   // retraction passes (2 each + 2), transport (normal 3 + projection 5).
-  const double bytes = (8.0 + 7.0 + 3.0 + 2.0 * passes + 2.0 + 8.0) * sizeof(double) *
-                       static_cast<double>(g.size());
+  const double bytes =
+      (8.0 + 7.0 + 3.0 + 2.0 * passes + 2.0 + 8.0) * sizeof(double) * static_cast<double>(g.size());
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
 }
 BENCHMARK(BM_RcoStepOverhead)->Args({1000000, 8})->Unit(benchmark::kMillisecond);

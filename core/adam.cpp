@@ -1,7 +1,5 @@
-#include <tether/core/adam.hpp>
-
 #include <cmath>
-
+#include <tether/core/adam.hpp>
 #include <tether/core/errors.hpp>
 
 namespace tether {
@@ -13,10 +11,13 @@ bool AdamOptions::is_valid(std::string* why) const {
   };
   if (!(learning_rate > 0.0) || !std::isfinite(learning_rate))
     return fail(detail::concat("learning_rate must be finite and > 0, got ", learning_rate));
-  if (!(beta1 >= 0.0 && beta1 < 1.0)) return fail(detail::concat("beta1 must be in [0, 1), got ", beta1));
-  if (!(beta2 >= 0.0 && beta2 < 1.0)) return fail(detail::concat("beta2 must be in [0, 1), got ", beta2));
+  if (!(beta1 >= 0.0 && beta1 < 1.0))
+    return fail(detail::concat("beta1 must be in [0, 1), got ", beta1));
+  if (!(beta2 >= 0.0 && beta2 < 1.0))
+    return fail(detail::concat("beta2 must be in [0, 1), got ", beta2));
   if (!(epsilon > 0.0)) return fail(detail::concat("epsilon must be > 0, got ", epsilon));
-  if (!(weight_decay >= 0.0)) return fail(detail::concat("weight_decay must be >= 0, got ", weight_decay));
+  if (!(weight_decay >= 0.0))
+    return fail(detail::concat("weight_decay must be >= 0, got ", weight_decay));
   return true;
 }
 
@@ -25,7 +26,8 @@ Adam::Adam(const AdamOptions& options) : options_(options) {
   require(options_.is_valid(&why), "AdamOptions: ", why);
 }
 
-void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Eigen::Ref<Vector> out) {
+void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
+                     Eigen::Ref<Vector> out) {
   require<ShapeError>(x.size() == g.size() && out.size() == x.size(), "Adam: gradient size ",
                       g.size(), " != parameter size ", x.size());
   if (m_.size() != x.size()) {

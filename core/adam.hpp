@@ -8,7 +8,6 @@
 #pragma once
 
 #include <string>
-
 #include <tether/core/types.hpp>
 
 namespace tether {
@@ -33,7 +32,11 @@ class Adam {
   /// The step Adam would take (x_new - x) without applying it; advances the moments.
   void direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Eigen::Ref<Vector> out);
 
-  void reset() { t_ = 0; m_.resize(0); v_.resize(0); }
+  void reset() {
+    t_ = 0;
+    m_.resize(0);
+    v_.resize(0);
+  }
   Vector& first_moment() { return m_; }
   Vector& second_moment() { return v_; }
   long steps_taken() const { return t_; }

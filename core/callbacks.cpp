@@ -1,9 +1,7 @@
-#include <tether/core/callbacks.hpp>
-
 #include <unistd.h>
 
 #include <iostream>
-
+#include <tether/core/callbacks.hpp>
 #include <tether/core/errors.hpp>
 
 namespace tether::callbacks {
@@ -40,8 +38,8 @@ void CsvHistory::on_begin(int) {
 
 bool CsvHistory::on_iteration(const IterationRecord& r) {
   out_->precision(17);
-  *out_ << r.iteration << ',' << r.loss << ',' << r.best_loss << ',' << r.constraint_residual
-        << ',' << r.step_seconds << ',' << r.temperature << ',' << r.retraction_passes << '\n';
+  *out_ << r.iteration << ',' << r.loss << ',' << r.best_loss << ',' << r.constraint_residual << ','
+        << r.step_seconds << ',' << r.temperature << ',' << r.retraction_passes << '\n';
   return true;
 }
 

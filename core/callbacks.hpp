@@ -12,9 +12,8 @@
 #include <limits>
 #include <ostream>
 #include <string>
-#include <vector>
-
 #include <tether/core/result.hpp>
+#include <vector>
 
 namespace tether {
 
@@ -91,7 +90,8 @@ class CallbackSet {
     static_assert(IterationCallback<C>,
                   "a callback must have bool on_iteration(const tether::IterationRecord&)");
     if constexpr (requires { c.on_begin(0); }) begin_.push_back([&c](int n) { c.on_begin(n); });
-    iteration_.push_back([&c](const IterationRecord& r) { return static_cast<bool>(c.on_iteration(r)); });
+    iteration_.push_back(
+        [&c](const IterationRecord& r) { return static_cast<bool>(c.on_iteration(r)); });
     if constexpr (requires(const History& h) { c.on_end(h, StopReason::kConverged); })
       end_.push_back([&c](const History& h, StopReason s) { c.on_end(h, s); });
   }

@@ -1,6 +1,5 @@
-#include <tether/core/concepts.hpp>
-
 #include <cmath>
+#include <tether/core/concepts.hpp>
 
 namespace tether {
 
@@ -21,15 +20,14 @@ BudgetData validate_budget(const Matrix& costs, double budget, BudgetSense sense
   d.min_total = costs.rowwise().minCoeff().sum();
   d.max_total = costs.rowwise().maxCoeff().sum();
   // A relative slack of a few ulps keeps budgets computed as the exact end points feasible.
-  const double slack = 8.0 * std::numeric_limits<double>::epsilon() *
-                       std::max(1.0, std::abs(d.max_total));
-  require<InfeasibleError>(budget >= d.min_total - slack,
-                           "budget ", budget, " is below the feasible range [", d.min_total, ", ",
-                           d.max_total, "] (sum of row minima, sum of row maxima of costs)");
+  const double slack =
+      8.0 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(d.max_total));
+  require<InfeasibleError>(budget >= d.min_total - slack, "budget ", budget,
+                           " is below the feasible range [", d.min_total, ", ", d.max_total,
+                           "] (sum of row minima, sum of row maxima of costs)");
   if (sense == BudgetSense::kEqual)
-    require<InfeasibleError>(budget <= d.max_total + slack,
-                             "budget ", budget, " is above the feasible range [", d.min_total,
-                             ", ", d.max_total,
+    require<InfeasibleError>(budget <= d.max_total + slack, "budget ", budget,
+                             " is above the feasible range [", d.min_total, ", ", d.max_total,
                              "] (sum of row minima, sum of row maxima of costs)");
   return d;
 }

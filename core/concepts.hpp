@@ -12,7 +12,6 @@
 #include <concepts>
 #include <functional>
 #include <limits>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/types.hpp>
 
@@ -29,7 +28,9 @@ concept AssignmentProblem = requires(const P& problem, const Matrix& y, Matrix& 
 
 template <class P>
 BudgetSense budget_sense_of(const P& problem) {
-  if constexpr (requires { { problem.budget_sense() } -> std::convertible_to<BudgetSense>; })
+  if constexpr (requires {
+                  { problem.budget_sense() } -> std::convertible_to<BudgetSense>;
+                })
     return problem.budget_sense();
   else
     return BudgetSense::kEqual;
@@ -72,7 +73,9 @@ AssignmentObjective make_objective(const P& problem) {
   o.costs = problem.costs();
   o.budget = problem.budget();
   o.sense = budget_sense_of(problem);
-  o.loss = [&problem](const Matrix& y, Matrix& g) { return static_cast<double>(problem.loss(y, g)); };
+  o.loss = [&problem](const Matrix& y, Matrix& g) {
+    return static_cast<double>(problem.loss(y, g));
+  };
   return o;
 }
 

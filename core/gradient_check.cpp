@@ -1,15 +1,13 @@
-#include <tether/core/gradient_check.hpp>
-
 #include <cmath>
-
 #include <tether/core/errors.hpp>
+#include <tether/core/gradient_check.hpp>
 
 namespace tether {
 
 TaylorSlopeReport taylor_slope(const std::function<double(double)>& remainder, double h_min,
                                double h_max, int points, double floor) {
-  require(h_min > 0.0 && h_max > h_min, "taylor_slope: need 0 < h_min < h_max, got h_min = ",
-          h_min, ", h_max = ", h_max);
+  require(h_min > 0.0 && h_max > h_min, "taylor_slope: need 0 < h_min < h_max, got h_min = ", h_min,
+          ", h_max = ", h_max);
   require(points >= 3, "taylor_slope: points must be >= 3, got ", points);
   TaylorSlopeReport rep;
   double sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -20,7 +18,10 @@ TaylorSlopeReport taylor_slope(const std::function<double(double)>& remainder, d
     rep.remainders.push_back(r);
     if (!(r > floor) || !std::isfinite(r)) continue;
     const double lx = std::log(h), ly = std::log(r);
-    sx += lx; sy += ly; sxx += lx * lx; sxy += lx * ly;
+    sx += lx;
+    sy += ly;
+    sxx += lx * lx;
+    sxy += lx * ly;
     ++rep.points_used;
   }
   require<NumericalError>(rep.points_used >= 3, "taylor_slope: only ", rep.points_used,

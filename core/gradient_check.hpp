@@ -8,24 +8,22 @@
 
 #include <functional>
 #include <string>
-#include <vector>
-
 #include <tether/core/types.hpp>
+#include <vector>
 
 namespace tether {
 
 struct TaylorSlopeReport {
-  double slope = 0.0;            ///< least-squares slope of log r against log h
-  std::vector<double> steps;     ///< the h values used in the fit
+  double slope = 0.0;         ///< least-squares slope of log r against log h
+  std::vector<double> steps;  ///< the h values used in the fit
   std::vector<double> remainders;
-  int points_used = 0;           ///< points above the round-off floor
+  int points_used = 0;  ///< points above the round-off floor
 };
 
 /// Fits the log-log slope of remainder(h) for h log-spaced in [h_min, h_max], ignoring points
 /// whose remainder is below `floor` (round-off). Throws if fewer than 3 points remain.
-TaylorSlopeReport taylor_slope(const std::function<double(double)>& remainder,
-                               double h_min = 1e-5, double h_max = 1e-1, int points = 9,
-                               double floor = 1e-13);
+TaylorSlopeReport taylor_slope(const std::function<double(double)>& remainder, double h_min = 1e-5,
+                               double h_max = 1e-1, int points = 9, double floor = 1e-13);
 
 /// Taylor slope of f at x along d with claimed gradient g.
 TaylorSlopeReport check_gradient_slope(const std::function<double(const Vector&)>& f,

@@ -1,11 +1,9 @@
-#include <tether/core/knapsack.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
 #include <tether/core/concepts.hpp>
 #include <tether/core/errors.hpp>
+#include <tether/core/knapsack.hpp>
 
 namespace tether {
 
@@ -20,11 +18,12 @@ bool all_integer(const Matrix& costs) {
 }
 
 void check_values(const Matrix& values, Index n, Index k) {
-  require<ShapeError>(values.rows() == n && values.cols() == k, "MultipleChoiceKnapsack: values are ",
-                      values.rows(), " x ", values.cols(), ", costs are ", n, " x ", k);
+  require<ShapeError>(values.rows() == n && values.cols() == k,
+                      "MultipleChoiceKnapsack: values are ", values.rows(), " x ", values.cols(),
+                      ", costs are ", n, " x ", k);
   for (Index j = 0; j < values.size(); ++j)
-    require(std::isfinite(values.data()[j]), "MultipleChoiceKnapsack: values(", j / k, ", ",
-            j % k, ") must be finite, got ", values.data()[j]);
+    require(std::isfinite(values.data()[j]), "MultipleChoiceKnapsack: values(", j / k, ", ", j % k,
+            ") must be finite, got ", values.data()[j]);
 }
 
 }  // namespace
@@ -33,8 +32,8 @@ MultipleChoiceKnapsack::MultipleChoiceKnapsack(const Matrix& costs, double budge
                                                const KnapsackOptions& options)
     : costs_(costs), budget_(budget) {
   const BudgetData data = validate_budget(costs, budget, BudgetSense::kAtMost);
-  require(costs.cols() <= 256, "MultipleChoiceKnapsack: K must be <= 256 (one byte per choice), got ",
-          costs.cols());
+  require(costs.cols() <= 256,
+          "MultipleChoiceKnapsack: K must be <= 256 (one byte per choice), got ", costs.cols());
   const Index n = costs.rows(), k = costs.cols();
   exact_grid_ = options.use_exact_integer_costs && all_integer(costs);
   fill_slack_ = options.fill_slack;
@@ -50,8 +49,9 @@ MultipleChoiceKnapsack::MultipleChoiceKnapsack(const Matrix& costs, double budge
     std::int64_t row_min = std::numeric_limits<std::int64_t>::max(), row_max = 0;
     for (Index o = 0; o < k; ++o) {
       const long double scaled = static_cast<long double>(costs(i, o)) * r;
-      require(scaled < 2.0e9L, "MultipleChoiceKnapsack: costs(", i, ", ", o, ") x units_per_cost = ",
-              static_cast<double>(scaled), " exceeds the grid limit 2e9 units");
+      require(scaled < 2.0e9L, "MultipleChoiceKnapsack: costs(", i, ", ", o,
+              ") x units_per_cost = ", static_cast<double>(scaled),
+              " exceeds the grid limit 2e9 units");
       auto g = static_cast<std::int64_t>(std::ceil(scaled));
       while (static_cast<long double>(g) / r < static_cast<long double>(costs(i, o))) ++g;
       grid_costs_[static_cast<std::size_t>(i * k + o)] = static_cast<std::int32_t>(g);
@@ -208,7 +208,10 @@ double MultipleChoiceKnapsack::lp_upper_bound(const Matrix& values) const {
         const int a = hull[hull.size() - 2], b = hull.back();
         const double s_ab = (values(i, b) - values(i, a)) / (costs_(i, b) - costs_(i, a));
         const double s_bo = (values(i, o) - values(i, b)) / (costs_(i, o) - costs_(i, b));
-        if (s_bo >= s_ab) hull.pop_back(); else break;
+        if (s_bo >= s_ab)
+          hull.pop_back();
+        else
+          break;
       }
       hull.push_back(o);
     }

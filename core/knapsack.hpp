@@ -20,9 +20,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
 #include <tether/core/types.hpp>
+#include <vector>
 
 namespace tether {
 
@@ -41,15 +40,15 @@ struct KnapsackOptions {
 };
 
 struct KnapsackResult {
-  Assignment assignment;      ///< chosen option per group
-  double value = 0.0;         ///< sum_i v_{i,h(i)}
-  double cost = 0.0;          ///< true cost sum_i c_{i,h(i)} (<= budget)
-  double lp_upper_bound = 0;  ///< LP relaxation (convex hull) bound on the true optimum
-  double gap = 0.0;           ///< lp_upper_bound - value >= 0
-  bool exact_grid = false;    ///< true when the grid represents every cost exactly
-  bool grid_fallback = false; ///< true when the grid was too coarse and the min-cost answer was
-                              ///< returned (the budget is feasible only at grid resolution)
-  int slack_moves = 0;        ///< improving moves made by KnapsackOptions::fill_slack
+  Assignment assignment;       ///< chosen option per group
+  double value = 0.0;          ///< sum_i v_{i,h(i)}
+  double cost = 0.0;           ///< true cost sum_i c_{i,h(i)} (<= budget)
+  double lp_upper_bound = 0;   ///< LP relaxation (convex hull) bound on the true optimum
+  double gap = 0.0;            ///< lp_upper_bound - value >= 0
+  bool exact_grid = false;     ///< true when the grid represents every cost exactly
+  bool grid_fallback = false;  ///< true when the grid was too coarse and the min-cost answer was
+                               ///< returned (the budget is feasible only at grid resolution)
+  int slack_moves = 0;         ///< improving moves made by KnapsackOptions::fill_slack
 };
 
 class MultipleChoiceKnapsack {
@@ -79,10 +78,10 @@ class MultipleChoiceKnapsack {
   bool exact_grid_ = false;
   bool fill_slack_ = true;
   std::int64_t capacity_ = 0;
-  std::vector<std::int32_t> grid_costs_;   // N x K row-major, ceil(c R)
-  std::vector<double> best_, next_;        // DP rows, capacity + 1 each
-  std::vector<double> argmax_;             // the current group's best option per unit
-  std::vector<std::uint8_t> choice_;       // N x (capacity + 1)
+  std::vector<std::int32_t> grid_costs_;  // N x K row-major, ceil(c R)
+  std::vector<double> best_, next_;       // DP rows, capacity + 1 each
+  std::vector<double> argmax_;            // the current group's best option per unit
+  std::vector<std::uint8_t> choice_;      // N x (capacity + 1)
 };
 
 }  // namespace tether

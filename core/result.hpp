@@ -19,12 +19,18 @@ enum class StopReason {
 
 inline const char* to_string(StopReason r) {
   switch (r) {
-    case StopReason::kConverged: return "converged";
-    case StopReason::kIterationLimit: return "iteration limit";
-    case StopReason::kNumericalError: return "numerical error";
-    case StopReason::kInfeasibleInput: return "infeasible input";
-    case StopReason::kDegenerateManifold: return "degenerate manifold";
-    case StopReason::kStoppedByCallback: return "stopped by callback";
+    case StopReason::kConverged:
+      return "converged";
+    case StopReason::kIterationLimit:
+      return "iteration limit";
+    case StopReason::kNumericalError:
+      return "numerical error";
+    case StopReason::kInfeasibleInput:
+      return "infeasible input";
+    case StopReason::kDegenerateManifold:
+      return "degenerate manifold";
+    case StopReason::kStoppedByCallback:
+      return "stopped by callback";
   }
   return "unknown";
 }

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <numbers>
 #include <random>
-
 #include <tether/core/types.hpp>
 
 namespace tether {

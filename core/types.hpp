@@ -6,9 +6,8 @@
 
 #include <Eigen/Core>
 #include <cstdint>
-#include <vector>
-
 #include <tether/core/hd.hpp>
+#include <vector>
 
 namespace tether {
 

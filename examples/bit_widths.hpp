@@ -5,13 +5,15 @@
 #include <tether/solvers/rco.hpp>
 
 struct BitWidthProblem {
-  tether::Matrix costs_;     // costs_(i, k) = share of parameters of layer i x bits of option k
-  tether::Matrix error_;     // error_(i, k) = quantisation error of layer i at option k
-  double budget_ = 0.0;      // average bits
+  tether::Matrix costs_;  // costs_(i, k) = share of parameters of layer i x bits of option k
+  tether::Matrix error_;  // error_(i, k) = quantisation error of layer i at option k
+  double budget_ = 0.0;   // average bits
 
   BitWidthProblem(const tether::Vector& shares, const tether::Vector& bits,
                   const tether::Vector& sensitivity, double average_bits)
-      : costs_(shares * bits.transpose()), error_(shares.size(), bits.size()), budget_(average_bits) {
+      : costs_(shares * bits.transpose()),
+        error_(shares.size(), bits.size()),
+        budget_(average_bits) {
     for (Eigen::Index i = 0; i < error_.rows(); ++i)
       for (Eigen::Index k = 0; k < error_.cols(); ++k)
         error_(i, k) = sensitivity[i] * std::pow(4.0, -bits[k]);  // error falls 4x per bit

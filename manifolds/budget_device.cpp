@@ -1,6 +1,5 @@
-#include <tether/manifolds/budget_device.hpp>
-
 #include <tether/core/errors.hpp>
+#include <tether/manifolds/budget_device.hpp>
 #if defined(TETHER_HAVE_CUDA)
 #include <tether/manifolds/budget_kernels.hpp>
 #endif
@@ -29,7 +28,8 @@ PhiAndSlope expected_cost_and_slope(const Matrix& alpha, const Matrix& costs, do
   return out;
 #else
   (void)t;
-  throw Error("expected_cost_and_slope: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
+  throw Error(
+      "expected_cost_and_slope: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
 #endif
 }
 

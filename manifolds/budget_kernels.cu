@@ -1,11 +1,10 @@
 #include <cuda_runtime.h>
 
 #include <string>
-#include <vector>
-
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_kernels.hpp>
 #include <tether/manifolds/budget_row.hpp>
+#include <vector>
 
 namespace tether::device::kernels {
 
@@ -27,7 +26,7 @@ __global__ void phi_partials(const double* alpha, const double* costs, int n, in
   budget_row::Moments m;
   if (row < n) {
     m = budget_row::moments_shifted(alpha + static_cast<long long>(row) * k,
-                                     costs + static_cast<long long>(row) * k, k, t);
+                                    costs + static_cast<long long>(row) * k, k, t);
   }
   phi[threadIdx.x] = m.expected;
   slope[threadIdx.x] = m.variance;
@@ -52,10 +51,11 @@ int device_count() {
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
-void phi_and_slope(const double* alpha, const double* costs, int n, int k, double t, double* phi_out,
-                   double* slope_out) {
+void phi_and_slope(const double* alpha, const double* costs, int n, int k, double t,
+                   double* phi_out, double* slope_out) {
   const int blocks = (n + kThreads - 1) / kThreads;
-  const std::size_t bytes = sizeof(double) * static_cast<std::size_t>(n) * static_cast<std::size_t>(k);
+  const std::size_t bytes =
+      sizeof(double) * static_cast<std::size_t>(n) * static_cast<std::size_t>(k);
   double *d_alpha = nullptr, *d_costs = nullptr, *d_phi = nullptr, *d_slope = nullptr;
   check(cudaMalloc(&d_alpha, bytes), "cudaMalloc");
   check(cudaMalloc(&d_costs, bytes), "cudaMalloc");
@@ -65,7 +65,8 @@ void phi_and_slope(const double* alpha, const double* costs, int n, int k, doubl
   check(cudaMemcpy(d_costs, costs, bytes, cudaMemcpyHostToDevice), "copy costs");
   phi_partials<<<blocks, kThreads>>>(d_alpha, d_costs, n, k, t, d_phi, d_slope);
   check(cudaGetLastError(), "phi_partials launch");
-  std::vector<double> phi(static_cast<std::size_t>(blocks)), slope(static_cast<std::size_t>(blocks));
+  std::vector<double> phi(static_cast<std::size_t>(blocks)),
+      slope(static_cast<std::size_t>(blocks));
   check(cudaMemcpy(phi.data(), d_phi, sizeof(double) * blocks, cudaMemcpyDeviceToHost), "copy phi");
   check(cudaMemcpy(slope.data(), d_slope, sizeof(double) * blocks, cudaMemcpyDeviceToHost),
         "copy slope");

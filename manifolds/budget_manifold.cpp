@@ -1,10 +1,8 @@
-#include <tether/manifolds/budget_manifold.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
 #include <tether/core/errors.hpp>
+#include <tether/manifolds/budget_manifold.hpp>
 #include <tether/manifolds/budget_row.hpp>
 
 namespace tether {
@@ -81,7 +79,8 @@ BudgetManifold::BudgetManifold(const Matrix& costs, const std::vector<Index>& bl
       require<InfeasibleError>(d.min_total < budgets_[b] && budgets_[b] < d.max_total,
                                "BudgetManifold: budget ", budgets_[b], " of block ", b,
                                " must lie strictly inside the feasible range (", d.min_total, ", ",
-                               d.max_total, "); at an end point the only feasible assignment is "
+                               d.max_total,
+                               "); at an end point the only feasible assignment is "
                                "the cheapest (or dearest) one, at infinite logits");
     } else {
       require<InfeasibleError>(d.min_total < budgets_[b], "BudgetManifold: budget ", budgets_[b],
@@ -144,7 +143,8 @@ bool BudgetManifold::project_with_normal(const Matrix& alpha, const Matrix& n, M
     const double nn = n.middleRows(r0, nr).squaredNorm();
     // <n, n> below this is all round-off: every row of the block is (numerically) one-hot.
     if (!(nn > 1e-300)) return false;
-    coef[static_cast<std::size_t>(b)] = n.middleRows(r0, nr).cwiseProduct(v.middleRows(r0, nr)).sum() / nn;
+    coef[static_cast<std::size_t>(b)] =
+        n.middleRows(r0, nr).cwiseProduct(v.middleRows(r0, nr)).sum() / nn;
   }
   for (Index b = 0; b < blocks(); ++b) {
     const Index r0 = block_begin(b), nr = block_end(b) - r0;
@@ -193,9 +193,13 @@ RetractionReport BudgetManifold::retract(Matrix& alpha) const {
           }
           break;
         }
-        if (r < 0) lo = t; else hi = t;  // phi is nondecreasing: the root is above lo, below hi
+        if (r < 0)
+          lo = t;
+        else
+          hi = t;  // phi is nondecreasing: the root is above lo, below hi
         if (std::isfinite(lo) && std::isfinite(hi) &&
-            hi - lo <= 4.0 * std::numeric_limits<double>::epsilon() * std::max(std::abs(lo), std::abs(hi))) {
+            hi - lo <= 4.0 * std::numeric_limits<double>::epsilon() *
+                           std::max(std::abs(lo), std::abs(hi))) {
           saturated = true;  // the root is not representable to this tolerance
           break;
         }
@@ -236,8 +240,8 @@ RetractionReport BudgetManifold::retract(Matrix& alpha) const {
     }
     report.passes = std::max(report.passes, passes);
     report.max_abs_residual = std::max(
-        report.max_abs_residual,
-        sense_ == BudgetSense::kAtMost ? std::max(0.0, cur.phi - target) : std::abs(cur.phi - target));
+        report.max_abs_residual, sense_ == BudgetSense::kAtMost ? std::max(0.0, cur.phi - target)
+                                                                : std::abs(cur.phi - target));
     report.converged = report.converged && converged;
     report.saturated = report.saturated || saturated;
     report.shifts.push_back(t);

@@ -9,10 +9,11 @@
 //   normal      n_ik = p_ik (c_ik - E_i),  E_i = sum_k p_ik c_ik       (dC/dalpha, closed form)
 //   projection  v <- v - (<v, n> / <n, n>) n                          (per block)
 //   retraction  alpha_ik <- alpha_ik + t c_ik with one scalar t per block, solving
-//               phi(t) = C(alpha + t c) = B. phi is nondecreasing: phi'(t) = sum_i Var_{p_i(t)}(c_i).
-//               tether uses a safeguarded Newton iteration (phi' comes from the same pass) with a
-//               bracket and bisection fallback, to |C - B| <= 1e-12 max(1, |B|) by default. The
-//               reference bisects to 1e-4 in up to 100 passes; this needs a handful.
+//               phi(t) = C(alpha + t c) = B. phi is nondecreasing: phi'(t) = sum_i
+//               Var_{p_i(t)}(c_i). tether uses a safeguarded Newton iteration (phi' comes from the
+//               same pass) with a bracket and bisection fallback, to |C - B| <= 1e-12 max(1, |B|)
+//               by default. The reference bisects to 1e-4 in up to 100 passes; this needs a
+//               handful.
 //   transport   project the vector onto the tangent space at the new point (Riemannian Adam
 //               transports its first moment this way; the second moment is left as it is).
 // Invariants (tested): the normal equals the finite-difference gradient of C; projection is
@@ -27,10 +28,9 @@
 //   m.project(alpha, gradient);                      // gradient now tangent at alpha
 #pragma once
 
-#include <vector>
-
 #include <tether/core/concepts.hpp>
 #include <tether/core/types.hpp>
+#include <vector>
 
 namespace tether {
 
@@ -58,9 +58,8 @@ class BudgetManifold {
                  const RetractionOptions& options = {});
   /// One budget per block of rows: block b is rows [block_starts[b], block_starts[b+1]) (the
   /// last ends at N); block_starts[0] must be 0 and the starts strictly increasing.
-  BudgetManifold(const Matrix& costs, const std::vector<Index>& block_starts,
-                 const Vector& budgets, BudgetSense sense = BudgetSense::kEqual,
-                 const RetractionOptions& options = {});
+  BudgetManifold(const Matrix& costs, const std::vector<Index>& block_starts, const Vector& budgets,
+                 BudgetSense sense = BudgetSense::kEqual, const RetractionOptions& options = {});
 
   Index groups() const { return costs_.rows(); }
   Index options() const { return costs_.cols(); }

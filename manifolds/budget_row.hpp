@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cmath>
-
 #include <tether/core/hd.hpp>
 
 namespace tether::budget_row {
@@ -21,7 +20,8 @@ struct Moments {
 };
 
 /// Stable softmax of (a + t c) into p; returns nothing. K >= 1.
-TETHER_HD inline void softmax_shifted(const double* a, const double* c, int k, double t, double* p) {
+TETHER_HD inline void softmax_shifted(const double* a, const double* c, int k, double t,
+                                      double* p) {
   double m = a[0] + t * c[0];
   for (int j = 1; j < k; ++j) m = larger(m, a[j] + t * c[j]);
   double s = 0.0;
@@ -80,8 +80,8 @@ TETHER_HD inline double normal(const double* a, const double* c, int k, double* 
 /// Returns the row's log-partition log sum_k exp(a_k + sum_j t_j c^(j)_k), whose sum over rows
 /// minus <B, t> is the convex potential whose gradient in t is C(t) - B.
 TETHER_HD inline double moments_multi(const double* a, const double* c, long long budget_stride,
-                                    int m, int k, const double* t, double* p, double* expected,
-                                    double* cov) {
+                                      int m, int k, const double* t, double* p, double* expected,
+                                      double* cov) {
   for (int q = 0; q < k; ++q) {
     double z = a[q];
     if (t != nullptr)

@@ -17,11 +17,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <vector>
-
 #include <tether/core/concepts.hpp>
 #include <tether/core/errors.hpp>
 #include <tether/core/types.hpp>
+#include <vector>
 
 namespace tether::problems {
 

@@ -1,12 +1,10 @@
-#include <tether/problems/mckp_families.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <utility>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
+#include <tether/problems/mckp_families.hpp>
+#include <utility>
 
 namespace tether::problems {
 namespace {

@@ -22,7 +22,6 @@
 #include <array>
 #include <cstdint>
 #include <string_view>
-
 #include <tether/core/concepts.hpp>
 #include <tether/core/types.hpp>
 

@@ -1,8 +1,6 @@
-#include <tether/solvers/assignment_common.hpp>
-
 #include <cmath>
-
 #include <tether/core/errors.hpp>
+#include <tether/solvers/assignment_common.hpp>
 
 namespace tether::assignment {
 
@@ -12,10 +10,11 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
   const BudgetData data = validate_budget(objective.costs, objective.budget, objective.sense);
   if (data_out) *data_out = data;
   const Index n = data.costs.rows(), k = data.costs.cols();
-  const double slack = 8.0 * std::numeric_limits<double>::epsilon() *
-                       std::max(1.0, std::abs(data.max_total));
+  const double slack =
+      8.0 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(data.max_total));
   const bool at_min = objective.budget <= data.min_total + slack;
-  const bool at_max = objective.sense == BudgetSense::kEqual && objective.budget >= data.max_total - slack;
+  const bool at_max =
+      objective.sense == BudgetSense::kEqual && objective.budget >= data.max_total - slack;
   if (k > 1 && !at_min && !at_max) return std::nullopt;
 
   // One feasible answer (up to ties, broken by the loss): the cheapest or the dearest rows.
@@ -23,8 +22,10 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
   r.assignment.assign(static_cast<std::size_t>(n), 0);
   for (Index i = 0; i < n; ++i) {
     Index best = 0;
-    if (at_max && !at_min) data.costs.row(i).maxCoeff(&best);
-    else data.costs.row(i).minCoeff(&best);
+    if (at_max && !at_min)
+      data.costs.row(i).maxCoeff(&best);
+    else
+      data.costs.row(i).minCoeff(&best);
     r.assignment[static_cast<std::size_t>(i)] = static_cast<int>(best);
   }
   const std::optional<double> loss = hard_loss(objective, r.assignment);
@@ -43,7 +44,8 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
   return r;
 }
 
-std::optional<double> evaluate(const AssignmentObjective& objective, const Matrix& y, Matrix& grad) {
+std::optional<double> evaluate(const AssignmentObjective& objective, const Matrix& y,
+                               Matrix& grad) {
   grad.setZero(y.rows(), y.cols());
   const double value = objective.loss(y, grad);
   require<ShapeError>(grad.rows() == y.rows() && grad.cols() == y.cols(),
@@ -107,20 +109,23 @@ int polish(const AssignmentObjective& objective, Assignment& h, double& loss, in
         if (o == old) continue;
         const double new_cost = cost - c(i, old) + c(i, o);
         if (new_cost > objective.budget) continue;
-        y(i, old) = 0; y(i, o) = 1;
+        y(i, old) = 0;
+        y(i, o) = 1;
         const std::optional<double> l = try_loss();
         if (l && *l < loss) {
           h[static_cast<std::size_t>(i)] = static_cast<int>(o);
           cost = assignment_cost(c, h);  // exact, not the incremental estimate
           if (cost <= objective.budget) {
             loss = *l;
-            ++improvements; improved = true;
+            ++improvements;
+            improved = true;
             break;
           }
           h[static_cast<std::size_t>(i)] = old;
           cost = assignment_cost(c, h);
         }
-        y(i, o) = 0; y(i, old) = 1;
+        y(i, o) = 0;
+        y(i, old) = 1;
       }
     }
     // Pair moves: group i to option a, group j to option b, keeping the budget.
@@ -134,20 +139,28 @@ int polish(const AssignmentObjective& objective, Assignment& h, double& loss, in
             if (b == oj) continue;
             const double new_cost = cost - c(i, oi) + c(i, a) - c(j, oj) + c(j, b);
             if (new_cost > objective.budget) continue;
-            y(i, oi) = 0; y(i, a) = 1; y(j, oj) = 0; y(j, b) = 1;
+            y(i, oi) = 0;
+            y(i, a) = 1;
+            y(j, oj) = 0;
+            y(j, b) = 1;
             const std::optional<double> l = try_loss();
             if (l && *l < loss) {
               h[static_cast<std::size_t>(i)] = static_cast<int>(a);
               h[static_cast<std::size_t>(j)] = static_cast<int>(b);
               if (assignment_cost(c, h) <= objective.budget) {
-                loss = *l; cost = assignment_cost(c, h);
-                ++improvements; improved = moved = true;
+                loss = *l;
+                cost = assignment_cost(c, h);
+                ++improvements;
+                improved = moved = true;
                 continue;
               }
               h[static_cast<std::size_t>(i)] = oi;
               h[static_cast<std::size_t>(j)] = oj;
             }
-            y(i, a) = 0; y(i, oi) = 1; y(j, b) = 0; y(j, oj) = 1;
+            y(i, a) = 0;
+            y(i, oi) = 1;
+            y(j, b) = 0;
+            y(j, oj) = 1;
           }
         }
       }

@@ -5,7 +5,6 @@
 
 #include <optional>
 #include <string>
-
 #include <tether/core/concepts.hpp>
 #include <tether/solvers/rco.hpp>
 

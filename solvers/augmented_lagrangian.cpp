@@ -1,10 +1,8 @@
-#include <tether/solvers/augmented_lagrangian.hpp>
-
 #include <algorithm>
 #include <climits>
 #include <cmath>
-
 #include <tether/core/errors.hpp>
+#include <tether/solvers/augmented_lagrangian.hpp>
 
 namespace tether {
 

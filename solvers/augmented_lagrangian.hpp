@@ -34,12 +34,11 @@
 #pragma once
 
 #include <string>
-#include <vector>
-
 #include <tether/core/callbacks.hpp>
 #include <tether/core/concepts.hpp>
 #include <tether/solvers/rco.hpp>
 #include <tether/solvers/soft_relaxation.hpp>
+#include <vector>
 
 namespace tether {
 

@@ -1,17 +1,15 @@
-#include <tether/solvers/evolutionary.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <optional>
-#include <vector>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/knapsack.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/solvers/assignment_common.hpp>
+#include <tether/solvers/evolutionary.hpp>
+#include <vector>
 
 namespace tether {
 

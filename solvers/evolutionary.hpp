@@ -47,7 +47,6 @@
 
 #include <cstdint>
 #include <string>
-
 #include <tether/core/callbacks.hpp>
 #include <tether/core/concepts.hpp>
 #include <tether/solvers/rco.hpp>

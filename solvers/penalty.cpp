@@ -1,9 +1,7 @@
-#include <tether/solvers/penalty.hpp>
-
 #include <cmath>
 #include <limits>
-
 #include <tether/core/errors.hpp>
+#include <tether/solvers/penalty.hpp>
 
 namespace tether {
 

@@ -40,13 +40,12 @@
 
 #include <optional>
 #include <string>
-#include <utility>
-#include <vector>
-
 #include <tether/core/callbacks.hpp>
 #include <tether/core/concepts.hpp>
 #include <tether/solvers/rco.hpp>
 #include <tether/solvers/soft_relaxation.hpp>
+#include <utility>
+#include <vector>
 
 namespace tether {
 

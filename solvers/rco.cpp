@@ -1,12 +1,10 @@
-#include <tether/solvers/rco.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <limits>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/solvers/assignment_common.hpp>
+#include <tether/solvers/rco.hpp>
 #include <tether/solvers/riemannian_adam.hpp>
 
 namespace tether {
@@ -23,20 +21,24 @@ bool RcoOptions::is_valid(std::string* why) const {
     if (why) *why = msg;
     return false;
   };
-  AdamOptions adam{.learning_rate = learning_rate, .beta1 = beta1, .beta2 = beta2, .epsilon = epsilon};
+  AdamOptions adam{
+      .learning_rate = learning_rate, .beta1 = beta1, .beta2 = beta2, .epsilon = epsilon};
   if (!adam.is_valid(why)) return false;
   if (steps < 1) return fail(detail::concat("steps must be >= 1, got ", steps));
   if (samples < 1) return fail(detail::concat("samples must be >= 1, got ", samples));
   if (antithetic && samples % 2 != 0)
-    return fail(detail::concat("antithetic sampling needs an even number of samples, got ", samples));
+    return fail(
+        detail::concat("antithetic sampling needs an even number of samples, got ", samples));
   if (!(tau_initial > 0.0) || !std::isfinite(tau_initial))
     return fail(detail::concat("tau_initial must be finite and > 0, got ", tau_initial));
   if (!(tau_final > 0.0) || !std::isfinite(tau_final))
     return fail(detail::concat("tau_final must be finite and > 0, got ", tau_final));
-  if (!(units_per_cost > 0.0)) return fail(detail::concat("units_per_cost must be > 0, got ", units_per_cost));
+  if (!(units_per_cost > 0.0))
+    return fail(detail::concat("units_per_cost must be > 0, got ", units_per_cost));
   if (!(final_units_per_cost > 0.0))
     return fail(detail::concat("final_units_per_cost must be > 0, got ", final_units_per_cost));
-  if (polish_sweeps < 0) return fail(detail::concat("polish_sweeps must be >= 0, got ", polish_sweeps));
+  if (polish_sweeps < 0)
+    return fail(detail::concat("polish_sweeps must be >= 0, got ", polish_sweeps));
   return true;
 }
 
@@ -91,7 +93,8 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
   }
 
   RiemannianAdam riemannian_adam(
-      manifold, {.learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon});
+      manifold,
+      {.learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon});
   Rng rng(o.seed);
   Matrix gumbel(n, k), z(n, k), grad_alpha(n, k), grad_y(n, k);
   Matrix uniform_draws(n, k);
@@ -100,9 +103,10 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
 
   for (int t = 0; t < o.steps && result.status == StopReason::kIterationLimit; ++t) {
     const auto t_iter = Clock::now();
-    const double tau = o.steps == 1 ? o.tau_initial
-                                    : o.tau_initial * std::pow(o.tau_final / o.tau_initial,
-                                                               static_cast<double>(t) / (o.steps - 1));
+    const double tau = o.steps == 1
+                           ? o.tau_initial
+                           : o.tau_initial * std::pow(o.tau_final / o.tau_initial,
+                                                      static_cast<double>(t) / (o.steps - 1));
     grad_alpha.setZero();
     double mean_loss = 0.0;
     bool finite = true;
@@ -136,7 +140,8 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
         }
         consider_hard(hard.assignment, *loss);
         mean_loss += *loss / o.samples;
-        grad_alpha += assignment::softmax_vjp(assignment::softmax_rows(z), grad_y) / (tau * o.samples);
+        grad_alpha +=
+            assignment::softmax_vjp(assignment::softmax_rows(z), grad_y) / (tau * o.samples);
       }
     } else {
       const Matrix p = assignment::softmax_rows(alpha);
@@ -170,9 +175,9 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
     const RetractionReport& rr = sr.retraction;
     if (!rr.converged) {
       result.status = StopReason::kNumericalError;
-      result.message = detail::concat("retraction failed at iteration ", t, ": |C - B| = ",
-                                      rr.max_abs_residual, " after ", rr.passes,
-                                      " passes; the last finite iterate is kept");
+      result.message =
+          detail::concat("retraction failed at iteration ", t, ": |C - B| = ", rr.max_abs_residual,
+                         " after ", rr.passes, " passes; the last finite iterate is kept");
       break;
     }
 

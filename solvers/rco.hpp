@@ -32,7 +32,6 @@
 
 #include <cstdint>
 #include <string>
-
 #include <tether/core/callbacks.hpp>
 #include <tether/core/concepts.hpp>
 #include <tether/core/knapsack.hpp>
@@ -43,20 +42,20 @@ namespace tether {
 
 /// What every assignment solver (RCO and the baselines) returns.
 struct AssignmentResult {
-  Assignment assignment;        ///< the answer: hard, within budget unless `budget_violation` > 0
-  double loss = 0.0;            ///< true loss of `assignment`
-  double cost = 0.0;            ///< true cost of `assignment`
+  Assignment assignment;  ///< the answer: hard, within budget unless `budget_violation` > 0
+  double loss = 0.0;      ///< true loss of `assignment`
+  double cost = 0.0;      ///< true cost of `assignment`
   double budget = 0.0;
   double budget_violation = 0;  ///< cost - budget (<= 0: feasible)
 
-  Assignment best_seen;         ///< best hard assignment evaluated during the run
+  Assignment best_seen;  ///< best hard assignment evaluated during the run
   double best_seen_loss = 0.0;
-  Assignment final_dp;          ///< DP on log p (RCO) or rounding of the relaxation (baselines)
+  Assignment final_dp;  ///< DP on log p (RCO) or rounding of the relaxation (baselines)
   double final_dp_loss = 0.0;
-  double final_dp_gap = 0.0;    ///< LP bound gap of that DP answer in log-probability units
+  double final_dp_gap = 0.0;  ///< LP bound gap of that DP answer in log-probability units
 
-  Matrix logits;                ///< final logits (last finite iterate)
-  double expected_cost = 0.0;   ///< C(logits)
+  Matrix logits;                         ///< final logits (last finite iterate)
+  double expected_cost = 0.0;            ///< C(logits)
   double max_expected_cost_drift = 0.0;  ///< max over iterates of |C - B| (NaN if not tracked)
 
   StopReason status = StopReason::kIterationLimit;
@@ -76,16 +75,16 @@ struct RcoOptions {
   double beta2 = 0.999;
   double epsilon = 1e-8;
   int steps = 200;
-  int samples = 4;                ///< Gumbel samples per step
-  bool antithetic = false;        ///< pair sample U with 1 - U (samples must be even)
+  int samples = 4;          ///< Gumbel samples per step
+  bool antithetic = false;  ///< pair sample U with 1 - U (samples must be even)
   double tau_initial = 1.0;
   double tau_final = 0.01;
   std::uint64_t seed = 42;
   Estimator estimator = Estimator::kGumbelStraightThrough;
   Init init = Init::kUniform;
-  Matrix initial_logits{};        ///< Init::kGiven
-  Matrix sensitivities{};         ///< Init::kSensitivities: alpha_ik = -log(distortion_ik)
-  double units_per_cost = 1000.0;       ///< DP grid in the sampling loop (non-integer costs)
+  Matrix initial_logits{};                ///< Init::kGiven
+  Matrix sensitivities{};                 ///< Init::kSensitivities: alpha_ik = -log(distortion_ik)
+  double units_per_cost = 1000.0;         ///< DP grid in the sampling loop (non-integer costs)
   double final_units_per_cost = 10000.0;  ///< DP grid of the final answer
   RetractionOptions retraction{};
   /// Budget-keeping local search on the true loss after the run (sweeps; 0 = faithful).

@@ -1,13 +1,11 @@
-#include <tether/solvers/soft_relaxation.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/knapsack.hpp>
 #include <tether/solvers/assignment_common.hpp>
+#include <tether/solvers/soft_relaxation.hpp>
 
 namespace tether {
 

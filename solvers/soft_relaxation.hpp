@@ -36,7 +36,6 @@
 #include <functional>
 #include <optional>
 #include <string>
-
 #include <tether/core/adam.hpp>
 #include <tether/core/callbacks.hpp>
 #include <tether/core/concepts.hpp>

@@ -10,8 +10,6 @@
 #include <limits>
 #include <sstream>
 #include <string>
-#include <vector>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/gradient_check.hpp>
 #include <tether/core/rng.hpp>
@@ -19,6 +17,7 @@
 #include <tether/solvers/augmented_lagrangian.hpp>
 #include <tether/solvers/evolutionary.hpp>
 #include <tether/solvers/penalty.hpp>
+#include <vector>
 
 namespace tether {
 namespace {

@@ -22,11 +22,11 @@ namespace {
 
 using testing::budget_tolerance;
 using testing::direct_expected_cost;
+using testing::expect_budget_manifold_invariants;
+using ::testing::HasSubstr;
 using testing::log_uniform_costs;
 using testing::median;
 using testing::uniform_matrix;
-using testing::expect_budget_manifold_invariants;
-using ::testing::HasSubstr;
 
 double min_total(const Matrix& c) { return c.rowwise().minCoeff().sum(); }
 double max_total(const Matrix& c) { return c.rowwise().maxCoeff().sum(); }
@@ -165,7 +165,8 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsOneBudget) {
     const BudgetManifold at_most(costs, budget, BudgetSense::kAtMost);
     Matrix beta = start;
     const RetractionReport ra = at_most.retract(beta);
-    const double c_start = direct_expected_cost(costs, start), c_end = direct_expected_cost(costs, beta);
+    const double c_start = direct_expected_cost(costs, start),
+                 c_end = direct_expected_cost(costs, beta);
     passes_at_most.push_back(ra.passes);
     const bool ok =
         ra.converged && (c_start > budget + tol ? std::abs(c_end - budget) <= tol : beta == start);
@@ -219,7 +220,8 @@ TEST(BudgetManifoldRetraction, ThousandRandomStartsBlocks) {
     bool ok = r.converged && alpha.allFinite();
     for (Index b = 0; b < nb; ++b) {
       const Index r0 = m.block_begin(b), r1 = m.block_end(b);
-      const double c = direct_expected_cost(costs.middleRows(r0, r1 - r0), alpha.middleRows(r0, r1 - r0));
+      const double c =
+          direct_expected_cost(costs.middleRows(r0, r1 - r0), alpha.middleRows(r0, r1 - r0));
       ok = ok && std::abs(c - budgets[b]) <= budget_tolerance(budgets[b]);
     }
     if (!ok) {

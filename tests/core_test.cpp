@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numbers>
 #include <sstream>
-
 #include <tether/core/adam.hpp>
 #include <tether/core/callbacks.hpp>
 #include <tether/core/errors.hpp>
@@ -79,7 +78,8 @@ TEST(GradientCheck, TaylorSlopeIsTwoForTheRightGradientAndOneForAWrongOne) {
   x << 0.3, -0.7;
   d << 0.6, 0.8;
   Vector g(2);
-  g << std::cos(x[0]) * std::exp(x[1]) + 2 * x[0] * x[1], std::sin(x[0]) * std::exp(x[1]) + x[0] * x[0];
+  g << std::cos(x[0]) * std::exp(x[1]) + 2 * x[0] * x[1],
+      std::sin(x[0]) * std::exp(x[1]) + x[0] * x[0];
   EXPECT_NEAR(check_gradient_slope(f, x, g, d).slope, 2.0, 0.1);
   Vector wrong = g;
   wrong[0] += 1e-3;

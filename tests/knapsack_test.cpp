@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <limits>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/knapsack.hpp>
 #include <tether/core/rng.hpp>
@@ -170,17 +169,19 @@ TEST(Knapsack, RefusesBadInput) {
   Matrix nan_costs = c;
   nan_costs(1, 1) = std::nan("");
   EXPECT_THROW(MultipleChoiceKnapsack(nan_costs, 3.0), InvalidArgumentError);
-  EXPECT_THROW(MultipleChoiceKnapsack(c, 3.0, {.units_per_cost = 0.0, .use_exact_integer_costs = false}),
-               InvalidArgumentError);
+  EXPECT_THROW(
+      MultipleChoiceKnapsack(c, 3.0, {.units_per_cost = 0.0, .use_exact_integer_costs = false}),
+      InvalidArgumentError);
   EXPECT_THROW(MultipleChoiceKnapsack(Matrix(0, 2), 0.0), ShapeError);
   MultipleChoiceKnapsack dp(c, 3.0);
   EXPECT_THROW(dp.solve(Matrix::Zero(3, 2)), ShapeError);
   Matrix bad_v = v;
   bad_v(0, 1) = std::numeric_limits<double>::infinity();
   EXPECT_THROW(dp.solve(bad_v), InvalidArgumentError);
-  EXPECT_THROW(MultipleChoiceKnapsack(c, 1e9, {.units_per_cost = 1e6, .use_exact_integer_costs = false,
-                                               .max_units = 1000}),
-               InvalidArgumentError);
+  EXPECT_THROW(
+      MultipleChoiceKnapsack(
+          c, 1e9, {.units_per_cost = 1e6, .use_exact_integer_costs = false, .max_units = 1000}),
+      InvalidArgumentError);
 }
 
 }  // namespace

@@ -24,11 +24,11 @@ namespace {
 
 using testing::budget_tolerance;
 using testing::direct_expected_cost;
+using testing::expect_budget_manifold_invariants;
+using ::testing::HasSubstr;
 using testing::log_uniform_costs;
 using testing::median;
 using testing::uniform_matrix;
-using testing::expect_budget_manifold_invariants;
-using ::testing::HasSubstr;
 
 /// Budgets C_j(alpha_star): jointly feasible by construction.
 Vector budgets_at(const std::vector<Matrix>& costs, const Matrix& alpha_star) {

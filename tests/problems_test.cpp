@@ -3,14 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Eigenvalues>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <string>
-
 #include <tether/core/errors.hpp>
 #include <tether/core/knapsack.hpp>
 #include <tether/core/rng.hpp>

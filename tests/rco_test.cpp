@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <sstream>
 #include <limits>
-
+#include <sstream>
 #include <tether/core/errors.hpp>
 #include <tether/solvers/rco.hpp>
 
@@ -140,9 +139,9 @@ TEST(Rco, NanLossStopsWithNumericalErrorAndLastFiniteIterate) {
 TEST(Rco, HugeInitialLogitsStayFinite) {
   Matrix init(4, 3);
   init << 1e4, -1e4, 0, -1e4, 1e4, 3, 0, 0, 1e4, 5e3, -5e3, 1e4;
-  const AssignmentResult r = RcoSolver({.steps = 50, .init = RcoOptions::Init::kGiven,
-                                        .initial_logits = init})
-                                 .minimize(small_problem(12.0));
+  const AssignmentResult r =
+      RcoSolver({.steps = 50, .init = RcoOptions::Init::kGiven, .initial_logits = init})
+          .minimize(small_problem(12.0));
   EXPECT_TRUE(r.logits.allFinite());
   EXPECT_TRUE(std::isfinite(r.loss));
   EXPECT_LE(r.cost, 12.0);
@@ -185,18 +184,21 @@ TEST(Rco, CallbacksSeeEveryIterationAndCanStop) {
 }
 
 TEST(Rco, DeterministicSoftVariantKeepsTheBudget) {
-  const AssignmentResult r = RcoSolver({.steps = 100, .estimator = RcoOptions::Estimator::kDeterministicSoft})
-                                 .minimize(small_problem(12.0));
-  for (const IterationRecord& rec : r.history.rows) EXPECT_LE(std::abs(rec.constraint_residual), 1e-11);
+  const AssignmentResult r =
+      RcoSolver({.steps = 100, .estimator = RcoOptions::Estimator::kDeterministicSoft})
+          .minimize(small_problem(12.0));
+  for (const IterationRecord& rec : r.history.rows)
+    EXPECT_LE(std::abs(rec.constraint_residual), 1e-11);
   EXPECT_LE(r.cost, 12.0);
 }
 
 TEST(Rco, SensitivityInitialisationAndItsRefusals) {
   Matrix distortion(4, 3);
   distortion << 1.0, 0.5, 0.1, 2.0, 0.3, 0.2, 1.0, 1.0, 0.5, 4.0, 0.4, 0.01;
-  const AssignmentResult r = RcoSolver({.steps = 50, .init = RcoOptions::Init::kSensitivities,
-                                        .sensitivities = distortion})
-                                 .minimize(small_problem(12.0));
+  const AssignmentResult r =
+      RcoSolver(
+          {.steps = 50, .init = RcoOptions::Init::kSensitivities, .sensitivities = distortion})
+          .minimize(small_problem(12.0));
   EXPECT_EQ(r.status, StopReason::kIterationLimit);
   EXPECT_NEAR(r.expected_cost, 12.0, 1e-11);
   Matrix bad = distortion;
@@ -204,9 +206,10 @@ TEST(Rco, SensitivityInitialisationAndItsRefusals) {
   EXPECT_THROW(RcoSolver({.init = RcoOptions::Init::kSensitivities, .sensitivities = bad})
                    .minimize(small_problem(12.0)),
                InvalidArgumentError);
-  EXPECT_THROW(RcoSolver({.init = RcoOptions::Init::kSensitivities, .sensitivities = Matrix::Ones(3, 3)})
-                   .minimize(small_problem(12.0)),
-               ShapeError);
+  EXPECT_THROW(
+      RcoSolver({.init = RcoOptions::Init::kSensitivities, .sensitivities = Matrix::Ones(3, 3)})
+          .minimize(small_problem(12.0)),
+      ShapeError);
 }
 
 TEST(Rco, AtMostBudgetLeavesAnInactiveConstraintAlone) {

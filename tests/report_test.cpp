@@ -2,19 +2,17 @@
 // with non-finite numbers as null, the common command line, and the aligned table.
 #include <gtest/gtest.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <vector>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <tether/core/errors.hpp>
 #include <tether/experiments/support/report.hpp>
+#include <vector>
 
 namespace tether::experiments {
 namespace {

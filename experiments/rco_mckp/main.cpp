@@ -4,7 +4,6 @@
 // instances while holding the expected cost on the budget; penalty methods fall short or break
 // the budget. See README.md beside this file.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -16,8 +15,6 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <vector>
-
 #include <tether/core/knapsack.hpp>
 #include <tether/experiments/support/report.hpp>
 #include <tether/problems/enumerate.hpp>
@@ -26,6 +23,7 @@
 #include <tether/solvers/evolutionary.hpp>
 #include <tether/solvers/penalty.hpp>
 #include <tether/solvers/rco.hpp>
+#include <vector>
 
 namespace {
 
@@ -44,8 +42,8 @@ struct Instance {
   int n_groups = 0, n_options = 0;
   std::uint64_t seed = 0;
   AssignmentObjective objective;
-  std::optional<double> optimum;                    // known exact optimum (DP or enumeration)
-  std::function<AssignmentResult()> exact_solve;     // the exact DP, where the family allows
+  std::optional<double> optimum;                  // known exact optimum (DP or enumeration)
+  std::function<AssignmentResult()> exact_solve;  // the exact DP, where the family allows
 };
 
 struct Row {
@@ -69,8 +67,18 @@ double loss_scale(const AssignmentObjective& o) {
 
 Row make_row(const Instance& inst, const std::string& method, const AssignmentResult& r,
              double seconds) {
-  Row row{inst.family, method, inst.n_groups, inst.n_options, inst.seed, r.loss, seconds,
-          inst.optimum, std::nullopt, std::nullopt, r.budget_violation, r.loss_evaluations,
+  Row row{inst.family,
+          method,
+          inst.n_groups,
+          inst.n_options,
+          inst.seed,
+          r.loss,
+          seconds,
+          inst.optimum,
+          std::nullopt,
+          std::nullopt,
+          r.budget_violation,
+          r.loss_evaluations,
           to_string(r.status)};
   if (inst.optimum) row.ratio = problems::optimality_ratio(r.loss, *inst.optimum);
   if (std::isfinite(r.max_expected_cost_drift)) row.drift = r.max_expected_cost_drift;
@@ -105,36 +113,52 @@ std::vector<Row> run_methods(const Instance& inst, std::uint64_t seed, bool want
   std::vector<Row> rows;
   BestFeasible best;
   AssignmentResult rco_result, penalty_result;
-  rows.push_back(timed(inst, "rco", [&] {
-    rco_result = RcoSolver({.steps = kSteps, .samples = kSamples, .seed = seed}).minimize(o);
-    return rco_result;
-  }, best));
+  rows.push_back(timed(
+      inst, "rco",
+      [&] {
+        rco_result = RcoSolver({.steps = kSteps, .samples = kSamples, .seed = seed}).minimize(o);
+        return rco_result;
+      },
+      best));
   const double mu_unit = loss_scale(o) / (o.budget * o.budget);
   std::vector<double> weights;
   for (double s : kPenaltyScales) weights.push_back(s * mu_unit);
-  rows.push_back(timed(inst, "penalty", [&] {
-    penalty_result = penalty_sweep(o, {.steps = kSteps}, weights);
-    return penalty_result;
-  }, best));
-  rows.push_back(timed(inst, "augmented_lagrangian", [&] {
-    return AugmentedLagrangianSolver({.outer_iterations = 20, .inner_steps = kSteps / 20,
-                                      .rho = 10.0 * mu_unit, .rho_growth = 2.0})
-        .minimize(o);
-  }, best));
-  rows.push_back(timed(inst, "evolutionary", [&] {
-    // The same number of loss evaluations as RCO: steps x samples.
-    return EvolutionarySolver({.generations = kSteps * kSamples / 16, .offspring = 16, .seed = seed,
-                               .max_loss_evaluations = kSteps * kSamples})
-        .minimize(o);
-  }, best));
+  rows.push_back(timed(
+      inst, "penalty",
+      [&] {
+        penalty_result = penalty_sweep(o, {.steps = kSteps}, weights);
+        return penalty_result;
+      },
+      best));
+  rows.push_back(timed(
+      inst, "augmented_lagrangian",
+      [&] {
+        return AugmentedLagrangianSolver({.outer_iterations = 20,
+                                          .inner_steps = kSteps / 20,
+                                          .rho = 10.0 * mu_unit,
+                                          .rho_growth = 2.0})
+            .minimize(o);
+      },
+      best));
+  rows.push_back(timed(
+      inst, "evolutionary",
+      [&] {
+        // The same number of loss evaluations as RCO: steps x samples.
+        return EvolutionarySolver({.generations = kSteps * kSamples / 16,
+                                   .offspring = 16,
+                                   .seed = seed,
+                                   .max_loss_evaluations = kSteps * kSamples})
+            .minimize(o);
+      },
+      best));
   if (inst.exact_solve) rows.push_back(timed(inst, "exact_dp", inst.exact_solve, best));
   if (!inst.optimum && !best.assignment.empty()) {
     // Best known: a 20x longer evolutionary run from the best answer of all methods.
-    const AssignmentResult ref =
-        EvolutionarySolver({.generations = 20 * kSteps * kSamples / 16, .seed = seed,
-                            .max_loss_evaluations = 20 * kSteps * kSamples,
-                            .initial_assignment = best.assignment})
-            .minimize(o);
+    const AssignmentResult ref = EvolutionarySolver({.generations = 20 * kSteps * kSamples / 16,
+                                                     .seed = seed,
+                                                     .max_loss_evaluations = 20 * kSteps * kSamples,
+                                                     .initial_assignment = best.assignment})
+                                     .minimize(o);
     const double best_known = std::min(best.loss, ref.loss);
     for (Row& r : rows) {
       r.best_known = best_known;
@@ -162,8 +186,9 @@ struct FamilyPlan {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"RCO vs. penalty, augmented Lagrangian, evolutionary search and the exact DP on "
-               "seeded synthetic multiple-choice knapsack families"};
+  CLI::App app{
+      "RCO vs. penalty, augmented Lagrangian, evolutionary search and the exact DP on "
+      "seeded synthetic multiple-choice knapsack families"};
   ex::CommonArgs args;
   ex::add_common_options(app, args);
   std::vector<std::string> families = {"separable", "coupled", "quant_proxy"};
@@ -174,12 +199,15 @@ int main(int argc, char** argv) {
 
   // Quick mode cuts sizes and seeds only; the solver settings are the same.
   std::map<std::string, FamilyPlan> plans = {
-      {"separable", {"separable", args.quick ? std::vector<std::pair<int, int>>{{50, 7}}
-                                             : std::vector<std::pair<int, int>>{{50, 7}, {200, 7}}}},
-      {"coupled", {"coupled", args.quick ? std::vector<std::pair<int, int>>{{10, 4}}
-                                         : std::vector<std::pair<int, int>>{{10, 4}, {12, 4}}}},
-      {"quant_proxy", {"quant_proxy", args.quick ? std::vector<std::pair<int, int>>{{8, 7}}
-                                                 : std::vector<std::pair<int, int>>{{32, 7}}}},
+      {"separable",
+       {"separable", args.quick ? std::vector<std::pair<int, int>>{{50, 7}}
+                                : std::vector<std::pair<int, int>>{{50, 7}, {200, 7}}}},
+      {"coupled",
+       {"coupled", args.quick ? std::vector<std::pair<int, int>>{{10, 4}}
+                              : std::vector<std::pair<int, int>>{{10, 4}, {12, 4}}}},
+      {"quant_proxy",
+       {"quant_proxy", args.quick ? std::vector<std::pair<int, int>>{{8, 7}}
+                                  : std::vector<std::pair<int, int>>{{32, 7}}}},
   };
 
   std::filesystem::create_directories(args.out);
@@ -196,7 +224,8 @@ int main(int argc, char** argv) {
         inst.seed = seed;
         std::shared_ptr<void> holder;
         if (family == "separable") {
-          auto p = std::make_shared<problems::SeparableMckp>(problems::SeparableMckp::generate(size, k, seed));
+          auto p = std::make_shared<problems::SeparableMckp>(
+              problems::SeparableMckp::generate(size, k, seed));
           holder = p;
           inst.objective = make_objective(*p);
           inst.exact_solve = [p] {
@@ -215,13 +244,15 @@ int main(int argc, char** argv) {
           };
           inst.optimum = inst.exact_solve().loss;
         } else if (family == "coupled") {
-          auto p = std::make_shared<problems::CoupledMckp>(problems::CoupledMckp::generate(size, k, seed));
+          auto p = std::make_shared<problems::CoupledMckp>(
+              problems::CoupledMckp::generate(size, k, seed));
           holder = p;
           inst.objective = make_objective(*p);
           const auto best = problems::enumerate_optimum(*p);
           inst.optimum = best.loss;
         } else {
-          auto p = std::make_shared<problems::QuantProxy>(problems::QuantProxy::generate(size, seed));
+          auto p =
+              std::make_shared<problems::QuantProxy>(problems::QuantProxy::generate(size, seed));
           holder = p;
           inst.objective = make_objective(*p);
         }
@@ -240,19 +271,27 @@ int main(int argc, char** argv) {
     return x ? nlohmann::json(*x) : nlohmann::json(nullptr);
   };
   for (const Row& r : rows)
-    results.add({{"family", r.family}, {"n_groups", r.n_groups}, {"n_options", r.n_options},
-                 {"seed", r.seed}, {"method", r.method}, {"objective", r.objective},
-                 {"optimum", opt(r.optimum)}, {"optimality_ratio", opt(r.ratio)},
-                 {"budget_violation", r.violation}, {"max_expected_cost_drift", opt(r.drift)},
-                 {"seconds", r.seconds}, {"loss_evaluations", r.evaluations},
+    results.add({{"family", r.family},
+                 {"n_groups", r.n_groups},
+                 {"n_options", r.n_options},
+                 {"seed", r.seed},
+                 {"method", r.method},
+                 {"objective", r.objective},
+                 {"optimum", opt(r.optimum)},
+                 {"optimality_ratio", opt(r.ratio)},
+                 {"budget_violation", r.violation},
+                 {"max_expected_cost_drift", opt(r.drift)},
+                 {"seconds", r.seconds},
+                 {"loss_evaluations", r.evaluations},
                  {"best_known", opt(r.best_known)},
                  {"ratio_to_best_known", opt(r.ratio_to_best_known)},
                  {"status", r.status}});
   const auto path = results.write(args.out);
 
   // ---- the table: method x family (x size) ------------------------------------------------------
-  ex::Table table({"family", "N x K", "method", "optimality ratio (mean [95% CI])", "objective (mean)",
-                   "max violation", "feasible", "max |C - B|", "seconds (mean)"});
+  ex::Table table({"family", "N x K", "method", "optimality ratio (mean [95% CI])",
+                   "objective (mean)", "max violation", "feasible", "max |C - B|",
+                   "seconds (mean)"});
   const std::vector<std::string> methods = {"rco", "penalty", "augmented_lagrangian",
                                             "evolutionary", "exact_dp"};
   for (const std::string& family : families) {
@@ -268,8 +307,10 @@ int main(int argc, char** argv) {
           ++count;
           n_groups = r.n_groups;
           n_options = r.n_options;
-          if (r.ratio) ratios.push_back(*r.ratio);
-          else if (r.ratio_to_best_known) ratios.push_back(*r.ratio_to_best_known);
+          if (r.ratio)
+            ratios.push_back(*r.ratio);
+          else if (r.ratio_to_best_known)
+            ratios.push_back(*r.ratio_to_best_known);
           objectives.push_back(r.objective);
           seconds.push_back(r.seconds);
           worst_violation = std::max(worst_violation, r.violation);
@@ -296,8 +337,9 @@ int main(int argc, char** argv) {
   }
   std::cout << "rco_mckp: " << seeds << " seeds per size" << (args.quick ? " (quick)" : "") << "\n";
   table.print(std::cout);
-  std::cout << "* optimum unknown: ratio to the best known answer (the best within-budget answer of "
-               "any method, improved by a 20x longer evolutionary run from it)\n";
+  std::cout
+      << "* optimum unknown: ratio to the best known answer (the best within-budget answer of "
+         "any method, improved by a 20x longer evolutionary run from it)\n";
   std::cout << "rows: " << path.string() << "\n";
 
   curves.close();
@@ -314,7 +356,8 @@ int main(int argc, char** argv) {
     }
   }
   if (plotted)
-    std::cout << "plot: " << (std::filesystem::path(args.out) / "rco_vs_penalty.png").string() << "\n";
+    std::cout << "plot: " << (std::filesystem::path(args.out) / "rco_vs_penalty.png").string()
+              << "\n";
   else
     std::cout << "plot: not drawn (no python3 with matplotlib); curves in "
               << (std::filesystem::path(args.out) / "curves.csv").string() << "\n";

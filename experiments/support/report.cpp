@@ -1,6 +1,6 @@
-#include <tether/experiments/support/report.hpp>
-
+#include <CLI/CLI.hpp>
 #include <algorithm>
+#include <boost/math/distributions/students_t.hpp>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -8,12 +8,9 @@
 #include <ostream>
 #include <sstream>
 #include <system_error>
-#include <utility>
-
-#include <CLI/CLI.hpp>
-#include <boost/math/distributions/students_t.hpp>
-
 #include <tether/core/errors.hpp>
+#include <tether/experiments/support/report.hpp>
+#include <utility>
 
 namespace tether::experiments {
 

@@ -40,6 +40,8 @@ void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t_));
   const double lr = options_.learning_rate, eps = options_.epsilon, wd = options_.weight_decay;
+  // Element-wise, so splitting it over threads changes nothing in the result.
+#pragma omp parallel for schedule(static) if (x.size() >= (Index{1} << 16))
   for (Index j = 0; j < x.size(); ++j) {
     m_[j] = b1 * m_[j] + (1.0 - b1) * g[j];
     v_[j] = b2 * v_[j] + (1.0 - b2) * g[j] * g[j];

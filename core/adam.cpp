@@ -45,7 +45,8 @@ void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
   for (Index j = 0; j < x.size(); ++j) {
     m_[j] = b1 * m_[j] + (1.0 - b1) * g[j];
     v_[j] = b2 * v_[j] + (1.0 - b2) * g[j] * g[j];
-    out[j] = -lr * (m_[j] / c1) / (std::sqrt(v_[j] / c2) + eps) - lr * wd * x[j];
+    out[j] = -lr * (m_[j] / c1) / (std::sqrt(v_[j] / c2) + eps);
+    if (wd != 0.0) out[j] -= lr * wd * x[j];  // (never 0 x inf: -inf logits mask an option)
   }
 }
 

@@ -17,13 +17,23 @@ bool all_integer(const Matrix& costs) {
   return true;
 }
 
+// Values may be -inf (the option is forbidden: a masked option, or one with zero probability);
+// NaN and +inf are refused, and every group needs at least one allowed option.
 void check_values(const Matrix& values, Index n, Index k) {
   require<ShapeError>(values.rows() == n && values.cols() == k,
                       "MultipleChoiceKnapsack: values are ", values.rows(), " x ", values.cols(),
                       ", costs are ", n, " x ", k);
-  for (Index j = 0; j < values.size(); ++j)
-    require(std::isfinite(values.data()[j]), "MultipleChoiceKnapsack: values(", j / k, ", ", j % k,
-            ") must be finite, got ", values.data()[j]);
+  for (Index i = 0; i < n; ++i) {
+    bool any_allowed = false;
+    for (Index o = 0; o < k; ++o) {
+      const double v = values(i, o);
+      require(!std::isnan(v) && v != std::numeric_limits<double>::infinity(),
+              "MultipleChoiceKnapsack: values(", i, ", ", o, ") must be finite or -inf, got ", v);
+      any_allowed = any_allowed || std::isfinite(v);
+    }
+    require(any_allowed, "MultipleChoiceKnapsack: every option of group ", i,
+            " is forbidden (value -inf)");
+  }
 }
 
 }  // namespace
@@ -100,10 +110,12 @@ KnapsackResult MultipleChoiceKnapsack::solve_without_bound(const Matrix& values)
     // assignment (best value among cheapest ties) is the only safe answer.
     res.grid_fallback = true;
     for (Index i = 0; i < n; ++i) {
-      int best_k = 0;
-      for (Index o = 1; o < k; ++o) {
-        const double c = costs_(i, o), cb = costs_(i, best_k);
-        if (c < cb || (c == cb && values(i, o) > values(i, best_k))) best_k = static_cast<int>(o);
+      int best_k = -1;
+      for (Index o = 0; o < k; ++o) {
+        if (!std::isfinite(values(i, o))) continue;  // forbidden
+        if (best_k < 0 || costs_(i, o) < costs_(i, best_k) ||
+            (costs_(i, o) == costs_(i, best_k) && values(i, o) > values(i, best_k)))
+          best_k = static_cast<int>(o);
       }
       res.assignment[static_cast<std::size_t>(i)] = best_k;
     }
@@ -132,6 +144,9 @@ KnapsackResult MultipleChoiceKnapsack::solve_without_bound(const Matrix& values)
       for (std::int64_t u = 0; u <= cap; ++u) choice[u] = static_cast<std::uint8_t>(arg[u]);
       best_.swap(next_);
     }
+    require<InfeasibleError>(best_[static_cast<std::size_t>(cap)] > kMinusInf,
+                             "MultipleChoiceKnapsack: no assignment of allowed options (values "
+                             "> -inf) fits the budget ", budget_, " on the grid");
     std::int64_t u = cap;
     for (Index i = n - 1; i >= 0; --i) {
       const int o = choice_[static_cast<std::size_t>(i * (cap + 1) + u)];
@@ -140,6 +155,9 @@ KnapsackResult MultipleChoiceKnapsack::solve_without_bound(const Matrix& values)
     }
   }
   res.cost = assignment_cost(costs_, res.assignment);
+  require<InfeasibleError>(!res.grid_fallback || res.cost <= budget_,
+                           "MultipleChoiceKnapsack: the cheapest allowed assignment costs ",
+                           res.cost, ", over the budget ", budget_);
   if (fill_slack_ && !exact_grid_) {
     // Greedy on the true costs: the best-gain single-group change that still fits, repeatedly.
     for (Index pass = 0; pass < n; ++pass) {
@@ -201,6 +219,7 @@ double MultipleChoiceKnapsack::lp_upper_bound(const Matrix& values) const {
     });
     hull.clear();
     for (int o : order) {
+      if (!std::isfinite(values(i, o))) continue;  // forbidden option
       if (!hull.empty() && costs_(i, o) == costs_(i, hull.back())) continue;  // tie: worse value
       if (!hull.empty() && values(i, o) <= values(i, hull.back())) continue;  // dominated
       // Pop points that fall below the chord to the new point (keep the hull concave).

@@ -56,7 +56,9 @@ class MultipleChoiceKnapsack {
   /// costs: N x K, finite, >= 0; budget >= sum of row minima (else InfeasibleError).
   MultipleChoiceKnapsack(const Matrix& costs, double budget, const KnapsackOptions& options = {});
 
-  /// Maximizes sum v_{i,h(i)} within the budget. values: N x K, finite (NaN/Inf refused).
+  /// Maximizes sum v_{i,h(i)} within the budget. values: N x K, finite, or -inf to forbid an
+  /// option (masked, or of zero probability); NaN and +inf are refused, and so is a group whose
+  /// options are all forbidden. InfeasibleError when no allowed assignment fits the budget.
   KnapsackResult solve(const Matrix& values);
   /// Same, without the LP bound (the hot path of RCO's sampling loop).
   KnapsackResult solve_without_bound(const Matrix& values);

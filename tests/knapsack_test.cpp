@@ -107,6 +107,43 @@ TEST(Knapsack, FillSlackSpendsWhatACoarseGridLeavesAndNeverBreaksTheBudget) {
   EXPECT_GE(improved, 20);
 }
 
+TEST(Knapsack, MinusInfinityForbidsAnOptionAndMatchesBruteForceOverTheAllowedOnes) {
+  Rng rng(23);
+  int infeasible = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const Index n = 1 + static_cast<Index>(rng.index(7)), k = 2 + static_cast<Index>(rng.index(3));
+    Matrix v(n, k), c(n, k);
+    for (Index j = 0; j < v.size(); ++j) {
+      v.data()[j] = rng.uniform() < 0.3 ? -std::numeric_limits<double>::infinity() : rng.normal();
+      c.data()[j] = static_cast<double>(rng.index(10));
+    }
+    for (Index i = 0; i < n; ++i)  // keep one allowed option per group
+      if (!v.row(i).allFinite() && (v.row(i).array() == -std::numeric_limits<double>::infinity()).all())
+        v(i, static_cast<Index>(rng.index(static_cast<std::uint64_t>(k)))) = rng.normal();
+    const double lo = c.rowwise().minCoeff().sum(), hi = c.rowwise().maxCoeff().sum();
+    const double budget = std::floor(lo + rng.uniform() * (hi - lo + 1));
+    MultipleChoiceKnapsack dp(c, budget);
+    const Brute b = brute_force(v, c, budget);  // -inf values never win
+    if (!std::isfinite(b.value)) {
+      EXPECT_THROW(dp.solve(v), InfeasibleError) << "trial " << trial;
+      ++infeasible;
+      continue;
+    }
+    const KnapsackResult r = dp.solve(v);
+    EXPECT_NEAR(r.value, b.value, 1e-12) << "trial " << trial;
+    EXPECT_LE(r.cost, budget);
+    for (Index i = 0; i < n; ++i) EXPECT_TRUE(std::isfinite(v(i, r.assignment[static_cast<std::size_t>(i)])));
+    EXPECT_GE(r.lp_upper_bound, r.value - 1e-12);
+  }
+  EXPECT_GT(infeasible, 0);  // the test saw both outcomes
+  Matrix c(1, 2), v(1, 2);
+  c << 1, 2;
+  v << -std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity();
+  EXPECT_THROW(MultipleChoiceKnapsack(c, 2.0).solve(v), InvalidArgumentError);
+  v << std::nan(""), 0.0;
+  EXPECT_THROW(MultipleChoiceKnapsack(c, 2.0).solve(v), InvalidArgumentError);
+}
+
 TEST(Knapsack, RoundsUpWhereNearestWouldBreakTheBudget) {
   // Two groups, costs 0.34 each option 1: nearest rounding at R = 10 gives 3 + 3 = 6 <= 6.5 -> it
   // would take both at true cost 0.68 > 0.65. Rounding up (4 + 4 = 8 > 6) refuses.

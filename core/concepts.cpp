@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tether/core/concepts.hpp>
 
 namespace tether {
@@ -30,6 +32,29 @@ BudgetData validate_budget(const Matrix& costs, double budget, BudgetSense sense
                              " is above the feasible range [", d.min_total, ", ", d.max_total,
                              "] (sum of row minima, sum of row maxima of costs)");
   return d;
+}
+
+AssignmentObjective with_normalized_mask(const AssignmentObjective& objective) {
+  if (!objective.masked()) return objective;
+  const Index n = objective.costs.rows(), k = objective.costs.cols();
+  require<ShapeError>(objective.allowed.rows() == n && objective.allowed.cols() == k,
+                      "option mask is ", objective.allowed.rows(), " x ", objective.allowed.cols(),
+                      ", costs are ", n, " x ", k);
+  AssignmentObjective out = objective;
+  if (objective.allowed.all()) {
+    out.allowed.resize(0, 0);
+    return out;
+  }
+  for (Index i = 0; i < n; ++i) {
+    double cheapest = std::numeric_limits<double>::infinity();
+    for (Index o = 0; o < k; ++o)
+      if (objective.allowed(i, o)) cheapest = std::min(cheapest, objective.costs(i, o));
+    require(cheapest < std::numeric_limits<double>::infinity(), "option mask: group ", i,
+            " has no allowed option (every entry of row ", i, " is false)");
+    for (Index o = 0; o < k; ++o)
+      if (!objective.allowed(i, o)) out.costs(i, o) = cheapest;
+  }
+  return out;
 }
 
 }  // namespace tether

@@ -6,7 +6,8 @@
 //   loss(Y, grad_Y) : the loss at an N x K matrix Y whose rows are one-hot (hard) or on the
 //                     simplex (soft); writes dL/dY into grad_Y (already sized N x K).
 // Optionally budget_sense() (BudgetSense::kEqual by default: the expected cost is held at B;
-// kAtMost: C <= B). Hard answers are always at most B.
+// kAtMost: C <= B), and option_mask() (an OptionMask, N x K, true where group i may take
+// option k; the costs of masked options are ignored). Hard answers are always at most B.
 #pragma once
 
 #include <concepts>
@@ -65,7 +66,17 @@ struct AssignmentObjective {
   double budget = 0.0;
   BudgetSense sense = BudgetSense::kEqual;
   std::function<double(const Matrix&, Matrix&)> loss;
+  OptionMask allowed{};  ///< empty: every option allowed
+
+  bool masked() const { return allowed.size() > 0; }
+  bool is_allowed(Index i, Index k) const { return !masked() || allowed(i, k); }
 };
+
+/// Checks the mask (shape N x K, at least one allowed option per group) and replaces the cost
+/// of every masked option by its group's cheapest allowed cost, so that cost ranges, grids and
+/// row arithmetic see only finite, meaningful costs; solvers then keep masked options at
+/// probability 0 (logit -inf) and value -inf. An all-true mask is dropped. No-op without mask.
+AssignmentObjective with_normalized_mask(const AssignmentObjective& objective);
 
 template <AssignmentProblem P>
 AssignmentObjective make_objective(const P& problem) {
@@ -76,6 +87,10 @@ AssignmentObjective make_objective(const P& problem) {
   o.loss = [&problem](const Matrix& y, Matrix& g) {
     return static_cast<double>(problem.loss(y, g));
   };
+  if constexpr (requires {
+                  { problem.option_mask() } -> std::convertible_to<OptionMask>;
+                })
+    o.allowed = problem.option_mask();
   return o;
 }
 

@@ -146,7 +146,8 @@ KnapsackResult MultipleChoiceKnapsack::solve_without_bound(const Matrix& values)
     }
     require<InfeasibleError>(best_[static_cast<std::size_t>(cap)] > kMinusInf,
                              "MultipleChoiceKnapsack: no assignment of allowed options (values "
-                             "> -inf) fits the budget ", budget_, " on the grid");
+                             "> -inf) fits the budget ",
+                             budget_, " on the grid");
     std::int64_t u = cap;
     for (Index i = n - 1; i >= 0; --i) {
       const int o = choice_[static_cast<std::size_t>(i * (cap + 1) + u)];
@@ -219,7 +220,7 @@ double MultipleChoiceKnapsack::lp_upper_bound(const Matrix& values) const {
     });
     hull.clear();
     for (int o : order) {
-      if (!std::isfinite(values(i, o))) continue;  // forbidden option
+      if (!std::isfinite(values(i, o))) continue;                             // forbidden option
       if (!hull.empty() && costs_(i, o) == costs_(i, hull.back())) continue;  // tie: worse value
       if (!hull.empty() && values(i, o) <= values(i, hull.back())) continue;  // dominated
       // Pop points that fall below the chord to the new point (keep the hull concave).

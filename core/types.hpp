@@ -20,6 +20,9 @@ using ConstMatrixRef = Eigen::Ref<const Matrix>;
 using VectorRef = Eigen::Ref<Vector>;
 using ConstVectorRef = Eigen::Ref<const Vector>;
 
+/// Allowed options, N x K: true where group i may take option k (an empty mask allows all).
+using OptionMask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
 /// One chosen option per group: assignment[i] in [0, K).
 using Assignment = std::vector<int>;
 

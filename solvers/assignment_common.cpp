@@ -21,12 +21,14 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
   AssignmentResult r;
   r.assignment.assign(static_cast<std::size_t>(n), 0);
   for (Index i = 0; i < n; ++i) {
-    Index best = 0;
-    if (at_max && !at_min)
-      data.costs.row(i).maxCoeff(&best);
-    else
-      data.costs.row(i).minCoeff(&best);
-    r.assignment[static_cast<std::size_t>(i)] = static_cast<int>(best);
+    int best = -1;  // the cheapest (dearest) allowed option; the first among ties
+    for (Index o = 0; o < k; ++o) {
+      if (!objective.is_allowed(i, o)) continue;
+      const double c = data.costs(i, o);
+      if (best < 0 || (at_max && !at_min ? c > data.costs(i, best) : c < data.costs(i, best)))
+        best = static_cast<int>(o);
+    }
+    r.assignment[static_cast<std::size_t>(i)] = best;
   }
   const std::optional<double> loss = hard_loss(objective, r.assignment);
   r.loss = loss.value_or(std::numeric_limits<double>::quiet_NaN());
@@ -42,6 +44,11 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
                      : "budget at an end of the feasible range: the only feasible assignment";
   if (!loss) r.message += " (its loss is not finite)";
   return r;
+}
+
+void require_unmasked(const AssignmentObjective& objective, const char* solver) {
+  require(!objective.masked() || objective.allowed.all(), solver,
+          ": per-group option masks are not supported yet; use RcoSolver, or drop the mask");
 }
 
 std::optional<double> evaluate(const AssignmentObjective& objective, const Matrix& y,
@@ -106,7 +113,7 @@ int polish(const AssignmentObjective& objective, Assignment& h, double& loss, in
     for (Index i = 0; i < n; ++i) {
       const int old = h[static_cast<std::size_t>(i)];
       for (Index o = 0; o < k; ++o) {
-        if (o == old) continue;
+        if (o == old || !objective.is_allowed(i, o)) continue;
         const double new_cost = cost - c(i, old) + c(i, o);
         if (new_cost > objective.budget) continue;
         y(i, old) = 0;
@@ -134,9 +141,9 @@ int polish(const AssignmentObjective& objective, Assignment& h, double& loss, in
         const int oi = h[static_cast<std::size_t>(i)], oj = h[static_cast<std::size_t>(j)];
         bool moved = false;
         for (Index a = 0; a < k && !moved; ++a) {
-          if (a == oi) continue;
+          if (a == oi || !objective.is_allowed(i, a)) continue;
           for (Index b = 0; b < k && !moved; ++b) {
-            if (b == oj) continue;
+            if (b == oj || !objective.is_allowed(j, b)) continue;
             const double new_cost = cost - c(i, oi) + c(i, a) - c(j, oj) + c(j, b);
             if (new_cost > objective.budget) continue;
             y(i, oi) = 0;

@@ -16,6 +16,10 @@ namespace tether::assignment {
 std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjective& objective,
                                                         BudgetData* data);
 
+/// Throws InvalidArgumentError naming `solver` when the objective carries an option mask (the
+/// baselines do not support masks yet).
+void require_unmasked(const AssignmentObjective& objective, const char* solver);
+
 /// loss(Y, grad) with the gradient sized N x K; returns nullopt when the loss or any gradient
 /// entry is NaN/Inf (solvers then stop with StopReason::kNumericalError). Throws ShapeError when
 /// the problem resized the gradient.

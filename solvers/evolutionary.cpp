@@ -95,6 +95,7 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
                                               const CallbackSet& callbacks) const {
   const auto t_start = Clock::now();
   const EvolutionaryOptions& o = options_;
+  assignment::require_unmasked(objective, "EvolutionarySolver");
   BudgetData data;
   if (auto trivial = assignment::check_and_solve_trivial(objective, &data)) {
     trivial->logits = Matrix();

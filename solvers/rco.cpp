@@ -47,9 +47,12 @@ RcoSolver::RcoSolver(const RcoOptions& options) : options_(options) {
   require(options_.is_valid(&why), "RcoOptions: ", why);
 }
 
-AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
+AssignmentResult RcoSolver::minimize(const AssignmentObjective& input,
                                      const CallbackSet& callbacks) const {
   const auto t_start = Clock::now();
+  // Masked options: their costs become their group's cheapest allowed cost (so ranges and grids
+  // see only allowed options), their logits -inf (probability 0, never sampled, never moved).
+  const AssignmentObjective objective = with_normalized_mask(input);
   BudgetData data;
   if (auto trivial = assignment::check_and_solve_trivial(objective, &data)) {
     trivial->seconds = seconds_since(t_start);
@@ -78,6 +81,9 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& objective,
             "RcoOptions::sensitivities must be finite and > 0");
     alpha = -o.sensitivities.array().log().matrix();
   }
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < k; ++j)
+      if (!objective.is_allowed(i, j)) alpha(i, j) = -std::numeric_limits<double>::infinity();
   for (Index i = 0; i < n; ++i) alpha.row(i).array() -= alpha.row(i).maxCoeff();
 
   AssignmentResult result;

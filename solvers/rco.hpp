@@ -17,6 +17,8 @@
 //   alpha <- alpha + Adam(g)                      bias-corrected Adam
 //   alpha <- alpha + t c,  C(alpha + t c) = B     retraction (safeguarded Newton, 1e-12)
 //   m <- projection of Adam's first moment        transport
+// Options masked per group (the problem's option_mask()) keep logit -inf: probability 0, never
+// sampled, never moved; the knapsack DP treats their value -inf as forbidden.
 // Final answer: the lower-loss of (a) the DP on log p at fine resolution and (b) the best hard
 // assignment sampled during the run; both are reported.
 //

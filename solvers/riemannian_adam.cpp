@@ -1,3 +1,4 @@
+#include <limits>
 #include <tether/solvers/riemannian_adam.hpp>
 
 namespace tether {
@@ -20,7 +21,10 @@ RiemannianStepReport RiemannianAdam::step(Matrix& alpha, Matrix& gradient) {
   adam_.direction(flat(alpha), flat(gradient), flat(delta_));
   trial_ = alpha + delta_;
   report.retraction = manifold_.retract(trial_);
-  if (!report.retraction.converged || !trial_.allFinite()) return report;  // caller stops
+  // -inf logits are masked options (probability 0); NaN or +inf is a failure: the caller stops.
+  const bool broken =
+      trial_.hasNaN() || (trial_.array() == std::numeric_limits<double>::infinity()).any();
+  if (!report.retraction.converged || broken) return report;
   alpha.swap(trial_);
   // Transport: project the first moment onto the tangent space at the new point.
   // (the normal buffer is reused: no allocation on the hot path)

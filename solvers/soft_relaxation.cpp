@@ -99,6 +99,7 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
                                      const SoftRelaxationSettings& s, MultiplierSchedule& schedule,
                                      const CallbackSet& callbacks) {
   const auto t_start = Clock::now();
+  require_unmasked(objective, s.options_name);
   BudgetData data;
   if (auto trivial = check_and_solve_trivial(objective, &data)) {
     trivial->seconds = seconds_since(t_start);

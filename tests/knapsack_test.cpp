@@ -118,7 +118,8 @@ TEST(Knapsack, MinusInfinityForbidsAnOptionAndMatchesBruteForceOverTheAllowedOne
       c.data()[j] = static_cast<double>(rng.index(10));
     }
     for (Index i = 0; i < n; ++i)  // keep one allowed option per group
-      if (!v.row(i).allFinite() && (v.row(i).array() == -std::numeric_limits<double>::infinity()).all())
+      if (!v.row(i).allFinite() &&
+          (v.row(i).array() == -std::numeric_limits<double>::infinity()).all())
         v(i, static_cast<Index>(rng.index(static_cast<std::uint64_t>(k)))) = rng.normal();
     const double lo = c.rowwise().minCoeff().sum(), hi = c.rowwise().maxCoeff().sum();
     const double budget = std::floor(lo + rng.uniform() * (hi - lo + 1));
@@ -132,7 +133,8 @@ TEST(Knapsack, MinusInfinityForbidsAnOptionAndMatchesBruteForceOverTheAllowedOne
     const KnapsackResult r = dp.solve(v);
     EXPECT_NEAR(r.value, b.value, 1e-12) << "trial " << trial;
     EXPECT_LE(r.cost, budget);
-    for (Index i = 0; i < n; ++i) EXPECT_TRUE(std::isfinite(v(i, r.assignment[static_cast<std::size_t>(i)])));
+    for (Index i = 0; i < n; ++i)
+      EXPECT_TRUE(std::isfinite(v(i, r.assignment[static_cast<std::size_t>(i)])));
     EXPECT_GE(r.lp_upper_bound, r.value - 1e-12);
   }
   EXPECT_GT(infeasible, 0);  // the test saw both outcomes

@@ -34,6 +34,27 @@ Brute brute_force(const Matrix& v, const Matrix& c, double budget) {
   return best;
 }
 
+struct RealInstance {
+  Matrix values, costs;
+  double budget;
+};
+
+// n = n0 + U{0..dn-1}, k = k0 + U{0..dk-1}; values N(0, 1), costs U[0, 3), budget uniform in the
+// feasible range.
+RealInstance random_real_instance(Rng& rng, Index n0, Index dn, Index k0, Index dk) {
+  const Index n = n0 + static_cast<Index>(rng.index(static_cast<std::uint64_t>(dn)));
+  const Index k = k0 + static_cast<Index>(rng.index(static_cast<std::uint64_t>(dk)));
+  RealInstance inst{Matrix(n, k), Matrix(n, k), 0.0};
+  for (Index j = 0; j < inst.values.size(); ++j) {
+    inst.values.data()[j] = rng.normal();
+    inst.costs.data()[j] = rng.uniform(0.0, 3.0);
+  }
+  const double lo = inst.costs.rowwise().minCoeff().sum();
+  const double hi = inst.costs.rowwise().maxCoeff().sum();
+  inst.budget = lo + rng.uniform() * (hi - lo);
+  return inst;
+}
+
 TEST(Knapsack, EqualsBruteForceOn200IntegerInstances) {
   Rng rng(7);
   for (int trial = 0; trial < 200; ++trial) {
@@ -62,14 +83,7 @@ TEST(Knapsack, RealCostsNeverOverBudgetAndNearBruteForce) {
   Rng rng(11);
   int exact = 0;
   for (int trial = 0; trial < 200; ++trial) {
-    const Index n = 1 + static_cast<Index>(rng.index(8)), k = 1 + static_cast<Index>(rng.index(4));
-    Matrix v(n, k), c(n, k);
-    for (Index j = 0; j < v.size(); ++j) {
-      v.data()[j] = rng.normal();
-      c.data()[j] = rng.uniform(0.0, 3.0);
-    }
-    const double lo = c.rowwise().minCoeff().sum(), hi = c.rowwise().maxCoeff().sum();
-    const double budget = lo + rng.uniform() * (hi - lo);
+    const auto [v, c, budget] = random_real_instance(rng, 1, 8, 1, 4);
     MultipleChoiceKnapsack dp(c, budget, {.units_per_cost = 1e4});
     const KnapsackResult r = dp.solve(v);
     const Brute b = brute_force(v, c, budget);
@@ -87,14 +101,7 @@ TEST(Knapsack, FillSlackSpendsWhatACoarseGridLeavesAndNeverBreaksTheBudget) {
   Rng rng(5);
   int improved = 0;
   for (int trial = 0; trial < 200; ++trial) {
-    const Index n = 2 + static_cast<Index>(rng.index(7)), k = 2 + static_cast<Index>(rng.index(3));
-    Matrix v(n, k), c(n, k);
-    for (Index j = 0; j < v.size(); ++j) {
-      v.data()[j] = rng.normal();
-      c.data()[j] = rng.uniform(0.0, 3.0);
-    }
-    const double lo = c.rowwise().minCoeff().sum(), hi = c.rowwise().maxCoeff().sum();
-    const double budget = lo + rng.uniform() * (hi - lo);
+    const auto [v, c, budget] = random_real_instance(rng, 2, 7, 2, 3);
     MultipleChoiceKnapsack plain(c, budget, {.units_per_cost = 2, .fill_slack = false});
     MultipleChoiceKnapsack filled(c, budget, {.units_per_cost = 2});
     const KnapsackResult a = plain.solve(v), b = filled.solve(v);

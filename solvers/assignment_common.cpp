@@ -46,9 +46,21 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
   return r;
 }
 
+void mask_logits(const AssignmentObjective& objective, Matrix& alpha) {
+  if (!objective.masked()) return;
+  for (Index i = 0; i < alpha.rows(); ++i)
+    for (Index k = 0; k < alpha.cols(); ++k)
+      if (!objective.allowed(i, k)) alpha(i, k) = -std::numeric_limits<double>::infinity();
+}
+
+bool has_nan_or_positive_infinity(const Matrix& m) {
+  return m.hasNaN() || (m.array() == std::numeric_limits<double>::infinity()).any();
+}
+
 void require_unmasked(const AssignmentObjective& objective, const char* solver) {
   require(!objective.masked() || objective.allowed.all(), solver,
-          ": per-group option masks are not supported yet; use RcoSolver, or drop the mask");
+          ": per-group option masks are not supported yet; use RcoSolver, PenaltySolver or "
+          "AugmentedLagrangianSolver, or drop the mask");
 }
 
 std::optional<double> evaluate(const AssignmentObjective& objective, const Matrix& y,

@@ -17,8 +17,15 @@ std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjectiv
                                                         BudgetData* data);
 
 /// Throws InvalidArgumentError naming `solver` when the objective carries an option mask (the
-/// baselines do not support masks yet).
+/// evolutionary search does not support masks yet).
 void require_unmasked(const AssignmentObjective& objective, const char* solver);
+
+/// Sets the logits of masked options to -inf (probability 0; Adam and the retraction keep them
+/// there, the knapsack DP treats them as forbidden).
+void mask_logits(const AssignmentObjective& objective, Matrix& alpha);
+
+/// True when m holds NaN or +inf (-inf is a masked option's logit, not an error).
+bool has_nan_or_positive_infinity(const Matrix& m);
 
 /// loss(Y, grad) with the gradient sized N x K; returns nullopt when the loss or any gradient
 /// entry is NaN/Inf (solvers then stop with StopReason::kNumericalError). Throws ShapeError when

@@ -81,9 +81,7 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& input,
             "RcoOptions::sensitivities must be finite and > 0");
     alpha = -o.sensitivities.array().log().matrix();
   }
-  for (Index i = 0; i < n; ++i)
-    for (Index j = 0; j < k; ++j)
-      if (!objective.is_allowed(i, j)) alpha(i, j) = -std::numeric_limits<double>::infinity();
+  assignment::mask_logits(objective, alpha);
   for (Index i = 0; i < n; ++i) alpha.row(i).array() -= alpha.row(i).maxCoeff();
 
   AssignmentResult result;

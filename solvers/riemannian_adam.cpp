@@ -1,4 +1,5 @@
 #include <limits>
+#include <tether/solvers/assignment_common.hpp>
 #include <tether/solvers/riemannian_adam.hpp>
 
 namespace tether {
@@ -22,9 +23,8 @@ RiemannianStepReport RiemannianAdam::step(Matrix& alpha, Matrix& gradient) {
   trial_ = alpha + delta_;
   report.retraction = manifold_.retract(trial_);
   // -inf logits are masked options (probability 0); NaN or +inf is a failure: the caller stops.
-  const bool broken =
-      trial_.hasNaN() || (trial_.array() == std::numeric_limits<double>::infinity()).any();
-  if (!report.retraction.converged || broken) return report;
+  if (!report.retraction.converged || assignment::has_nan_or_positive_infinity(trial_))
+    return report;
   alpha.swap(trial_);
   // Transport: project the first moment onto the tangent space at the new point.
   // (the normal buffer is reused: no allocation on the hot path)

@@ -95,11 +95,12 @@ bool soft_settings_valid(const SoftRelaxationSettings& s, std::string* why) {
   return true;
 }
 
-AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
+AssignmentResult run_soft_relaxation(const AssignmentObjective& input,
                                      const SoftRelaxationSettings& s, MultiplierSchedule& schedule,
                                      const CallbackSet& callbacks) {
   const auto t_start = Clock::now();
-  require_unmasked(objective, s.options_name);
+  // Masked options: normalised costs, logits -inf (see with_normalized_mask).
+  const AssignmentObjective objective = with_normalized_mask(input);
   BudgetData data;
   if (auto trivial = check_and_solve_trivial(objective, &data)) {
     trivial->seconds = seconds_since(t_start);
@@ -118,6 +119,7 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
     require(init.allFinite(), s.options_name, "::initial_logits must be finite");
     alpha = init;
   }
+  mask_logits(objective, alpha);
   recentre_rows(alpha);
 
   std::optional<MultipleChoiceKnapsack> knapsack;
@@ -176,7 +178,7 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& objective,
                    Eigen::Map<Vector>(step.data(), step.size()));
     next = alpha + step;
     recentre_rows(next);
-    if (!next.allFinite()) {
+    if (has_nan_or_positive_infinity(next)) {
       numerical_error = true;
       result.status = StopReason::kNumericalError;
       result.message = detail::concat("the Adam step left the finite range at iteration ", t,

@@ -119,6 +119,25 @@ TEST(OptionMask, TheFeasibleRangeCountsAllowedOptionsOnly) {
   }
 }
 
+TEST(OptionMask, PenaltyAndAugmentedLagrangianNeverChooseAMaskedOption) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const MaskedProblem p = random_problem(seed);
+    const AssignmentResult pen =
+        PenaltySolver({.steps = 200, .rounding = SoftRounding::kKnapsack}).minimize(p);
+    const AssignmentResult al =
+        AugmentedLagrangianSolver({.rounding = SoftRounding::kArgmax}).minimize(p);
+    for (const AssignmentResult* r : {&pen, &al}) {
+      EXPECT_NE(r->status, StopReason::kNumericalError) << r->message;
+      for (Index i = 0; i < p.costs_.rows(); ++i) {
+        EXPECT_TRUE(p.mask_(i, r->assignment[static_cast<std::size_t>(i)])) << "seed " << seed;
+        for (Index o = 0; o < p.costs_.cols(); ++o)
+          if (!p.mask_(i, o)) EXPECT_EQ(r->logits(i, o), -std::numeric_limits<double>::infinity());
+      }
+    }
+    EXPECT_LE(pen.cost, p.budget_);  // knapsack rounding keeps the budget
+  }
+}
+
 TEST(OptionMask, BadMasksAndUnsupportedSolversAreRefused) {
   MaskedProblem p = random_problem(3);
   p.mask_.row(2).setConstant(false);
@@ -132,8 +151,6 @@ TEST(OptionMask, BadMasksAndUnsupportedSolversAreRefused) {
   p.mask_ = OptionMask::Constant(5, 4, true);
   EXPECT_THROW(RcoSolver().minimize(p), ShapeError);
   p = random_problem(3);
-  EXPECT_THROW(PenaltySolver().minimize(p), InvalidArgumentError);
-  EXPECT_THROW(AugmentedLagrangianSolver().minimize(p), InvalidArgumentError);
   EXPECT_THROW(EvolutionarySolver().minimize(p), InvalidArgumentError);
   // An all-true mask is no mask: every solver takes it.
   p.mask_.setConstant(true);

@@ -57,12 +57,6 @@ bool has_nan_or_positive_infinity(const Matrix& m) {
   return m.hasNaN() || (m.array() == std::numeric_limits<double>::infinity()).any();
 }
 
-void require_unmasked(const AssignmentObjective& objective, const char* solver) {
-  require(!objective.masked() || objective.allowed.all(), solver,
-          ": per-group option masks are not supported yet; use RcoSolver, PenaltySolver or "
-          "AugmentedLagrangianSolver, or drop the mask");
-}
-
 std::optional<double> evaluate(const AssignmentObjective& objective, const Matrix& y,
                                Matrix& grad) {
   grad.setZero(y.rows(), y.cols());

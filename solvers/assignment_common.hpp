@@ -16,10 +16,6 @@ namespace tether::assignment {
 std::optional<AssignmentResult> check_and_solve_trivial(const AssignmentObjective& objective,
                                                         BudgetData* data);
 
-/// Throws InvalidArgumentError naming `solver` when the objective carries an option mask (the
-/// evolutionary search does not support masks yet).
-void require_unmasked(const AssignmentObjective& objective, const char* solver);
-
 /// Sets the logits of masked options to -inf (probability 0; Adam and the retraction keep them
 /// there, the knapsack DP treats them as forbidden).
 void mask_logits(const AssignmentObjective& objective, Matrix& alpha);

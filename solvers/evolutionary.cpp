@@ -26,34 +26,39 @@ struct Individual {
   double cost = 0.0;
 };
 
-/// Each group's options ordered by cost (ties by index): option_at(i, l) is level l of group i.
+/// Each group's allowed options ordered by cost (ties by index): option_at(i, l) is level l of
+/// group i, for l = 0..top(i); masked options have no level.
 class Levels {
  public:
-  explicit Levels(const Matrix& costs) : k_(costs.cols()) {
+  explicit Levels(const AssignmentObjective& objective) : k_(objective.costs.cols()) {
+    const Matrix& costs = objective.costs;
     const Index n = costs.rows();
-    option_.resize(static_cast<std::size_t>(n * k_));
-    level_.resize(static_cast<std::size_t>(n * k_));
-    std::vector<int> order(static_cast<std::size_t>(k_));
+    option_.assign(static_cast<std::size_t>(n * k_), -1);
+    level_.assign(static_cast<std::size_t>(n * k_), -1);
+    top_.resize(static_cast<std::size_t>(n));
+    std::vector<int> order;
     for (Index i = 0; i < n; ++i) {
-      std::iota(order.begin(), order.end(), 0);
+      order.clear();
+      for (int o = 0; o < static_cast<int>(k_); ++o)
+        if (objective.is_allowed(i, o)) order.push_back(o);
       std::stable_sort(order.begin(), order.end(),
                        [&](int a, int b) { return costs(i, a) < costs(i, b); });
-      for (Index l = 0; l < k_; ++l) {
-        option_[static_cast<std::size_t>(i * k_ + l)] = order[static_cast<std::size_t>(l)];
-        level_[static_cast<std::size_t>(i * k_ + order[static_cast<std::size_t>(l)])] =
-            static_cast<int>(l);
+      for (std::size_t l = 0; l < order.size(); ++l) {
+        option_[static_cast<std::size_t>(i * k_) + l] = order[l];
+        level_[static_cast<std::size_t>(i * k_ + order[l])] = static_cast<int>(l);
       }
+      top_[static_cast<std::size_t>(i)] = static_cast<int>(order.size()) - 1;
     }
   }
   int level(Index i, int option) const { return level_[static_cast<std::size_t>(i * k_ + option)]; }
   int option_at(Index i, int level) const {
     return option_[static_cast<std::size_t>(i * k_ + level)];
   }
-  int top() const { return static_cast<int>(k_) - 1; }
+  int top(Index i) const { return top_[static_cast<std::size_t>(i)]; }
 
  private:
   Index k_;
-  std::vector<int> option_, level_;
+  std::vector<int> option_, level_, top_;
 };
 
 }  // namespace
@@ -91,11 +96,11 @@ EvolutionarySolver::EvolutionarySolver(const EvolutionaryOptions& options) : opt
   require(options_.is_valid(&why), "EvolutionaryOptions: ", why);
 }
 
-AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objective,
+AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& input,
                                               const CallbackSet& callbacks) const {
   const auto t_start = Clock::now();
+  const AssignmentObjective objective = with_normalized_mask(input);  // masked: never a level
   const EvolutionaryOptions& o = options_;
-  assignment::require_unmasked(objective, "EvolutionarySolver");
   BudgetData data;
   if (auto trivial = assignment::check_and_solve_trivial(objective, &data)) {
     trivial->logits = Matrix();
@@ -106,7 +111,7 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
   const Matrix& costs = objective.costs;
   const Index n = costs.rows(), k = costs.cols();
   const double budget = objective.budget;
-  const Levels levels(costs);
+  const Levels levels(objective);
 
   // ---- the start: given, or the dearest affordable assignment -----------------------------
   Assignment start = o.initial_assignment;
@@ -117,12 +122,21 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
     for (std::size_t i = 0; i < start.size(); ++i)
       require(start[i] >= 0 && start[i] < k, "EvolutionaryOptions::initial_assignment[", i,
               "] must be in [0, ", k, "), got ", start[i]);
+    for (std::size_t i = 0; i < start.size(); ++i)
+      require(objective.is_allowed(static_cast<Index>(i), start[i]),
+              "EvolutionaryOptions::initial_assignment[", i, "] = ", start[i],
+              " is a masked option");
     const double cost = assignment_cost(costs, start);
     require<InfeasibleError>(cost <= budget, "EvolutionaryOptions::initial_assignment costs ", cost,
                              ", over the budget ", budget);
   } else {
     MultipleChoiceKnapsack dp(costs, budget, {.units_per_cost = o.units_per_cost});
-    start = dp.solve_without_bound(costs).assignment;
+    Matrix values = costs;  // the dearest affordable assignment; masked options forbidden
+    if (objective.masked())
+      for (Index i = 0; i < n; ++i)
+        for (Index o = 0; o < k; ++o)
+          if (!objective.allowed(i, o)) values(i, o) = -std::numeric_limits<double>::infinity();
+    start = dp.solve_without_bound(values).assignment;
   }
 
   AssignmentResult result;
@@ -167,13 +181,14 @@ AssignmentResult EvolutionarySolver::minimize(const AssignmentObjective& objecti
           const Index i = static_cast<Index>(rng.index(static_cast<std::uint64_t>(n)));
           int& hi = h[static_cast<std::size_t>(i)];
           const int level = levels.level(i, hi);
-          const bool up = level == 0 || (level < levels.top() && rng.index(2) == 0);
+          if (levels.top(i) == 0) continue;  // a single allowed option: nowhere to move
+          const bool up = level == 0 || (level < levels.top(i) && rng.index(2) == 0);
           hi = levels.option_at(i, up ? level + 1 : level - 1);
           continue;
         }
         ups.clear();
         for (Index i = 0; i < n; ++i)
-          if (levels.level(i, h[static_cast<std::size_t>(i)]) < levels.top()) ups.push_back(i);
+          if (levels.level(i, h[static_cast<std::size_t>(i)]) < levels.top(i)) ups.push_back(i);
         if (ups.empty()) {
           moved = false;
           break;

@@ -119,6 +119,21 @@ TEST(OptionMask, TheFeasibleRangeCountsAllowedOptionsOnly) {
   }
 }
 
+TEST(OptionMask, EvolutionarySearchFindsTheBestAllowedAssignment) {
+  int hits = 0;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const MaskedProblem p = random_problem(seed);
+    const double best = brute_force(p);
+    const AssignmentResult r = EvolutionarySolver({.generations = 300, .seed = seed}).minimize(p);
+    for (Index i = 0; i < p.costs_.rows(); ++i)
+      EXPECT_TRUE(p.mask_(i, r.assignment[static_cast<std::size_t>(i)])) << "seed " << seed;
+    EXPECT_LE(r.cost, p.budget_);
+    EXPECT_GE(r.loss, best - 1e-12);
+    hits += r.loss <= best + 1e-12;
+  }
+  EXPECT_GE(hits, 4);
+}
+
 TEST(OptionMask, PenaltyAndAugmentedLagrangianNeverChooseAMaskedOption) {
   for (std::uint64_t seed = 1; seed <= 5; ++seed) {
     const MaskedProblem p = random_problem(seed);
@@ -138,7 +153,7 @@ TEST(OptionMask, PenaltyAndAugmentedLagrangianNeverChooseAMaskedOption) {
   }
 }
 
-TEST(OptionMask, BadMasksAndUnsupportedSolversAreRefused) {
+TEST(OptionMask, BadMasksAreRefused) {
   MaskedProblem p = random_problem(3);
   p.mask_.row(2).setConstant(false);
   try {
@@ -151,7 +166,23 @@ TEST(OptionMask, BadMasksAndUnsupportedSolversAreRefused) {
   p.mask_ = OptionMask::Constant(5, 4, true);
   EXPECT_THROW(RcoSolver().minimize(p), ShapeError);
   p = random_problem(3);
-  EXPECT_THROW(EvolutionarySolver().minimize(p), InvalidArgumentError);
+  // A start on a masked option is refused, naming it.
+  Assignment start(6, -1);
+  Index masked_row = -1;
+  for (Index i = 0; i < 6; ++i)
+    for (Index o = 0; o < 4; ++o) {
+      if (p.mask_(i, o) && start[static_cast<std::size_t>(i)] < 0)
+        start[static_cast<std::size_t>(i)] = static_cast<int>(o);
+      if (!p.mask_(i, o) && masked_row < 0)
+        masked_row = i, start[static_cast<std::size_t>(i)] = static_cast<int>(o);
+    }
+  ASSERT_GE(masked_row, 0);
+  try {
+    EvolutionarySolver({.initial_assignment = start}).minimize(p);
+    FAIL() << "a masked start must be refused";
+  } catch (const InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("masked option"), std::string::npos) << e.what();
+  }
   // An all-true mask is no mask: every solver takes it.
   p.mask_.setConstant(true);
   EXPECT_NO_THROW(PenaltySolver({.steps = 5}).minimize(p));

@@ -169,7 +169,9 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& input,
       break;
     }
 
-    const RiemannianStepReport sr = riemannian_adam.step(alpha, grad_alpha);
+    const RiemannianStepReport sr = riemannian_adam.step(
+        alpha, grad_alpha,
+        t == 0 ? RiemannianAdam::Start::kNewPoint : RiemannianAdam::Start::kLastResult);
     if (sr.degenerate) {
       result.status = StopReason::kDegenerateManifold;
       result.message = detail::concat("the budget normal vanished at iteration ", t,

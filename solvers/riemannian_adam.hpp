@@ -23,10 +23,15 @@ class RiemannianAdam {
  public:
   RiemannianAdam(const BudgetManifold& manifold, const AdamOptions& options);
 
+  /// Where a step starts. kLastResult promises that alpha is exactly what the previous step
+  /// returned (or left unchanged): the normal computed there for the transport is reused, which
+  /// saves one pass over the data per step. Same numbers either way.
+  enum class Start { kNewPoint, kLastResult };
+
   /// One step from alpha with Euclidean gradient g (both N x K). g is projected in place; alpha
   /// is replaced by the retracted point unless the step is degenerate or the retraction fails
   /// (then alpha is left unchanged, the report says why, and the caller should stop).
-  RiemannianStepReport step(Matrix& alpha, Matrix& gradient);
+  RiemannianStepReport step(Matrix& alpha, Matrix& gradient, Start start = Start::kNewPoint);
 
   const Adam& adam() const { return adam_; }
 
@@ -34,6 +39,7 @@ class RiemannianAdam {
   const BudgetManifold& manifold_;
   Adam adam_;
   Matrix normal_, trial_, delta_;
+  bool normal_is_current_ = false;  // normal_ is the normal at the alpha last returned
 };
 
 }  // namespace tether

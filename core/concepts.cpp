@@ -34,6 +34,22 @@ BudgetData validate_budget(const Matrix& costs, double budget, BudgetSense sense
   return d;
 }
 
+BudgetData validate_manifold_budget(const Matrix& costs, double budget, BudgetSense sense,
+                                    const std::string& what) {
+  const BudgetData d = validate_budget(costs, budget, sense);
+  if (sense == BudgetSense::kEqual) {
+    require<InfeasibleError>(d.min_total < budget && budget < d.max_total, what, " ", budget,
+                             " must lie strictly inside the feasible range (", d.min_total, ", ",
+                             d.max_total,
+                             "); at an end point the only feasible assignment is the cheapest "
+                             "(or dearest) one, at infinite logits");
+  } else {
+    require<InfeasibleError>(d.min_total < budget, what, " ", budget,
+                             " must exceed the sum of row minima ", d.min_total);
+  }
+  return d;
+}
+
 AssignmentObjective with_normalized_mask(const AssignmentObjective& objective) {
   if (!objective.masked()) return objective;
   const Index n = objective.costs.rows(), k = objective.costs.cols();

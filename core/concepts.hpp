@@ -13,6 +13,7 @@
 #include <concepts>
 #include <functional>
 #include <limits>
+#include <string>
 #include <tether/core/errors.hpp>
 #include <tether/core/types.hpp>
 
@@ -55,6 +56,12 @@ struct BudgetData {
 /// Validates costs and budget; throws ShapeError / InvalidArgumentError / InfeasibleError
 /// naming the argument and the bound.
 BudgetData validate_budget(const Matrix& costs, double budget, BudgetSense sense);
+
+/// validate_budget, plus what a budget manifold needs: for kEqual, B strictly inside the range
+/// (an end point is a single assignment at infinite logits, not a manifold); for kAtMost,
+/// B above the sum of row minima. `what` names the budget in the InfeasibleError message.
+BudgetData validate_manifold_budget(const Matrix& costs, double budget, BudgetSense sense,
+                                    const std::string& what);
 
 }  // namespace tether
 

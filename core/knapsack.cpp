@@ -41,7 +41,7 @@ void check_values(const Matrix& values, Index n, Index k) {
 MultipleChoiceKnapsack::MultipleChoiceKnapsack(const Matrix& costs, double budget,
                                                const KnapsackOptions& options)
     : costs_(costs), budget_(budget) {
-  const BudgetData data = validate_budget(costs, budget, BudgetSense::kAtMost);
+  validate_budget(costs, budget, BudgetSense::kAtMost);
   require(costs.cols() <= 256,
           "MultipleChoiceKnapsack: K must be <= 256 (one byte per choice), got ", costs.cols());
   const Index n = costs.rows(), k = costs.cols();
@@ -90,7 +90,6 @@ MultipleChoiceKnapsack::MultipleChoiceKnapsack(const Matrix& costs, double budge
     const std::int32_t m = *std::min_element(row, row + k);
     for (Index o = 0; o < k; ++o) row[o] -= m;
   }
-  (void)data;
   if (capacity_ >= 0) {
     best_.resize(static_cast<std::size_t>(capacity_ + 1));
     next_.resize(static_cast<std::size_t>(capacity_ + 1));

@@ -74,18 +74,8 @@ BudgetManifold::BudgetManifold(const Matrix& costs, const std::vector<Index>& bl
   starts_.push_back(costs.rows());
   for (Index b = 0; b < blocks(); ++b) {
     const Matrix rows = costs_.middleRows(block_begin(b), block_end(b) - block_begin(b));
-    const BudgetData d = validate_budget(rows, budgets_[b], sense_);
-    if (sense_ == BudgetSense::kEqual) {
-      require<InfeasibleError>(d.min_total < budgets_[b] && budgets_[b] < d.max_total,
-                               "BudgetManifold: budget ", budgets_[b], " of block ", b,
-                               " must lie strictly inside the feasible range (", d.min_total, ", ",
-                               d.max_total,
-                               "); at an end point the only feasible assignment is "
-                               "the cheapest (or dearest) one, at infinite logits");
-    } else {
-      require<InfeasibleError>(d.min_total < budgets_[b], "BudgetManifold: budget ", budgets_[b],
-                               " of block ", b, " must exceed the sum of row minima ", d.min_total);
-    }
+    validate_manifold_budget(rows, budgets_[b], sense_,
+                             detail::concat("BudgetManifold: budget of block ", b));
   }
 }
 
@@ -245,6 +235,7 @@ RetractionReport BudgetManifold::retract(Matrix& alpha) const {
     report.converged = report.converged && converged;
     report.saturated = report.saturated || saturated;
     report.shifts.push_back(t);
+    report.residuals.push_back(cur.phi - target);
   }
   return report;
 }

@@ -47,6 +47,8 @@ struct RetractionReport {
   bool saturated = false;       ///< some block's bracket collapsed before reaching B (B unreachable
                                 ///< in floating point)
   std::vector<double> shifts;   ///< t per block
+  std::vector<double> residuals;  ///< C_b - B_b per block after the retraction (from its last
+                                  ///< pass: no extra pass needed to report it)
 };
 
 class BudgetManifold {

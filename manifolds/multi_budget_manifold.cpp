@@ -87,13 +87,8 @@ MultiBudgetManifold::MultiBudgetManifold(const std::vector<Matrix>& costs, const
     const Matrix& c = costs[static_cast<std::size_t>(j)];
     require<ShapeError>(c.rows() == n_ && c.cols() == k_, "MultiBudgetManifold: costs[", j, "] is ",
                         c.rows(), " x ", c.cols(), ", costs[0] is ", n_, " x ", k_);
-    const BudgetData d = validate_budget(c, budgets[j], BudgetSense::kEqual);
-    require<InfeasibleError>(d.min_total < budgets[j] && budgets[j] < d.max_total,
-                             "MultiBudgetManifold: budget ", budgets[j], " of costs[", j,
-                             "] must lie strictly inside the feasible range (", d.min_total, ", ",
-                             d.max_total,
-                             "); at an end point the only feasible assignment is "
-                             "the cheapest (or dearest) one, at infinite logits");
+    validate_manifold_budget(c, budgets[j], BudgetSense::kEqual,
+                             detail::concat("MultiBudgetManifold: budget of costs[", j, "]"));
     stacked_.middleRows(j * n_, n_) = c;
   }
 }

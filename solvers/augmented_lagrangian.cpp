@@ -9,21 +9,12 @@ namespace tether {
 namespace {
 
 assignment::SoftRelaxationSettings settings_of(const AugmentedLagrangianOptions& o) {
-  assignment::SoftRelaxationSettings s;
-  s.adam = {
-      .learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon};
   // Checked in is_valid: the product fits an int.
-  s.steps =
+  const int steps =
       o.outer_iterations >= 1 && o.inner_steps >= 1 && o.outer_iterations <= INT_MAX / o.inner_steps
           ? o.outer_iterations * o.inner_steps
           : 1;
-  s.initial_logits =
-      o.init == AugmentedLagrangianOptions::Init::kGiven ? &o.initial_logits : nullptr;
-  s.options_name = "AugmentedLagrangianOptions";
-  s.rounding = o.rounding;
-  s.units_per_cost = o.units_per_cost;
-  s.round_every = o.round_every;
-  return s;
+  return assignment::soft_settings_of(o, steps, "AugmentedLagrangianOptions");
 }
 
 }  // namespace

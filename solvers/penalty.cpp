@@ -8,16 +8,7 @@ namespace tether {
 namespace {
 
 assignment::SoftRelaxationSettings settings_of(const PenaltyOptions& o) {
-  assignment::SoftRelaxationSettings s;
-  s.adam = {
-      .learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon};
-  s.steps = o.steps;
-  s.initial_logits = o.init == PenaltyOptions::Init::kGiven ? &o.initial_logits : nullptr;
-  s.options_name = "PenaltyOptions";
-  s.rounding = o.rounding;
-  s.units_per_cost = o.units_per_cost;
-  s.round_every = o.round_every;
-  return s;
+  return assignment::soft_settings_of(o, o.steps, "PenaltyOptions");
 }
 
 }  // namespace

@@ -90,7 +90,6 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& input,
   result.status = StopReason::kIterationLimit;
   const RetractionReport first = manifold.retract(alpha);
   if (!first.converged) {
-    result.logits = alpha;
     result.status = StopReason::kNumericalError;
     result.message = detail::concat("initial retraction did not reach the budget: |C - B| = ",
                                     first.max_abs_residual, " after ", first.passes, " passes");
@@ -102,7 +101,7 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& input,
   Rng rng(o.seed);
   Matrix gumbel(n, k), z(n, k), grad_alpha(n, k), grad_y(n, k);
   Matrix uniform_draws(n, k);
-  double max_drift = std::abs(manifold.residual(alpha)[0]);
+  double max_drift = std::abs(first.residuals[0]);
   callbacks.begin(o.steps);
 
   for (int t = 0; t < o.steps && result.status == StopReason::kIterationLimit; ++t) {
@@ -191,7 +190,7 @@ AssignmentResult RcoSolver::minimize(const AssignmentObjective& input,
     rec.iteration = t;
     rec.loss = mean_loss;
     rec.best_loss = result.best_seen_loss;
-    rec.constraint_residual = manifold.residual(alpha)[0];
+    rec.constraint_residual = rr.residuals[0];  // from the retraction's last pass
     rec.step_seconds = seconds_since(t_iter);
     rec.temperature = tau;
     rec.retraction_passes = rr.passes;

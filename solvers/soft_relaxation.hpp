@@ -79,6 +79,22 @@ struct SoftRelaxationSettings {
   int round_every = 0;
 };
 
+/// The settings from the fields the penalty and augmented-Lagrangian options share (Adam's, init,
+/// initial_logits, rounding, units_per_cost, round_every), with the step count given.
+template <class Options>
+SoftRelaxationSettings soft_settings_of(const Options& o, int steps, const char* options_name) {
+  SoftRelaxationSettings s;
+  s.adam = {
+      .learning_rate = o.learning_rate, .beta1 = o.beta1, .beta2 = o.beta2, .epsilon = o.epsilon};
+  s.steps = steps;
+  s.initial_logits = o.init == Options::Init::kGiven ? &o.initial_logits : nullptr;
+  s.options_name = options_name;
+  s.rounding = o.rounding;
+  s.units_per_cost = o.units_per_cost;
+  s.round_every = o.round_every;
+  return s;
+}
+
 /// Checks the shared fields (Adam's, steps, units_per_cost, round_every); `why` names the field.
 bool soft_settings_valid(const SoftRelaxationSettings& settings, std::string* why);
 

@@ -92,7 +92,8 @@ TEST(Knapsack, RealCostsNeverOverBudgetAndNearBruteForce) {
     EXPECT_GE(r.lp_upper_bound, b.value - 1e-12);
     if (std::abs(r.value - b.value) <= 1e-12) ++exact;
   }
-  EXPECT_GE(exact, 190);  // misses only where the optimum's cost is within n units of B
+  // Seeded, so exact: a miss needs an optimum within n grid units (n / 1e4) of B; none here.
+  EXPECT_EQ(exact, 200);
 }
 
 TEST(Knapsack, FillSlackSpendsWhatACoarseGridLeavesAndNeverBreaksTheBudget) {
@@ -111,7 +112,7 @@ TEST(Knapsack, FillSlackSpendsWhatACoarseGridLeavesAndNeverBreaksTheBudget) {
     EXPECT_LE(b.value, best.value + 1e-12);
     improved += b.value > a.value;
   }
-  EXPECT_GE(improved, 20);
+  EXPECT_GE(improved, 100);  // 111 of 200 measured
 }
 
 TEST(Knapsack, MinusInfinityForbidsAnOptionAndMatchesBruteForceOverTheAllowedOnes) {

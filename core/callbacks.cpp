@@ -33,13 +33,14 @@ CsvHistory::CsvHistory(std::ostream& out) : out_(&out) {}
 
 void CsvHistory::on_begin(int) {
   *out_ << "iteration,loss,best_loss,constraint_residual,step_seconds,temperature,"
-           "retraction_passes\n";
+           "retraction_passes,error\n";
 }
 
 bool CsvHistory::on_iteration(const IterationRecord& r) {
   out_->precision(17);
   *out_ << r.iteration << ',' << r.loss << ',' << r.best_loss << ',' << r.constraint_residual << ','
-        << r.step_seconds << ',' << r.temperature << ',' << r.retraction_passes << '\n';
+        << r.step_seconds << ',' << r.temperature << ',' << r.retraction_passes << ','
+        << r.error << '\n';
   return true;
 }
 

@@ -1,6 +1,7 @@
 // Why a solver stopped, and what it saw on the way: one IterationRecord per iteration.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct IterationRecord {
   double step_seconds = 0.0;         ///< wall time of this iteration
   double temperature = 0.0;          ///< Gumbel temperature where one is used, else 0
   int retraction_passes = 0;         ///< passes over the data the retraction needed
+  /// Distance of the iterate to the problem's known solution, where the problem supplies one
+  /// (`solution_error`); NaN otherwise.
+  double error = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct History {

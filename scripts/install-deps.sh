@@ -7,7 +7,7 @@ packages=(
   libeigen3-dev libceres-dev libboost-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev
-  python3 python3-matplotlib   # experiment plots
+  python3 python3-matplotlib python3-numpy   # experiment plots, numpy benchmark baselines
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,25 @@
 //
 // Constructors refuse bad sets with a named error: lower > upper (InfeasibleError), a zero or
 // non-finite normal, a negative radius, b outside the range of A (InfeasibleError), NaN data.
+//
+// Conventions shared by every set:
+//   - project(x) throws ShapeError when x.size() != dimension(). A point already in the set is
+//     left unchanged bit for bit by Box, HalfSpace and Ball (they test the defining inequality
+//     and touch nothing when it holds); Hyperplane and AffineSubspace move it by rounding only.
+//     A NaN entry of x is not clamped away: it stays NaN (or spreads), so the caller's
+//     non-finite check still sees it.
+//   - contains(x, tol) is true when x is within Euclidean distance tol of the set (Box: every
+//     coordinate within tol of its interval, i.e. the max-norm distance). It is false for an x
+//     of the wrong size or with a non-finite entry; tol must be >= 0 (InvalidArgumentError).
+//   - HalfSpace and Hyperplane work with the unit normal a / |a| and the offset b / |a| (|a| by
+//     a scaled norm), so a normal of any finite magnitude works without |a|^2 over- or
+//     underflowing; normal() and offset() return the a and b that were given.
+//   - AffineSubspace factors A^T = Q R P^T once (column-pivoted Householder QR, Eigen's default
+//     rank threshold); the first rank(A) columns of Q are an orthonormal basis Q1 of range(A^T),
+//     the minimum-norm solution is x0 = Q1 y with y the least-squares solution of
+//     R1^T y = P^T b (R1: the first r rows of R), and P(x) = x - Q1 (Q1^T x - y). b counts as
+//     in range(A) when its distance from it, |A x0 - b|, is at most
+//     kAffineFeasibilityTolerance * (|A|_F |x0| + |b|); the InfeasibleError names that residual.
 #pragma once
 
 #include <concepts>
@@ -54,7 +73,8 @@ class HalfSpace {
  private:
   Vector normal_;
   double offset_;
-  double normal_squared_norm_;
+  Vector unit_normal_;  ///< normal / |normal|
+  double unit_offset_;  ///< offset / |normal|
 };
 
 class Hyperplane {
@@ -69,22 +89,31 @@ class Hyperplane {
  private:
   Vector normal_;
   double offset_;
-  double normal_squared_norm_;
+  Vector unit_normal_;  ///< normal / |normal|
+  double unit_offset_;  ///< offset / |normal|
 };
+
+/// Relative tolerance on |A x0 - b| under which AffineSubspace accepts b as in range(A).
+inline constexpr double kAffineFeasibilityTolerance = 1e-10;
 
 class AffineSubspace {
  public:
-  /// {x : A x = b}; A is l x n of any rank. Throws InfeasibleError if b is not in range(A).
+  /// {x : A x = b}; A is l x n of any rank (l = 0 is the whole space). Throws InfeasibleError
+  /// if b is not in range(A) (see kAffineFeasibilityTolerance).
   AffineSubspace(const Eigen::MatrixXd& a, Vector b);
   void project(Eigen::Ref<Vector> x) const;
   bool contains(const Vector& x, double tolerance = 0.0) const;
   Index dimension() const { return a_.cols(); }
+  /// Numerical rank of A (the columns of the row-space basis).
+  Index rank() const { return row_basis_.cols(); }
+  const Eigen::MatrixXd& matrix() const { return a_; }
+  const Vector& rhs() const { return b_; }
 
  private:
   Eigen::MatrixXd a_;
   Vector b_;
-  Eigen::MatrixXd row_basis_;  ///< orthonormal basis of range(A^T), n x rank
-  Vector particular_;          ///< the minimum-norm solution A^+ b
+  Eigen::MatrixXd row_basis_;  ///< Q1: orthonormal basis of range(A^T), n x rank
+  Vector coefficients_;        ///< y = Q1^T x0, where x0 = A^+ b is the minimum-norm solution
 };
 
 class Ball {
@@ -105,8 +134,9 @@ class Ball {
 class WholeSpace {
  public:
   explicit WholeSpace(Index n);
-  void project(Eigen::Ref<Vector>) const {}
-  bool contains(const Vector& x, double = 0.0) const { return x.size() == n_; }
+  /// The identity (after the size check every set makes).
+  void project(Eigen::Ref<Vector> x) const;
+  bool contains(const Vector& x, double tolerance = 0.0) const;
   Index dimension() const { return n_; }
 
  private:

@@ -15,9 +15,10 @@ bool AdamOptions::is_valid(std::string* why) const {
     return fail(detail::concat("beta1 must be in [0, 1), got ", beta1));
   if (!(beta2 >= 0.0 && beta2 < 1.0))
     return fail(detail::concat("beta2 must be in [0, 1), got ", beta2));
-  if (!(epsilon > 0.0)) return fail(detail::concat("epsilon must be > 0, got ", epsilon));
-  if (!(weight_decay >= 0.0))
-    return fail(detail::concat("weight_decay must be >= 0, got ", weight_decay));
+  if (!(epsilon > 0.0) || !std::isfinite(epsilon))
+    return fail(detail::concat("epsilon must be finite and > 0, got ", epsilon));
+  if (!(weight_decay >= 0.0) || !std::isfinite(weight_decay))
+    return fail(detail::concat("weight_decay must be finite and >= 0, got ", weight_decay));
   return true;
 }
 
@@ -26,10 +27,13 @@ Adam::Adam(const AdamOptions& options) : options_(options) {
   require(options_.is_valid(&why), "AdamOptions: ", why);
 }
 
-void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
-                     Eigen::Ref<Vector> out) {
-  require<ShapeError>(x.size() == g.size() && out.size() == x.size(), "Adam: gradient size ",
-                      g.size(), " != parameter size ", x.size());
+// The update of every entry j, in one pass: advances the moments and hands the step
+// delta_j = x_j,new - x_j to `apply(j, delta_j)`. Element-wise, so splitting it over threads
+// changes nothing in the result. step() and direction() share it, so both give the same bits.
+template <class Apply>
+void Adam::update(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Apply apply) {
+  require<ShapeError>(x.size() == g.size(), "Adam: gradient size ", g.size(), " != parameter size ",
+                      x.size());
   if (m_.size() != x.size()) {
     m_ = Vector::Zero(x.size());
     v_ = Vector::Zero(x.size());
@@ -40,20 +44,26 @@ void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t_));
   const double lr = options_.learning_rate, eps = options_.epsilon, wd = options_.weight_decay;
-  // Element-wise, so splitting it over threads changes nothing in the result.
 #pragma omp parallel for schedule(static) if (x.size() >= (Index{1} << 16))
   for (Index j = 0; j < x.size(); ++j) {
     m_[j] = b1 * m_[j] + (1.0 - b1) * g[j];
     v_[j] = b2 * v_[j] + (1.0 - b2) * g[j] * g[j];
-    out[j] = -lr * (m_[j] / c1) / (std::sqrt(v_[j] / c2) + eps);
-    if (wd != 0.0) out[j] -= lr * wd * x[j];  // (never 0 x inf: -inf logits mask an option)
+    double delta = -lr * (m_[j] / c1) / (std::sqrt(v_[j] / c2) + eps);
+    if (wd != 0.0) delta -= lr * wd * x[j];  // (never 0 x inf: -inf logits mask an option)
+    apply(j, delta);
   }
 }
 
+void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
+                     Eigen::Ref<Vector> out) {
+  require<ShapeError>(out.size() == x.size(), "Adam: output size ", out.size(),
+                      " != parameter size ", x.size());
+  update(x, g, [&out](Index j, double delta) { out[j] = delta; });
+}
+
 void Adam::step(Eigen::Ref<Vector> x, Eigen::Ref<const Vector> g) {
-  Vector delta(x.size());
-  direction(x, g, delta);
-  x += delta;
+  // In place, without a temporary: x_j is read (for the decay) before it is written.
+  update(x, g, [&x](Index j, double delta) { x[j] += delta; });
 }
 
 }  // namespace tether

@@ -44,6 +44,8 @@ class Adam {
   void set_learning_rate(double lr) { options_.learning_rate = lr; }
 
  private:
+  template <class Apply>
+  void update(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Apply apply);
   AdamOptions options_;
   Vector m_, v_;
   long t_ = 0;

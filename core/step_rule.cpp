@@ -38,7 +38,8 @@ AdamOptions adam_options_of(const StepRuleOptions& options) {
 }  // namespace
 
 StepRule::StepRule(const StepRuleOptions& options)
-    : options_(options), adam_((validate_step_rule(options, "StepRule"), adam_options_of(options))) {}
+    : options_(options),
+      adam_((validate_step_rule(options, "StepRule"), adam_options_of(options))) {}
 
 void StepRule::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> d,
                          Eigen::Ref<Vector> out) {
@@ -65,6 +66,10 @@ void StepRule::step(Eigen::Ref<Vector> x, Eigen::Ref<const Vector> d) {
     require<ShapeError>(x.size() == d.size(), "StepRule: direction size ", d.size(),
                         " != parameter size ", x.size());
     x -= sgd->learning_rate * d;  // the common case, without a temporary
+    return;
+  }
+  if (std::holds_alternative<AdamOptions>(options_)) {
+    adam_.step(x, d);  // in place
     return;
   }
   Vector delta(x.size());

@@ -67,6 +67,10 @@ struct BilevelObjective {
   std::function<double(const Vector&, const Vector&)> solution_error;
 };
 
+/// The objective refers to the problem, so the problem must outlive it: a temporary is refused.
+template <ConstrainedBilevelProblem P>
+BilevelObjective make_bilevel_objective(const P&&) = delete;
+
 template <ConstrainedBilevelProblem P>
 BilevelObjective make_bilevel_objective(const P& p) {
   BilevelObjective o;

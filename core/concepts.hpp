@@ -85,6 +85,10 @@ struct AssignmentObjective {
 /// probability 0 (logit -inf) and value -inf. An all-true mask is dropped. No-op without mask.
 AssignmentObjective with_normalized_mask(const AssignmentObjective& objective);
 
+/// The objective refers to the problem, so the problem must outlive it: a temporary is refused.
+template <AssignmentProblem P>
+AssignmentObjective make_objective(const P&&) = delete;
+
 template <AssignmentProblem P>
 AssignmentObjective make_objective(const P& problem) {
   AssignmentObjective o;

@@ -61,6 +61,10 @@ struct ForgetRetainObjective {
   ForgetRetainObjective swapped() const;
 };
 
+/// The objective refers to the problem, so the problem must outlive it: a temporary is refused.
+template <ForgetRetainProblem P>
+ForgetRetainObjective make_forget_retain_objective(const P&&) = delete;
+
 template <ForgetRetainProblem P>
 ForgetRetainObjective make_forget_retain_objective(const P& p) {
   ForgetRetainObjective o;

@@ -61,6 +61,16 @@ void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
   update(x, g, [&out](Index j, double delta) { out[j] = delta; });
 }
 
+void Adam::preconditioner(Eigen::Ref<Vector> h) const {
+  require(t_ >= 1, "Adam::preconditioner: no step taken yet, so there is no second moment");
+  require<ShapeError>(h.size() == v_.size(), "Adam::preconditioner: output size ", h.size(),
+                      " != parameter size ", v_.size());
+  // The same expression as update(), so h_j is the denominator the last step divided by.
+  const double c2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t_));
+  const double eps = options_.epsilon;
+  for (Index j = 0; j < h.size(); ++j) h[j] = std::sqrt(v_[j] / c2) + eps;
+}
+
 void Adam::step(Eigen::Ref<Vector> x, Eigen::Ref<const Vector> g) {
   // In place, without a temporary: x_j is read (for the decay) before it is written.
   update(x, g, [&x](Index j, double delta) { x[j] += delta; });

@@ -39,6 +39,10 @@ class Adam {
   }
   Vector& first_moment() { return m_; }
   Vector& second_moment() { return v_; }
+  /// The diagonal metric of the last step, h = sqrt(v / (1 - beta2^t)) + epsilon: the
+  /// denominator of Adam's step, bit for bit (the step is -lr m_hat / h - lr wd x). Needs
+  /// steps_taken() >= 1 (InvalidArgumentError otherwise); h must have the parameters' size.
+  void preconditioner(Eigen::Ref<Vector> h) const;
   long steps_taken() const { return t_; }
   const AdamOptions& options() const { return options_; }
   void set_learning_rate(double lr) { options_.learning_rate = lr; }

@@ -82,6 +82,12 @@ void StepRule::reset() {
   velocity_.resize(0);
 }
 
+bool StepRule::preconditioner(Eigen::Ref<Vector> h) const {
+  if (!std::holds_alternative<AdamOptions>(options_) || adam_.steps_taken() == 0) return false;
+  adam_.preconditioner(h);
+  return true;
+}
+
 double StepRule::learning_rate() const {
   return std::visit([](const auto& o) { return o.learning_rate; }, options_);
 }

@@ -44,6 +44,11 @@ class StepRule {
   /// The step the rule would take (x_new - x) without applying it; advances its state.
   void direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> d, Eigen::Ref<Vector> out);
   void reset();
+  /// The rule's diagonal metric H = Diag(h) of its last step: Adam's h = sqrt(v_hat) + eps
+  /// (Adam::preconditioner), written into h and true; false (h untouched) for SGD, whose metric
+  /// is the identity, and for Adam before its first step. Projections in the optimizer's metric
+  /// (GU) use it.
+  bool preconditioner(Eigen::Ref<Vector> h) const;
   /// Learning rate of the chosen rule.
   double learning_rate() const;
   const StepRuleOptions& options() const { return options_; }

@@ -10,6 +10,11 @@ microseconds per iteration, iterations) to stdout or to the path given as the fi
                     variables, the spec's checked settings, state carried across iterations
   BlurStep/n        one BLUR step (section 3) with AdamW on separable quadratics of dimension n:
                     both gradients, the direction d, the optimizer step
+  RetainProjection/d/k             GU's projection (specs/projection.md section 1) with the
+                    window rebuilt: whiten k retain gradients with Adam's diagonal metric,
+                    Householder QR (LAPACK geqrf through np.linalg.qr), project a forget gradient
+  RetainProjectionFixedBasis/d/k   the projection alone with the basis built
+  OrthoRegGradient/m/n             |G - I|_F and its gradient 2 dW M / |M|_F (section 2)
 """
 import json
 import sys
@@ -100,6 +105,38 @@ def blur_case(n, iterations):
     return seconds / iterations, float(np.linalg.norm(theta))
 
 
+def retain_projection_case(d, k, iterations, rebuild):
+    rng = np.random.default_rng(7)
+    retain = rng.standard_normal((d, k))
+    h = rng.uniform(0.5, 2.0, d)
+    g_f = rng.standard_normal(d)
+    s_half = 1.0 / np.sqrt(h)
+    q, _ = np.linalg.qr(retain * s_half[:, None])
+    start = time.perf_counter()
+    for _ in range(iterations):
+        if rebuild:
+            s_half = 1.0 / np.sqrt(h)
+            q, _ = np.linalg.qr(retain * s_half[:, None])
+        z = s_half * g_f
+        z_n = z - q @ (q.T @ z)
+        out = s_half * z_n
+    seconds = time.perf_counter() - start
+    return seconds / iterations, float(np.linalg.norm(out))
+
+
+def orthoreg_case(m, n, iterations):
+    rng = np.random.default_rng(3)
+    dw = 0.05 * rng.standard_normal((m, n))
+    start = time.perf_counter()
+    for _ in range(iterations):
+        g = dw.T @ dw if m >= n else dw @ dw.T
+        mm = g - np.eye(g.shape[0])
+        value = np.linalg.norm(mm)
+        grad = 2.0 * (dw @ mm) / value if m >= n else 2.0 * (mm @ dw) / value
+    seconds = time.perf_counter() - start
+    return seconds / iterations, float(value + 0.0 * grad[0, 0])
+
+
 def main():
     rows = []
     for n, iters in ((100, 20000), (1000, 5000)):
@@ -109,6 +146,15 @@ def main():
     per_iter, norm = blur_case(1_000_000, 20)
     rows.append({"name": "numpy/BlurStep/1000000", "real_time": per_iter * 1e6,
                  "time_unit": "us", "iterations": 20, "theta_norm": norm})
+    per_iter, norm = retain_projection_case(1_000_000, 8, 10, rebuild=True)
+    rows.append({"name": "numpy/RetainProjection/1000000/8", "real_time": per_iter * 1e6,
+                 "time_unit": "us", "iterations": 10})
+    per_iter, norm = retain_projection_case(1_000_000, 8, 20, rebuild=False)
+    rows.append({"name": "numpy/RetainProjectionFixedBasis/1000000/8", "real_time": per_iter * 1e6,
+                 "time_unit": "us", "iterations": 20})
+    per_iter, value = orthoreg_case(768, 768, 20)
+    rows.append({"name": "numpy/OrthoRegGradient/768/768", "real_time": per_iter * 1e6,
+                 "time_unit": "us", "iterations": 20, "value": value})
     text = json.dumps({"context": {"numpy": np.__version__}, "benchmarks": rows}, indent=1)
     if len(sys.argv) > 1:
         with open(sys.argv[1], "w") as f:

@@ -158,6 +158,8 @@ struct Direction {
   VectorXd r;
   double w2 = 0.0;
   bool dependent = false;
+  /// When dependent: |a_p - A_W^T r|_1, how far y = (1, -r) is from combining the rows to 0.
+  double rho = 0.0;
 };
 
 Direction direction(const Rows& rows, const Eigen::LLT<MatrixXd>& llt, const std::vector<Index>& w,
@@ -181,12 +183,18 @@ Direction direction(const Rows& rows, const Eigen::LLT<MatrixXd>& llt, const std
   }
   dir.w2 = resid.squaredNorm();
   dir.dependent = !(std::sqrt(dir.w2) > kDenseQpDependenceTolerance * c.norm());
-  if (dir.dependent && k > 0) {
+  if (dir.dependent) {
     // a_p = A_W^T r: the same r in exact arithmetic, but solved without L^-1, so that the sign
     // of r and the certificate y^T b do not carry the conditioning of P.
-    MatrixXd basis(n, k);
-    for (Index j = 0; j < k; ++j) basis.col(j) = rows.normals.col(w[j]);
-    dir.r = basis.householderQr().solve(VectorXd(rows.normals.col(p)));
+    const VectorXd a_p = rows.normals.col(p);
+    if (k > 0) {
+      MatrixXd basis(n, k);
+      for (Index j = 0; j < k; ++j) basis.col(j) = rows.normals.col(w[j]);
+      dir.r = basis.householderQr().solve(a_p);
+      dir.rho = (a_p - basis * dir.r).lpNorm<1>();
+    } else {
+      dir.rho = a_p.lpNorm<1>();
+    }
   }
   dir.z = dir.dependent ? VectorXd::Zero(n) : VectorXd(-llt.matrixU().solve(resid));
   return dir;
@@ -213,7 +221,16 @@ double combined_scale(const Rows& rows, Index p, const std::vector<Index>& w, co
   return total;
 }
 
-/// y^T rhs for the combination y = (1 on p, -r on W); y^T normals = 0 by construction.
+/// The largest |y^T rhs| that rounding explains, for y = (1 on p, -r on W) of a dependent row
+/// p: y^T normals = rho (not exactly 0), so a feasible x of size `size` can have y^T rhs as low
+/// as -rho size, and the data's rounding moves y^T rhs by about eps * combined_scale.
+double contradiction_tolerance(const Rows& rows, Index p, const std::vector<Index>& w,
+                               const Direction& dir, double size) {
+  return dir.rho * size +
+         kDenseQpInfeasibilityTolerance * combined_scale(rows, p, w, dir.r, size);
+}
+
+/// y^T rhs for the combination y = (1 on p, -r on W).
 double combined_rhs(const Rows& rows, Index p, const std::vector<Index>& w, const VectorXd& r) {
   double total = rows.rhs[p];
   for (std::size_t j = 0; j < w.size(); ++j) total -= r[static_cast<Index>(j)] * rows.rhs[w[j]];
@@ -323,7 +340,7 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
         const double size = x_size(x, floor);
         require<InfeasibleError>(
             std::abs(combined_rhs(rows, pending, w, dir.r)) <=
-                kDenseQpInfeasibilityTolerance * combined_scale(rows, pending, w, dir.r, size),
+                contradiction_tolerance(rows, pending, w, dir, size),
             kSolve,
             ": the constraints are infeasible: the equality rows ", combination(rows, pending, w, dir.r),
             " combine to a zero row with right-hand side ", combined_rhs(rows, pending, w, dir.r),
@@ -359,8 +376,7 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
       // row p is implied by W (a degenerate vertex, e.g. a tight row that is a nonnegative
       // combination of others) and is violated only by rounding: leave it out.
       const double ytb = combined_rhs(rows, pending, w, dir.r);
-      if (!(ytb < -kDenseQpInfeasibilityTolerance *
-                      combined_scale(rows, pending, w, dir.r, x_size(x, floor)))) {
+      if (!(ytb < -contradiction_tolerance(rows, pending, w, dir, x_size(x, floor)))) {
         implied[static_cast<std::size_t>(pending)] = 1;
         pending = -1;
         continue;

@@ -77,10 +77,10 @@ namespace tether {
 /// Relative threshold under which a new row is treated as linearly dependent on the working
 /// set: |w| <= this * |L^-1 a_p| (see the header comment).
 inline constexpr double kDenseQpDependenceTolerance = 1e-10;
-/// A Farkas combination y >= 0 of rows (y^T A = 0) proves infeasibility when
-/// y^T b < -this * sum_i |y_i| s_i (s_i the row scales of dense_qp_kkt_residual); above that,
-/// the contradiction is rounding, and the row is implied by the working set.
-inline constexpr double kDenseQpInfeasibilityTolerance = 1e-12;
+/// A combination y of rows (y >= 0 on rows of A, y^T [A; E] = rho^T ~ 0) proves the rows
+/// infeasible when y^T [b; e] < -(|rho|_1 xi + this * sum_i |y_i| s_i), with xi and s_i as at
+/// dense_qp_kkt_residual; a smaller contradiction is rounding (about 45 machine epsilons).
+inline constexpr double kDenseQpInfeasibilityTolerance = 1e-14;
 /// P must satisfy max |P_ij - P_ji| <= this * max |P_ij|.
 inline constexpr double kDenseQpSymmetryTolerance = 1e-10;
 

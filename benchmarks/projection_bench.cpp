@@ -1,0 +1,101 @@
+// Gradient-orthogonal projection (issue 4), each the same arithmetic as its numpy baseline in
+// numpy_baselines.py.
+//
+//   BM_RetainProjection/1000000/8      one GU step's projection at d = 1e6 with a full window of
+//                                      k = 8 retain gradients: set Adam's diagonal metric, push
+//                                      the newest retain gradient (the window is re-whitened and
+//                                      re-orthogonalised: Householder QR in double), project one
+//                                      forget gradient. bytes/s counts the least traffic: read the
+//                                      k gradients, h, g_f, write the result ((k + 3) 8 d bytes).
+//   BM_RetainProjectionFixedBasis/1000000/8   the projection alone, basis already built:
+//                                      z = S g, z - Q Q^T z, S z_n; least traffic reads g, h and
+//                                      the k columns twice, writes the result ((2k + 3) 8 d).
+//   BM_OrthoRegGradient/768/768        value and gradient of |Delta W^T Delta W - I|_F for one
+//                                      768 x 768 update (the Gram, then Delta W M).
+#include <benchmark/benchmark.h>
+
+#include <tether/core/rng.hpp>
+#include <tether/solvers/orthoreg.hpp>
+#include <tether/solvers/retain_projector.hpp>
+#include <vector>
+
+namespace {
+
+using tether::Index;
+using tether::Matrix;
+using tether::Vector;
+
+Vector random_vector(Index n, tether::Rng& rng) {
+  Vector v(n);
+  for (Index i = 0; i < n; ++i) v[i] = rng.normal();
+  return v;
+}
+
+struct ProjectionData {
+  std::vector<Vector> retain;  // k + 1: the window, and one more to push each step
+  Vector metric, forget, out;
+  ProjectionData(Index d, int k) {
+    tether::Rng rng(7);
+    for (int i = 0; i <= k; ++i) retain.push_back(random_vector(d, rng));
+    metric.resize(d);
+    for (Index i = 0; i < d; ++i) metric[i] = rng.uniform(0.5, 2.0);
+    forget = random_vector(d, rng);
+    out.resize(d);
+  }
+};
+
+void BM_RetainProjection(benchmark::State& state) {
+  const Index d = state.range(0);
+  const int k = static_cast<int>(state.range(1));
+  ProjectionData data(d, k);
+  tether::RetainProjector projector(d, {.window = k});
+  for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+  int next = 0;
+  for (auto _ : state) {
+    projector.set_metric(data.metric);
+    projector.push(data.retain[next]);
+    next = (next + 1) % (k + 1);
+    projector.project_gradient(data.forget, data.out);
+    benchmark::DoNotOptimize(data.out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>((k + 3) * 8 * d) * state.iterations());
+}
+BENCHMARK(BM_RetainProjection)->Args({1000000, 8})->Unit(benchmark::kMillisecond);
+
+void BM_RetainProjectionFixedBasis(benchmark::State& state) {
+  const Index d = state.range(0);
+  const int k = static_cast<int>(state.range(1));
+  ProjectionData data(d, k);
+  tether::RetainProjector projector(d, {.window = k});
+  projector.set_metric(data.metric);
+  for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+  benchmark::DoNotOptimize(projector.rank());  // builds the basis once
+  for (auto _ : state) {
+    projector.project_gradient(data.forget, data.out);
+    benchmark::DoNotOptimize(data.out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>((2 * k + 3) * 8 * d) * state.iterations());
+}
+BENCHMARK(BM_RetainProjectionFixedBasis)->Args({1000000, 8})->Unit(benchmark::kMillisecond);
+
+void BM_OrthoRegGradient(benchmark::State& state) {
+  const Index m = state.range(0), n = state.range(1);
+  tether::Rng rng(3);
+  Matrix delta_w(m, n);
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < n; ++j) delta_w(i, j) = 0.05 * rng.normal();
+  Matrix grad(m, n);
+  for (auto _ : state) {
+    grad.setZero();
+    const double value =
+        tether::orthoreg_add_gradient(delta_w, tether::OrthoRegNorm::kFrobenius, 1.0, grad);
+    benchmark::DoNotOptimize(value);
+    benchmark::DoNotOptimize(grad.data());
+  }
+  // Two m x n x min(m, n) products (the Gram, exploiting symmetry or not, and Delta W M).
+  state.counters["flops"] = benchmark::Counter(4.0 * static_cast<double>(m) * n * std::min(m, n),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_OrthoRegGradient)->Args({768, 768})->Unit(benchmark::kMillisecond);
+
+}  // namespace

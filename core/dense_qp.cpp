@@ -74,9 +74,7 @@ MatrixXd validated_symmetric_part(const char* who, const MatrixXd& p, const Vect
 }
 
 /// A 0 x 0 constraint matrix as 0 x n, so products with x and lambda have the right sizes.
-MatrixXd with_columns(const MatrixXd& m, Index n) {
-  return m.rows() == 0 ? MatrixXd(0, n) : m;
-}
+MatrixXd with_columns(const MatrixXd& m, Index n) { return m.rows() == 0 ? MatrixXd(0, n) : m; }
 
 bool all_finite(const VectorXd& v) { return v.allFinite(); }
 
@@ -201,8 +199,7 @@ Direction direction(const Rows& rows, const Eigen::LLT<MatrixXd>& llt, const std
 }
 
 /// "A row 3 (weight 1), A row 0 (weight 0.5), ...": the rows of a Farkas combination.
-std::string combination(const Rows& rows, Index p, const std::vector<Index>& w,
-                        const VectorXd& r) {
+std::string combination(const Rows& rows, Index p, const std::vector<Index>& w, const VectorXd& r) {
   std::ostringstream out;
   out.precision(17);
   out << rows.name(p) << " (weight 1)";
@@ -226,8 +223,7 @@ double combined_scale(const Rows& rows, Index p, const std::vector<Index>& w, co
 /// as -rho size, and the data's rounding moves y^T rhs by about eps * combined_scale.
 double contradiction_tolerance(const Rows& rows, Index p, const std::vector<Index>& w,
                                const Direction& dir, double size) {
-  return dir.rho * size +
-         kDenseQpInfeasibilityTolerance * combined_scale(rows, p, w, dir.r, size);
+  return dir.rho * size + kDenseQpInfeasibilityTolerance * combined_scale(rows, p, w, dir.r, size);
 }
 
 /// y^T rhs for the combination y = (1 on p, -r on W).
@@ -265,8 +261,8 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
   if (n == 0) {
     result.x = VectorXd(0);
     result.converged = true;
-    result.kkt_residual = kkt_residual_core(ps, q, a, b, e_mat, e, result.x, result.multipliers,
-                                            VectorXd::Zero(l));
+    result.kkt_residual =
+        kkt_residual_core(ps, q, a, b, e_mat, e, result.x, result.multipliers, VectorXd::Zero(l));
     return result;
   }
 
@@ -286,7 +282,8 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
   rows.normals << e_mat.transpose(), a.transpose();
   rows.rhs.resize(l + m);
   rows.rhs << e, b;
-  rows.whitened = llt.matrixL().solve(rows.normals);
+  rows.whitened.resize(n, l + m);
+  if (l + m > 0) rows.whitened = llt.matrixL().solve(rows.normals);  // Eigen trips on n x 0
   rows.norms = rows.normals.colwise().norm().transpose();
   rows.l1_norms = rows.normals.cwiseAbs().colwise().sum().transpose();
   const double floor = x_floor(ps, q);
@@ -341,10 +338,9 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
         require<InfeasibleError>(
             std::abs(combined_rhs(rows, pending, w, dir.r)) <=
                 contradiction_tolerance(rows, pending, w, dir, size),
-            kSolve,
-            ": the constraints are infeasible: the equality rows ", combination(rows, pending, w, dir.r),
-            " combine to a zero row with right-hand side ", combined_rhs(rows, pending, w, dir.r),
-            " != 0 (E x = e is inconsistent)");
+            kSolve, ": the constraints are infeasible: the equality rows ",
+            combination(rows, pending, w, dir.r), " combine to a zero row with right-hand side ",
+            combined_rhs(rows, pending, w, dir.r), " != 0 (E x = e is inconsistent)");
         pending = -1;  // redundant: implied by the rows already in W
         continue;
       }
@@ -430,7 +426,8 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
 
   if (converged) {
     // Re-solve the KKT conditions of W by the null-space method, refined from the iterate:
-    // N_W = Q [R; 0] = Q1 R, x = Q1 R^-T rhs_W + Q2 y with (Q2^T P Q2) y = -Q2^T (P Q1 ... + q),
+    // with N_W = Q1 R, each round corrects x within range(Q1) so that N_W^T x = rhs_W, then
+    // within range(Q2) so that Q2^T (P x + q) = 0 (reduced Hessian Q2^T P Q2), and sets
     // lambda_W = -R^-1 Q1^T (P x + q). Unlike an LU of the whole KKT matrix this keeps the
     // rounding of A_W^T lambda (large where rows of W are nearly dependent) out of x. Keep
     // whichever answer has the smaller residual.
@@ -449,9 +446,11 @@ DenseQpResult solve_core(const MatrixXd& p_in, const VectorXd& q, const MatrixXd
       VectorXd x_s = x;
       for (int step = 0; step < 3; ++step) {
         if (k > 0)
-          x_s += q1 * r_w.transpose().triangularView<Eigen::Lower>().solve(rhs_w - n_w.transpose() * x_s);
+          x_s += q1 * r_w.transpose().triangularView<Eigen::Lower>().solve(rhs_w -
+                                                                           n_w.transpose() * x_s);
         if (k < n) x_s -= q2 * reduced.solve(q2.transpose() * (ps * x_s + q));
-        const VectorXd u_s = -r_w.triangularView<Eigen::Upper>().solve(q1.transpose() * (ps * x_s + q));
+        const VectorXd u_s =
+            -r_w.triangularView<Eigen::Upper>().solve(q1.transpose() * (ps * x_s + q));
         VectorXd lambda_s, nu_s;
         gather(u_s, lambda_s, nu_s);
         const double r = kkt_residual_core(ps, q, a, b, e_mat, e, x_s, lambda_s, nu_s);
@@ -532,8 +531,8 @@ double dense_qp_kkt_residual(const MatrixXd& P, const VectorXd& q, const MatrixX
                       " (the order of P)");
   require<ShapeError>(lambda.size() == A.rows(), kResidual, ": lambda has size ", lambda.size(),
                       ", expected ", A.rows(), " (the rows of A)");
-  require<ShapeError>(nu.size() == E.rows(), kResidual, ": nu has size ", nu.size(),
-                      ", expected ", E.rows(), " (the rows of E)");
+  require<ShapeError>(nu.size() == E.rows(), kResidual, ": nu has size ", nu.size(), ", expected ",
+                      E.rows(), " (the rows of E)");
   return kkt_residual_core(ps, q, with_columns(A, n), b, with_columns(E, n), e, x, lambda, nu);
 }
 

@@ -23,30 +23,46 @@
 //
 // The full step t2 = (A x - b)_p / |w|^2 makes row p tight (p joins W); the partial step
 // t1 = min_{r_j > 0} lambda_j / r_j stops where a multiplier of W reaches 0 (row j leaves W).
-// If w = 0 (a_p depends on W: duplicate or dependent rows) only the dual moves. If w = 0 and no
-// r_j > 0, a_p = A_W^T r with r <= 0 is a Farkas certificate: the rows are infeasible and
-// InfeasibleError names them. Equality rows enter W first, are never dropped, and a dependent
-// consistent equality row is skipped as redundant (its nu is 0).
+// If w = 0 (a_p depends on W: duplicate or dependent rows), r solves a_p = A_W^T r and only the
+// dual moves. If w = 0 and no r_j > 0 (r_j <= 0 on the rows of A in W), y = (1 on p, -r on W)
+// combines the rows to zero, y^T A = 0; then y^T b < 0 is a Farkas certificate, and
+// InfeasibleError names the rows, their weights and y^T b. When y^T b is 0 up to rounding
+// (see kDenseQpInfeasibilityTolerance) row p is implied by W at a degenerate vertex, e.g. a tight
+// row that is a combination of others, built in floating point: it is left out until a row
+// leaves W. Equality rows enter W first, are never dropped, and a dependent equality row whose
+// y^T e is 0 up to rounding is skipped as redundant (its nu is 0); otherwise E x = e is
+// inconsistent (InfeasibleError).
 //
 // Termination: a full step strictly increases the dual objective (its length is > 0 because row
 // p is violated by more than the tolerance), and after a full step x is the minimiser on W, so no
-// working set recurs; between two full steps at most |W| rows are dropped. The method therefore
-// stops after finitely many steps even on degenerate problems; max_iterations (each add or drop
-// of a row is one iteration) guards against rounding. Reaching it returns converged = false with
-// the last iterate, which is dual feasible (lambda >= 0, stationarity holds) but may violate
-// rows of A; kkt_residual says by how much.
+// working set recurs; between two full steps at most |W| rows are dropped, and a row is marked
+// implied at most once between drops. The method therefore stops after finitely many steps even
+// on degenerate problems; max_iterations (each add or drop of a row is one iteration) guards
+// against rounding. Reaching it returns converged = false with the last iterate, which is dual
+// feasible (lambda >= 0, stationarity holds) but may violate rows of A (the row being added keeps
+// its partial multiplier); kkt_residual says by how much.
 //
 // Numerics. The Cholesky factor L is computed once; the QR of L^-1 A_W^T is recomputed each
 // iteration (Householder, O(n |W|^2): no drift from rank-one updates at these sizes). Row p
 // counts as violated when (A x - b)_p > tolerance * s_p, with s_p its scale as defined at
-// dense_qp_kkt_residual. a_p counts as dependent on W when |w| <= kDenseQpDependenceTolerance |c|.
-// On convergence, the KKT system of the final working set is re-solved by LU with iterative
-// refinement and the more accurate of the two answers (by kkt_residual) is returned; then a
-// bound in W (a row with one nonzero entry, such as -mu_j <= 0) is made to hold exactly, so the
-// GU dual's mu is >= 0 to the bit. Other rows of W hold to rounding.
+// dense_qp_kkt_residual. a_p counts as dependent on W when |w| <= kDenseQpDependenceTolerance |c|;
+// then r is re-solved from a_p = A_W^T r without L^-1, so that its signs and y^T b do not carry
+// the conditioning of P. On convergence the KKT conditions of the final W are re-solved by the
+// null-space method, refined from the iterate (A_W^T = Q1 R; x = Q1 R^-T b_W + Q2 y with
+// (Q2^T P Q2) y = -Q2^T (P x + q); lambda_W = -R^-1 Q1^T (P x + q)); an LU of the whole KKT
+// matrix would let the rounding of A_W^T lambda, large where rows of W are nearly dependent,
+// into x. The answer with the smaller kkt_residual is kept. Last, a bound in W (a row with one
+// nonzero entry, such as -mu_j <= 0) is made to hold exactly, so the GU dual's mu is >= 0 and
+// its active entries are 0, to the bit; other rows of W hold to rounding.
 // The objective depends only on the symmetric part (P + P^T) / 2, which is what is factored and
 // what the residual uses; a P asymmetric by more than kDenseQpSymmetryTolerance max|P| is
-// refused as a likely bug.
+// refused as a likely bug, and so is one whose Cholesky fails or whose reciprocal condition
+// estimate is below n * machine epsilon.
+//
+// Accuracy measured (tests/dense_qp_test.cpp and a 100000-problem sweep, n <= 12, m <= 16,
+// cond(P) up to 1e6, rows with duplicates and dependent combinations): kkt_residual <= 1e-14;
+// up to cond(P) = 1e12, still <= 1e-13. Cost: about 16 us for n <= 12, m <= 16 (3 iterations on
+// average, 25 at most).
 //
 // Where it is used: the cone variant of GU (specs/projection.md section 1) projects an optimizer
 // step D0 onto the cone {D : G^T D <= 0} in the metric H: min 0.5 |D - D0|_H^2 s.t. G^T D <= 0.

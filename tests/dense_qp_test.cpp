@@ -119,8 +119,9 @@ BruteForce brute_force(const Qp& qp) {
     kkt.topLeftCorner(n, n) = qp.P;
     rhs.head(n) = -qp.q;
     for (Index j = 0; j < k; ++j) {
-      const VectorXd row = j < l ? VectorXd(qp.E.row(j).transpose())
-                                 : VectorXd(qp.A.row(s[static_cast<std::size_t>(j - l)]).transpose());
+      const VectorXd row = j < l
+                               ? VectorXd(qp.E.row(j).transpose())
+                               : VectorXd(qp.A.row(s[static_cast<std::size_t>(j - l)]).transpose());
       kkt.block(0, n + j, n, 1) = row;
       kkt.block(n + j, 0, 1, n) = row.transpose();
       rhs[n + j] = j < l ? qp.e[j] : qp.b[s[static_cast<std::size_t>(j - l)]];
@@ -132,11 +133,27 @@ BruteForce brute_force(const Qp& qp) {
       rows_lu.setThreshold(1e-10);
       if (rows_lu.rank() < k) continue;
     }
-    const VectorXd sol = kkt.fullPivLu().solve(rhs);
+    // In long double (64-bit mantissa on x86) with refinement: near-parallel rows make this
+    // system ill-conditioned, and the reference should be more accurate than the solver.
+    using MatrixXld = Eigen::Matrix<long double, Eigen::Dynamic, Eigen::Dynamic>;
+    using VectorXld = Eigen::Matrix<long double, Eigen::Dynamic, 1>;
+    const MatrixXld kkt_ld = kkt.cast<long double>();
+    const VectorXld rhs_ld = rhs.cast<long double>();
+    const Eigen::FullPivLU<MatrixXld> lu(kkt_ld);
+    VectorXld sol_ld = lu.solve(rhs_ld);
+    for (int refine = 0; refine < 3; ++refine)
+      sol_ld += lu.solve(VectorXld(rhs_ld - kkt_ld * sol_ld));
+    const VectorXd sol = sol_ld.cast<double>();
     const VectorXd x = sol.head(n);
     bool ok = true;
+    // Row scales as in the residual: |A_i|_1 max(|x|, |q| / |P|) + |b_i| (an apex x = 0 comes
+    // out as rounding noise, which a componentwise scale would call a violation).
+    const double size =
+        std::max(x.lpNorm<Eigen::Infinity>(),
+                 qp.q.lpNorm<Eigen::Infinity>() / qp.P.cwiseAbs().rowwise().sum().maxCoeff()) +
+        1e-300;
     for (Index i = 0; i < m && ok; ++i) {
-      const double scale = qp.A.row(i).cwiseAbs().dot(x.cwiseAbs()) + std::abs(qp.b[i]) + 1e-300;
+      const double scale = qp.A.row(i).lpNorm<1>() * size + std::abs(qp.b[i]);
       ok = (qp.A.row(i).dot(x) - qp.b[i]) <= 1e-9 * scale;
     }
     const double lambda_scale = (qp.P * x).cwiseAbs().maxCoeff() + qp.q.cwiseAbs().maxCoeff();
@@ -159,11 +176,10 @@ void expect_valid_answer(const Qp& qp, const DenseQpResult& r, double kkt_bound)
   ASSERT_EQ(r.x.size(), qp.P.rows());
   ASSERT_EQ(r.multipliers.size(), qp.A.rows());
   EXPECT_LE(r.kkt_residual, kkt_bound);
-  const double recomputed =
-      qp.E.rows() == 0
-          ? dense_qp_kkt_residual(qp.P, qp.q, qp.A, qp.b, r.x, r.multipliers)
-          : dense_qp_kkt_residual(qp.P, qp.q, qp.A, qp.b, qp.E, qp.e, r.x, r.multipliers,
-                                  r.equality_multipliers);
+  const double recomputed = qp.E.rows() == 0
+                                ? dense_qp_kkt_residual(qp.P, qp.q, qp.A, qp.b, r.x, r.multipliers)
+                                : dense_qp_kkt_residual(qp.P, qp.q, qp.A, qp.b, qp.E, qp.e, r.x,
+                                                        r.multipliers, r.equality_multipliers);
   EXPECT_EQ(recomputed, r.kkt_residual);
   EXPECT_TRUE(std::is_sorted(r.active_set.begin(), r.active_set.end()));
   for (Index i = 0; i < qp.A.rows(); ++i) {
@@ -171,8 +187,11 @@ void expect_valid_answer(const Qp& qp, const DenseQpResult& r, double kkt_bound)
     const bool active = std::find(r.active_set.begin(), r.active_set.end(), static_cast<int>(i)) !=
                         r.active_set.end();
     if (!active) EXPECT_EQ(r.multipliers[i], 0.0) << "row " << i;
-    if (active) {
-      const double scale = qp.A.row(i).lpNorm<1>() * r.x.lpNorm<Eigen::Infinity>() + std::abs(qp.b[i]);
+    if (active) {  // tight on the residual's row scale |A_i|_1 max(|x|, |q| / |P|) + |b_i|
+      const double size =
+          std::max(r.x.lpNorm<Eigen::Infinity>(),
+                   qp.q.lpNorm<Eigen::Infinity>() / qp.P.cwiseAbs().rowwise().sum().maxCoeff());
+      const double scale = qp.A.row(i).lpNorm<1>() * size + std::abs(qp.b[i]);
       EXPECT_LE(std::abs(qp.A.row(i).dot(r.x) - qp.b[i]), 1e-12 * scale) << "row " << i;
     }
   }
@@ -186,8 +205,8 @@ TEST(DenseQp, RandomProblemsMeetTheKktTolerance) {
   for (std::uint64_t seed = 1; seed <= 500; ++seed) {
     const Qp qp = random_qp(seed, 12, 16, 6.0);
     const DenseQpResult r = solve_dense_qp(qp.P, qp.q, qp.A, qp.b);
-    SCOPED_TRACE(::testing::Message() << "seed " << seed << ", n " << qp.P.rows() << ", m "
-                                      << qp.A.rows());
+    SCOPED_TRACE(::testing::Message()
+                 << "seed " << seed << ", n " << qp.P.rows() << ", m " << qp.A.rows());
     expect_valid_answer(qp, r, 1e-12);
     worst = std::max(worst, r.kkt_residual);
     total_iterations += r.iterations;
@@ -206,35 +225,37 @@ TEST(DenseQp, RandomProblemsMeetTheKktTolerance) {
 
 TEST(DenseQp, AgreesWithBruteForceEnumeration) {
   double worst_x = 0.0, worst_value = 0.0;
-  for (std::uint64_t seed = 1001; seed <= 1300; ++seed) {
-    const Qp qp = random_qp(seed, 6, 8, 4.0);
+  for (std::uint64_t seed = 1001; seed <= 1500; ++seed) {
+    const Qp qp = random_qp(seed, 8, 8, 6.0);
     SCOPED_TRACE(::testing::Message() << "seed " << seed);
     const DenseQpResult r = solve_dense_qp(qp.P, qp.q, qp.A, qp.b);
     const BruteForce bf = brute_force(qp);
     ASSERT_GT(bf.candidates, 0);
     expect_valid_answer(qp, r, 1e-12);
-    const double dx = (r.x - bf.x).lpNorm<Eigen::Infinity>() / (1.0 + bf.x.lpNorm<Eigen::Infinity>());
+    const double dx =
+        (r.x - bf.x).lpNorm<Eigen::Infinity>() / (1.0 + bf.x.lpNorm<Eigen::Infinity>());
     const double dv = std::abs(objective(qp, r.x) - bf.value) / (1.0 + std::abs(bf.value));
     EXPECT_LE(dx, 1e-10);
     EXPECT_LE(dv, 1e-10);
     worst_x = std::max(worst_x, dx);
     worst_value = std::max(worst_value, dv);
   }
-  std::cout << "[ stats    ] brute force (300 QPs, m <= 8): max relative |x - x_bf| " << worst_x
+  std::cout << "[ stats    ] brute force (500 QPs, m <= 8): max relative |x - x_bf| " << worst_x
             << ", max relative objective gap " << worst_value << "\n";
 }
 
 TEST(DenseQp, AgreesWithBruteForceWithEqualities) {
   double worst_x = 0.0;
   for (std::uint64_t seed = 2001; seed <= 2200; ++seed) {
-    const Qp qp = random_qp(seed, 7, 7, 4.0, 1 + static_cast<Index>(seed % 3));
+    const Qp qp = random_qp(seed, 8, 8, 6.0, 1 + static_cast<Index>(seed % 3));
     SCOPED_TRACE(::testing::Message() << "seed " << seed << ", l " << qp.E.rows());
     const DenseQpResult r = solve_dense_qp(qp.P, qp.q, qp.A, qp.b, qp.E, qp.e);
     ASSERT_EQ(r.equality_multipliers.size(), qp.E.rows());
     expect_valid_answer(qp, r, 1e-12);
     const BruteForce bf = brute_force(qp);
     ASSERT_GT(bf.candidates, 0);
-    const double dx = (r.x - bf.x).lpNorm<Eigen::Infinity>() / (1.0 + bf.x.lpNorm<Eigen::Infinity>());
+    const double dx =
+        (r.x - bf.x).lpNorm<Eigen::Infinity>() / (1.0 + bf.x.lpNorm<Eigen::Infinity>());
     EXPECT_LE(dx, 1e-10);
     worst_x = std::max(worst_x, dx);
   }
@@ -294,13 +315,11 @@ TEST(DenseQp, AnisotropicMetricLeavesAViolatedRowInactive) {
   EXPECT_EQ(r.active_set, std::vector<int>{0});
 }
 
-TEST(DenseQp, RowAddedFirstIsDroppedLater) {
-  // P = I, unconstrained minimiser (3, 0). Row 0: x1 <= 0.5 - 0.01 x2 (violation ~2.5, the
-  // larger distance); row 1: x1 + 3 x2 <= -6 (distance 9 / sqrt(10) ~ 2.85)... The dual method
-  // adds the row of largest distance first; whichever it adds, the answer is the projection of
-  // (3, 0) onto row 1 alone: (3, 0) - (9 / 10) (1, 3) = (2.1, -2.7); row 0 then reads
-  // 2.1 <= 0.5 + 0.027: violated, so both rows are active. Verified by the KKT conditions:
-  // x = (3, 0) - l0 a0 - l1 a1 with a0 x = b0, a1 x = b1.
+TEST(DenseQp, VertexOfTwoRows) {
+  // P = I, unconstrained minimiser (3, 0); row 0: x1 + 0.01 x2 <= 0.5, row 1: x1 + 3 x2 <= -6.
+  // Row 1 alone gives (3, 0) - (9 / 10) (1, 3) = (2.1, -2.7), which violates row 0, so the
+  // answer is the vertex where both are tight, with lambda from x + q + A^T lambda = 0 (both
+  // positive: checked below).
   MatrixXd P = MatrixXd::Identity(2, 2), A(2, 2);
   VectorXd q(2), b(2);
   q << -3, 0;
@@ -419,6 +438,24 @@ TEST(DenseQp, DependentActiveRowsInHigherDimension) {
   EXPECT_NEAR(r.x[2], 5.0, 1e-14);
 }
 
+TEST(DenseQp, RowsImpliedByTheWorkingSetAtDegenerateVertices) {
+  // These generator seeds (found by instrumenting the solver over 100000 seeds) reach a row that
+  // is violated at the iterate by more than the tolerance, yet is a combination -A_W^T r,
+  // r <= 0, of the working set whose Farkas sum y^T b is 0 up to rounding: a degenerate vertex
+  // built from dependent rows with zero slack, not an infeasible problem. The solver must leave
+  // that row out, not throw, and still agree with the brute force.
+  for (std::uint64_t seed : {111264u, 155297u, 157391u, 158136u, 191889u}) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    const Qp qp = random_qp(seed, 12, 16, 6.0);
+    const DenseQpResult r = solve_dense_qp(qp.P, qp.q, qp.A, qp.b);
+    expect_valid_answer(qp, r, 1e-12);
+    const BruteForce bf = brute_force(qp);
+    ASSERT_GT(bf.candidates, 0);
+    EXPECT_LE((r.x - bf.x).lpNorm<Eigen::Infinity>(),
+              1e-9 * (1.0 + bf.x.lpNorm<Eigen::Infinity>()));
+  }
+}
+
 TEST(DenseQp, NoConstraints) {
   Rng rng(7);
   const MatrixXd P = random_spd(rng, 5, 1e3);
@@ -434,8 +471,8 @@ TEST(DenseQp, NoConstraints) {
     EXPECT_LE(r.kkt_residual, 1e-15);
   }
   // The 0-variable problem (GU with no retain covector) is solved, not refused.
-  const DenseQpResult empty = solve_dense_qp(MatrixXd(0, 0), VectorXd(0), MatrixXd(0, 0),
-                                             VectorXd(0));
+  const DenseQpResult empty =
+      solve_dense_qp(MatrixXd(0, 0), VectorXd(0), MatrixXd(0, 0), VectorXd(0));
   EXPECT_TRUE(empty.converged);
   EXPECT_EQ(empty.x.size(), 0);
 }
@@ -454,6 +491,43 @@ TEST(DenseQp, ConstraintsSatisfiedAtTheUnconstrainedMinimiser) {
   EXPECT_TRUE(r.active_set.empty());
   EXPECT_TRUE(r.multipliers.isZero(0.0));
   EXPECT_LE((r.x - x_u).norm(), 1e-13 * x_u.norm());
+}
+
+TEST(DenseQp, ActiveBoundsHoldExactly) {
+  // Dense rows mixed with bounds +-x_j <= beta: a bound in the working set holds to the bit
+  // (x_j = beta / alpha), whatever order the rows entered in.
+  int bounds_checked = 0;
+  for (std::uint64_t seed = 4001; seed <= 4200; ++seed) {
+    Qp qp = random_qp(seed, 10, 8, 6.0);
+    Rng rng(seed + 11);
+    const Index n = qp.P.rows(), m = qp.A.rows();
+    const Index extra = 1 + static_cast<Index>(rng.index(static_cast<std::uint64_t>(n)));
+    qp.A.conservativeResize(m + extra, n);
+    qp.b.conservativeResize(m + extra);
+    for (Index i = m; i < m + extra; ++i) {
+      const Index j = static_cast<Index>(rng.index(static_cast<std::uint64_t>(n)));
+      const double alpha = (rng.uniform() < 0.5 ? -1.0 : 1.0) * rng.uniform(0.5, 3.0);
+      qp.A.row(i).setZero();
+      qp.A(i, j) = alpha;
+      qp.b[i] = rng.uniform(-0.3, 0.3);  // cut near the middle of the feasible region
+    }
+    DenseQpResult r;
+    try {
+      r = solve_dense_qp(qp.P, qp.q, qp.A, qp.b);
+    } catch (const InfeasibleError&) {
+      continue;  // the bounds may conflict with the random rows
+    }
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    expect_valid_answer(qp, r, 1e-12);
+    for (const int i : r.active_set) {
+      if (i < m) continue;
+      Index j = 0;
+      qp.A.row(i).cwiseAbs().maxCoeff(&j);
+      EXPECT_EQ(r.x[j], qp.b[i] / qp.A(i, j)) << "bound row " << i;
+      ++bounds_checked;
+    }
+  }
+  EXPECT_GT(bounds_checked, 100);
 }
 
 // ---- the GU cone projection's dual ------------------------------------------------------------
@@ -476,11 +550,12 @@ TEST(DenseQp, NonnegativityDualOfTheGuConeProjection) {
     MatrixXd dual_p = g.transpose() * h_inv_g;
     dual_p = 0.5 * (dual_p + dual_p.transpose());
     const VectorXd dual_q = -g.transpose() * d0;
-    const DenseQpResult dual = solve_dense_qp(dual_p, dual_q, -MatrixXd::Identity(k, k),
-                                              VectorXd::Zero(k));
+    const DenseQpResult dual =
+        solve_dense_qp(dual_p, dual_q, -MatrixXd::Identity(k, k), VectorXd::Zero(k));
     ASSERT_TRUE(dual.converged);
     EXPECT_LE(dual.kkt_residual, 1e-12);
     EXPECT_GE(dual.x.minCoeff(), 0.0);
+    for (const int i : dual.active_set) EXPECT_EQ(dual.x[i], 0.0) << "mu_" << i << " is held at 0";
     const VectorXd step = d0 - h_inv_g * dual.x;
 
     const DenseQpResult primal = solve_dense_qp(MatrixXd(h.asDiagonal()), -h.cwiseProduct(d0),
@@ -495,7 +570,8 @@ TEST(DenseQp, NonnegativityDualOfTheGuConeProjection) {
     const VectorXd gt_step = g.transpose() * step;
     const double scale = (g.cwiseAbs().transpose() * step.cwiseAbs()).maxCoeff();
     EXPECT_LE(gt_step.maxCoeff(), 1e-12 * scale);
-    for (Index i = 0; i < k; ++i) EXPECT_LE(std::abs(dual.x[i] * gt_step[i]), 1e-10 * scale * (1.0 + dual.x[i]));
+    for (Index i = 0; i < k; ++i)
+      EXPECT_LE(std::abs(dual.x[i] * gt_step[i]), 1e-10 * scale * (1.0 + dual.x[i]));
     EXPECT_LE(step.dot(h.asDiagonal() * step), d0.dot(h.asDiagonal() * d0) * (1.0 + 1e-12));
   }
   // D0 already in the cone: mu = 0, D = D0.
@@ -507,6 +583,43 @@ TEST(DenseQp, NonnegativityDualOfTheGuConeProjection) {
                                               -MatrixXd::Identity(1, 1), VectorXd::Zero(1));
   EXPECT_EQ(inside.x[0], 0.0);
   EXPECT_EQ(inside.active_set, std::vector<int>{0});
+}
+
+TEST(DenseQp, ConeProjectionAtTheApex) {
+  // The form RetainProjector's cone mode solves: P = I, q = -y0, unit rows a_i, b = 0, more rows
+  // than dimensions. For y0 in cone{a_i} (the polar of {y : A y <= 0}) the answer is the apex
+  // y = 0 (Moreau), where every row is tight and only r of them fit in the working set; the
+  // residual must still be tiny (its row scale has the floor |q|_inf / |P|_inf = |y0|_inf).
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    Rng rng(seed);
+    const Index r = 1 + static_cast<Index>(rng.index(5));
+    const Index rows = r + 1 + static_cast<Index>(rng.index(4));
+    MatrixXd a = gaussian(rng, rows, r);
+    a = a.rowwise().normalized().eval();
+    VectorXd c(rows);
+    for (Index i = 0; i < rows; ++i) c[i] = rng.uniform(0.0, 1.0);
+    const VectorXd y0 = a.transpose() * c;
+    const DenseQpResult apex =
+        solve_dense_qp(MatrixXd::Identity(r, r), -y0, a, VectorXd::Zero(rows));
+    ASSERT_TRUE(apex.converged);
+    EXPECT_LE(apex.kkt_residual, 1e-12);
+    EXPECT_LE(apex.x.lpNorm<Eigen::Infinity>(), 1e-14 * y0.lpNorm<Eigen::Infinity>());
+    EXPECT_LE(apex.active_set.size(), static_cast<std::size_t>(r));
+    // A general y0: agreement with the brute force.
+    Qp qp;
+    qp.P = MatrixXd::Identity(r, r);
+    qp.q = -gaussian(rng, r, 1);
+    qp.A = a;
+    qp.b = VectorXd::Zero(rows);
+    qp.E.resize(0, r);
+    qp.e.resize(0);
+    const DenseQpResult general = solve_dense_qp(qp.P, qp.q, qp.A, qp.b);
+    expect_valid_answer(qp, general, 1e-12);
+    const BruteForce bf = brute_force(qp);
+    ASSERT_GT(bf.candidates, 0);
+    EXPECT_LE((general.x - bf.x).lpNorm<Eigen::Infinity>(), 1e-13);
+  }
 }
 
 // ---- infeasible and bad input ------------------------------------------------------------------
@@ -560,11 +673,46 @@ TEST(DenseQp, InfeasibleConstraintsAreRefusedWithACertificate) {
     b << 0;
     E << 1, 0;
     e << 1;
-    const std::string msg =
-        message_of<InfeasibleError>([&] { solve_dense_qp(P, q, A, b, E, e); });
+    const std::string msg = message_of<InfeasibleError>([&] { solve_dense_qp(P, q, A, b, E, e); });
     EXPECT_THAT(msg, HasSubstr("A row 0"));
     EXPECT_THAT(msg, HasSubstr("E row 0"));
   }
+}
+
+TEST(DenseQp, RandomInfeasibleProblemsAreRefused) {
+  // A feasible random problem plus the row -y^T A x <= -y^T b - delta (y >= 0 over a few rows):
+  // y with weight 1 on the new row is a Farkas certificate, so no x satisfies all rows.
+  int refused = 0;
+  for (std::uint64_t seed = 3001; seed <= 3300; ++seed) {
+    Qp qp = random_qp(seed, 12, 15, 6.0);
+    Rng rng(seed + 7);
+    const Index n = qp.P.rows(), m = qp.A.rows();
+    VectorXd y = VectorXd::Zero(m);
+    for (Index i = 0; i < m; ++i)
+      if (rng.uniform() < 0.4) y[i] = rng.uniform(0.1, 2.0);
+    Eigen::RowVectorXd combo = -(y.transpose() * qp.A);
+    double rhs = -y.dot(qp.b);
+    if (y.isZero() || combo.norm() < 1e-3) {  // fall back to a row and its negation
+      combo = gaussian(rng, 1, n);
+      qp.A.conservativeResize(m + 1, n);
+      qp.b.conservativeResize(m + 1);
+      qp.A.row(m) = -combo;
+      qp.b[m] = 0.0;
+      rhs = 0.0;
+    }
+    const double delta = (seed % 2 == 0 ? 1e-3 : 1e-8) * (std::abs(rhs) + 1.0);
+    const Index rows = qp.A.rows();
+    qp.A.conservativeResize(rows + 1, n);
+    qp.b.conservativeResize(rows + 1);
+    qp.A.row(rows) = combo;
+    qp.b[rows] = rhs - delta;
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    const std::string msg =
+        message_of<InfeasibleError>([&] { solve_dense_qp(qp.P, qp.q, qp.A, qp.b); });
+    EXPECT_THAT(msg, HasSubstr("the constraints are infeasible"));
+    refused += !msg.empty();
+  }
+  EXPECT_EQ(refused, 300);
 }
 
 TEST(DenseQp, BadInputIsRefusedNamingTheArgument) {
@@ -616,9 +764,9 @@ TEST(DenseQp, BadInputIsRefusedNamingTheArgument) {
   EXPECT_THAT(message_of<InvalidArgumentError>([&] { solve_dense_qp(asymmetric, q, A, b); }),
               HasSubstr("P must be symmetric, but |P(1, 0) - P(0, 1)| = 0.5"));
 
-  EXPECT_THAT(message_of<InvalidArgumentError>(
-                  [&] { solve_dense_qp(P, q, A, b, {.max_iterations = -1}); }),
-              HasSubstr("options: max_iterations must be >= 0, got -1"));
+  EXPECT_THAT(
+      message_of<InvalidArgumentError>([&] { solve_dense_qp(P, q, A, b, {.max_iterations = -1}); }),
+      HasSubstr("options: max_iterations must be >= 0, got -1"));
   EXPECT_THAT(
       message_of<InvalidArgumentError>([&] { solve_dense_qp(P, q, A, b, {.tolerance = 0.0}); }),
       HasSubstr("options: tolerance must be in (0, 1), got 0"));
@@ -698,8 +846,7 @@ TEST(DenseQp, ScalingTheDataScalesTheAnswer) {
   const DenseQpResult r = solve_dense_qp(qp.P, qp.q, qp.A, qp.b);
   ASSERT_FALSE(r.active_set.empty());
   // Objective times 1e8, every row times 1e-5: same x, lambda times 1e13.
-  const DenseQpResult s =
-      solve_dense_qp(1e8 * qp.P, 1e8 * qp.q, 1e-5 * qp.A, 1e-5 * qp.b);
+  const DenseQpResult s = solve_dense_qp(1e8 * qp.P, 1e8 * qp.q, 1e-5 * qp.A, 1e-5 * qp.b);
   EXPECT_LE(s.kkt_residual, 1e-12);
   EXPECT_LE((s.x - r.x).lpNorm<Eigen::Infinity>(), 1e-11 * (1.0 + r.x.lpNorm<Eigen::Infinity>()));
   EXPECT_LE((1e-13 * s.multipliers - r.multipliers).lpNorm<Eigen::Infinity>(),

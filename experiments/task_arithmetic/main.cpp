@@ -1,0 +1,369 @@
+// task_arithmetic: a small, runnable proxy of OrthoReg's task-arithmetic experiment
+// (specs/projection.md section 2, "Experiment"; the paper's setting, CLIP ViTs fine-tuned on 8
+// vision tasks, does not run here). Two suites of problems/task_arithmetic.hpp's
+// SharedBackboneTasks, each with 4 seeded synthetic tasks on one shared trainable layer W:
+// "disjoint", the documented default (tasks 0 and 1 sharing inputs and hidden units, tasks 2 and
+// 3 on their own), and "shared", the same tasks with every head reading all hidden units (task
+// vectors on the same rows of W, so they can interfere).
+// For each suite and each lambda of a sweep, each task is fine-tuned from theta_0 with
+//   task cross-entropy + (mu/2) |theta - theta_0|^2 + lambda L_ortho(W - W_0)
+// (L-BFGS, the suite's own L2-SP term mu = 1e-2; lambda = 0 is plain fine-tuning), then
+//   addition  theta_0 + alpha sum_t tau_t, alpha on the 21-point grid in [0, 1] maximising the
+//             mean normalised validation accuracy (core/task_vector.hpp), reported on test;
+//   negation  theta_0 - alpha tau_t for each target t, the control being the mean accuracy of the
+//             other tasks, which must keep >= 95% of its zero-shot value (validation), reported
+//             on test and averaged over targets;
+//   xi        the disentanglement error at the chosen addition alpha (every a_t = alpha), each
+//             task's own logits, Euclidean distance, on its test inputs;
+//   |cos|     the mean |cosine| over task-vector pairs.
+// Mean and 95% Student-t interval over seeds (each seed draws a new suite). See README.md.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <string>
+#include <tether/core/task_vector.hpp>
+#include <tether/experiments/support/report.hpp>
+#include <tether/problems/classifiers.hpp>
+#include <tether/problems/task_arithmetic.hpp>
+#include <tether/solvers/orthoreg.hpp>
+#include <vector>
+
+namespace {
+
+using namespace tether;
+namespace ex = tether::experiments;
+using problems::SharedBackboneTasks;
+using problems::TaskSplit;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kMu = 1e-2;  // the suite's default L2-SP weight, the same for every lambda
+const std::vector<double> kLambdas = {0.0, 0.01, 0.1, 1.0, 10.0};
+
+/// One seed x lambda: the measured quantities.
+struct Outcome {
+  std::vector<double> single;  ///< test accuracy of theta_0 + tau_t, one per task
+  std::vector<double> zero_shot;
+  double alpha_add = 0.0;
+  double merged_normalized = 0.0;  ///< test, at alpha_add
+  double merged_accuracy = 0.0;    ///< mean raw test accuracy, at alpha_add
+  double neg_target = 0.0;         ///< mean over targets, test
+  double neg_control = 0.0;
+  double neg_feasible = 0.0;  ///< share of targets with a feasible alpha
+  double disentanglement = 0.0;
+  double mean_abs_cosine = 0.0;
+  double cosine01 = 0.0;     ///< the pair that shares inputs and hidden units
+  double ortho_value = 0.0;  ///< mean L_ortho(Delta W_t) over tasks
+  double tau_norm = 0.0;     ///< mean |tau_t|
+  int iterations = 0;        ///< mean L-BFGS iterations
+  double seconds = 0.0;      ///< fine-tuning wall time, all tasks
+};
+
+Outcome run_one(const SharedBackboneTasks& suite, double lambda, const problems::FitOptions& fit) {
+  const Index T = suite.tasks();
+  const Index h = suite.weight_rows(), p = suite.weight_cols();
+  const Vector& theta0 = suite.pretrained();
+  const Matrix w0 = Eigen::Map<const Matrix>(theta0.data(), h, p);
+
+  ParameterLayout layout;
+  layout.add("W", h, p);
+  const OrthoReg ortho(layout, {OrthoRegLayer::full("W", w0)}, {.lambda = lambda});
+
+  // ---- fine-tuning with (lambda > 0) and without OrthoReg ----
+  Outcome o;
+  const NamedTensors named0 = unflatten(theta0, layout);
+  std::vector<TaskVector> taus;
+  std::vector<Vector> tau_flat;
+  const auto t0 = Clock::now();
+  for (Index t = 0; t < T; ++t) {
+    const problems::Dataset& train = suite.data(t, TaskSplit::kTrain);
+    const problems::FitResult r = problems::minimize_lbfgs(
+        [&](const Vector& theta, Vector& g) {
+          double f = suite.loss_and_gradient(t, theta, train, g);
+          const Vector delta = theta - theta0;
+          g += kMu * delta;
+          f += 0.5 * kMu * delta.squaredNorm();
+          if (lambda > 0.0) f += lambda * ortho.value_and_add_gradient(theta, lambda, g);
+          return f;
+        },
+        theta0, fit);
+    o.iterations += r.iterations;
+    tau_flat.push_back(suite.task_vector(r.theta));
+    taus.push_back(unflatten(tau_flat.back(), layout));
+    o.ortho_value += ortho.value(r.theta) / static_cast<double>(T);
+    o.tau_norm += tau_flat.back().norm() / static_cast<double>(T);
+  }
+  o.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  o.iterations /= static_cast<int>(T);
+
+  auto acc = [&](const NamedTensors& theta, Index t, TaskSplit split) {
+    return suite.accuracy(t, flatten(theta, layout), suite.data(t, split));
+  };
+  for (Index t = 0; t < T; ++t) {
+    o.single.push_back(acc(named0 + taus[static_cast<std::size_t>(t)], t, TaskSplit::kTest));
+    o.zero_shot.push_back(acc(named0, t, TaskSplit::kTest));
+  }
+
+  // ---- addition: alpha on validation, reported on test ----
+  const AdditionSearchResult add =
+      search_addition_alpha(named0, taus, [&](const NamedTensors& theta, std::size_t t) {
+        return acc(theta, static_cast<Index>(t), TaskSplit::kValidation);
+      });
+  o.alpha_add = add.alpha;
+  const NamedTensors merged = named0 + add.alpha * sum(taus);
+  for (Index t = 0; t < T; ++t) {
+    const double a = acc(merged, t, TaskSplit::kTest);
+    o.merged_accuracy += a / static_cast<double>(T);
+    o.merged_normalized += a / o.single[static_cast<std::size_t>(t)] / static_cast<double>(T);
+  }
+
+  // ---- negation: each target, control = mean accuracy of the other tasks ----
+  for (Index target = 0; target < T; ++target) {
+    auto control_on = [&](const NamedTensors& theta, TaskSplit split) {
+      double s = 0.0;
+      for (Index c = 0; c < T; ++c)
+        if (c != target) s += acc(theta, c, split);
+      return s / static_cast<double>(T - 1);
+    };
+    const NegationSearchResult neg = search_negation_alpha(
+        named0, taus[static_cast<std::size_t>(target)],
+        [&](const NamedTensors& theta) { return acc(theta, target, TaskSplit::kValidation); },
+        [&](const NamedTensors& theta) { return control_on(theta, TaskSplit::kValidation); });
+    const NamedTensors negated = named0 - neg.alpha * taus[static_cast<std::size_t>(target)];
+    o.neg_target += acc(negated, target, TaskSplit::kTest) / static_cast<double>(T);
+    o.neg_control += control_on(negated, TaskSplit::kTest) / static_cast<double>(T);
+    o.neg_feasible += (neg.feasible ? 1.0 : 0.0) / static_cast<double>(T);
+  }
+
+  // ---- disentanglement error at the chosen alpha: each task's own logits on its test inputs.
+  // The task index rides in an extra last column of the samples, so f knows which head to read.
+  std::vector<Matrix> samples;
+  for (Index t = 0; t < T; ++t) {
+    const Matrix& x = suite.data(t, TaskSplit::kTest).x;
+    Matrix s(x.rows(), x.cols() + 1);
+    s.leftCols(x.cols()) = x;
+    s.col(x.cols()).setConstant(static_cast<double>(t));
+    samples.push_back(std::move(s));
+  }
+  const Index d = suite.inputs();
+  const ModelFunction f = [&](const Vector& xt, const NamedTensors& theta) -> Vector {
+    const auto t = static_cast<Index>(std::lround(xt[d]));
+    const Matrix x = xt.head(d).transpose();
+    return suite.logits(t, flatten(theta, layout), x).row(0).transpose();
+  };
+  o.disentanglement = disentanglement_error(
+      f, named0, taus, std::vector<double>(static_cast<std::size_t>(T), add.alpha), samples);
+
+  // ---- cosines ----
+  int pairs = 0;
+  for (std::size_t a = 0; a < taus.size(); ++a)
+    for (std::size_t b = a + 1; b < taus.size(); ++b) {
+      o.mean_abs_cosine += std::abs(cosine(taus[a], taus[b]));
+      ++pairs;
+    }
+  o.mean_abs_cosine /= pairs;
+  o.cosine01 = cosine(taus[0], taus[1]);
+  return o;
+}
+
+std::string lambda_name(double lambda) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", lambda);
+  return b;
+}
+
+using OutcomesByLambda = std::map<double, std::vector<Outcome>>;
+
+/// "mean [lower, upper]" of one field over the seeds of one lambda.
+std::string ci_of(const std::vector<Outcome>& outcomes, double (*field)(const Outcome&),
+                  int precision) {
+  std::vector<double> xs;
+  for (const Outcome& o : outcomes) xs.push_back(field(o));
+  return ex::format_interval(ex::student_t_interval(xs), precision);
+}
+
+void print_suite(const std::string& name, const std::string& description,
+                 const OutcomesByLambda& by_lambda, int seeds, Index classes) {
+  const std::size_t T = by_lambda.begin()->second.front().single.size();
+  std::vector<std::string> headers = {"lambda"};
+  for (std::size_t t = 0; t < T; ++t) headers.push_back("single acc t" + std::to_string(t));
+  ex::Table single(headers);
+  ex::Table merged({"lambda", "alpha", "merged norm. acc (test)", "neg. target acc",
+                    "neg. control acc", "disent. error", "mean |cos|", "cos(t0, t1)"});
+  ex::Table extra({"lambda", "L_ortho(Delta W)", "|tau|", "L-BFGS its", "feasible neg."});
+  for (double lambda : kLambdas) {
+    const std::vector<Outcome>& os = by_lambda.at(lambda);
+    std::vector<std::string> row = {lambda_name(lambda)};
+    for (std::size_t t = 0; t < T; ++t) {
+      std::vector<double> xs;
+      for (const Outcome& o : os) xs.push_back(o.single[t]);
+      row.push_back(ex::format_interval(ex::student_t_interval(xs), 3));
+    }
+    single.add_row(row);
+    merged.add_row({lambda_name(lambda),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.alpha_add; }, 2),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.merged_normalized; }, 3),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.neg_target; }, 3),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.neg_control; }, 3),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.disentanglement; }, 3),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.mean_abs_cosine; }, 4),
+                    ci_of(
+                        os, [](const Outcome& o) { return o.cosine01; }, 3)});
+    extra.add_row({lambda_name(lambda),
+                   ci_of(
+                       os, [](const Outcome& o) { return o.ortho_value; }, 3),
+                   ci_of(
+                       os, [](const Outcome& o) { return o.tau_norm; }, 3),
+                   ci_of(
+                       os, [](const Outcome& o) { return double(o.iterations); }, 0),
+                   ci_of(
+                       os, [](const Outcome& o) { return o.neg_feasible; }, 2)});
+  }
+  std::vector<double> zs;
+  for (const Outcome& o : by_lambda.at(0.0))
+    for (double z : o.zero_shot) zs.push_back(z);
+  std::cout << "\n==== suite '" << name << "' (" << description << ") ====\n";
+  std::cout << "zero-shot (theta_0) test accuracy, all tasks and seeds: "
+            << ex::format_interval(ex::student_t_interval(zs), 3) << " (chance "
+            << 1.0 / static_cast<double>(classes) << ")\n";
+  std::cout << "\nSingle-task fine-tuned test accuracy (mean [95% Student-t CI] over " << seeds
+            << " seeds)\n";
+  single.print(std::cout);
+  std::cout << "\nTask addition (alpha on validation, 21-point grid) and negation (control = mean "
+               "of the other tasks, >= 95% of zero-shot); disentanglement error at the chosen "
+               "alpha; mean |cosine| over the 6 task-vector pairs\n";
+  merged.print(std::cout);
+  std::cout << "\nDiagnostics\n";
+  extra.print(std::cout);
+}
+
+void draw_plot(const std::string& out) {
+  std::cout.flush();
+#ifdef TETHER_TASK_ARITHMETIC_PLOT_SCRIPT
+  // The first python3 on PATH may lack matplotlib (a pyenv build); Debian's usually has it.
+  for (const char* python : {"python3", "/usr/bin/python3"}) {
+    const std::string probe = std::string(python) + " -c \"import matplotlib\" > /dev/null 2>&1";
+    if (std::system(probe.c_str()) != 0) continue;
+    const std::string cmd =
+        std::string(python) + " \"" + TETHER_TASK_ARITHMETIC_PLOT_SCRIPT + "\" \"" + out + "\"";
+    if (std::system(cmd.c_str()) == 0) {
+      std::cout << "plot: " << (std::filesystem::path(out) / "task_arithmetic.png").string()
+                << "\n";
+      return;
+    }
+    std::cout << "plot: " << python << " " << TETHER_TASK_ARITHMETIC_PLOT_SCRIPT
+              << " failed (see above)\n";
+    return;
+  }
+  std::cout << "plot: not drawn (no python3 with matplotlib: tried python3, /usr/bin/python3); "
+               "run plot.py "
+            << out << " with one\n";
+#else
+  (void)out;
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "OrthoReg task arithmetic, a small proxy (specs/projection.md section 2): fine-tune 4 "
+      "synthetic tasks on a shared backbone for a lambda sweep, then task addition and negation"};
+  ex::CommonArgs args;
+  ex::add_common_options(app, args);
+  std::string suite_choice = "disjoint";
+  app.add_option("--suite", suite_choice,
+                 "disjoint (default: the documented suite), shared (every head reads all hidden "
+                 "units; slow: L-BFGS on the unsquared L_ortho runs long there), or both")
+      ->check(CLI::IsMember({"disjoint", "shared", "both"}));
+  CLI11_PARSE(app, argc, argv);
+  const int seeds = ex::resolve_seeds(args, /*full=*/10, /*quick=*/3);
+  const auto start = Clock::now();
+
+  problems::SharedBackboneOptions base;  // the documented default suite
+  if (args.quick) {                      // same model and settings, fewer samples
+    base.train_samples = 400;
+    base.validation_samples = 200;
+    base.test_samples = 500;
+  }
+  const problems::FitOptions fit{.max_iterations = 5000, .gradient_tolerance = 1e-6};
+  std::cout << "task_arithmetic" << (args.quick ? " (quick)" : " (full)") << ": seeds " << seeds
+            << ", " << base.tasks.size() << " tasks, d = " << base.inputs
+            << ", p = " << base.backbone_width << ", h = " << base.hidden
+            << ", C = " << base.classes << ", train/val/test " << base.train_samples << "/"
+            << base.validation_samples << "/" << base.test_samples << ", mu = " << kMu
+            << ", L-BFGS tol " << fit.gradient_tolerance << "\n";
+
+  // Two suites: the documented default (hidden units disjoint except tasks 0 and 1), and the
+  // same tasks with every head reading all h hidden units (TaskSpec::hidden_count = 0), where
+  // the task vectors share rows of W and can interfere.
+  struct Suite {
+    std::string name, description;
+    problems::SharedBackboneOptions options;
+  };
+  std::vector<Suite> suites = {
+      {"disjoint", "the default suite: hidden units 0-7, 4-11, 12-19, 20-27", base},
+      {"shared", "every head reads all 28 hidden units", base}};
+  for (problems::TaskSpec& spec : suites[1].options.tasks) {
+    spec.first_hidden = 0;
+    spec.hidden_count = 0;
+  }
+
+  ex::ResultsWriter results;
+  for (const Suite& suite_def : suites) {
+    if (suite_choice != "both" && suite_choice != suite_def.name) continue;
+    std::map<double, std::vector<Outcome>> by_lambda;
+    for (int s = 1; s <= seeds; ++s) {
+      problems::SharedBackboneOptions opts = suite_def.options;
+      opts.seed = 2026 + static_cast<std::uint64_t>(s) - 1;
+      const SharedBackboneTasks suite(opts);
+      for (double lambda : kLambdas) {
+        const Outcome o = run_one(suite, lambda, fit);
+        by_lambda[lambda].push_back(o);
+        nlohmann::json row = {{"suite", suite_def.name},
+                              {"method", lambda == 0.0 ? "plain fine-tuning" : "orthoreg"},
+                              {"lambda", lambda},
+                              {"seed", opts.seed},
+                              {"alpha_addition", o.alpha_add},
+                              {"merged_normalized_accuracy", o.merged_normalized},
+                              {"merged_accuracy", o.merged_accuracy},
+                              {"negation_target_accuracy", o.neg_target},
+                              {"negation_control_accuracy", o.neg_control},
+                              {"negation_feasible_share", o.neg_feasible},
+                              {"disentanglement_error", o.disentanglement},
+                              {"mean_abs_cosine", o.mean_abs_cosine},
+                              {"cosine_task0_task1", o.cosine01},
+                              {"ortho_value", o.ortho_value},
+                              {"tau_norm", o.tau_norm},
+                              {"lbfgs_iterations", o.iterations},
+                              {"fine_tune_seconds", o.seconds}};
+        for (std::size_t t = 0; t < o.single.size(); ++t) {
+          row["single_accuracy_task" + std::to_string(t)] = o.single[t];
+          row["zero_shot_accuracy_task" + std::to_string(t)] = o.zero_shot[t];
+        }
+        results.add(row);
+        std::cerr << suite_def.name << " seed " << opts.seed << " lambda " << lambda_name(lambda)
+                  << " done (" << ex::format_fixed(o.seconds, 2) << " s fine-tuning)\n";
+      }
+    }
+    print_suite(suite_def.name, suite_def.description, by_lambda, seeds, suite_def.options.classes);
+  }
+
+  const auto path = results.write(args.out);
+  std::cout << "\nrows: " << path.string() << " (" << results.size() << " rows)\n";
+  draw_plot(args.out);
+  std::cout << "total: "
+            << ex::format_fixed(std::chrono::duration<double>(Clock::now() - start).count(), 1)
+            << " s\n";
+  return 0;
+}

@@ -344,23 +344,7 @@ int main(int argc, char** argv) {
 
   curves.close();
 #ifdef TETHER_RCO_PLOT_SCRIPT
-  // The first python3 on PATH may lack matplotlib (a pyenv build); Debian's has it once
-  // scripts/install-deps.sh ran.
-  bool plotted = false;
-  for (const char* python : {"python3", "/usr/bin/python3"}) {
-    const std::string cmd = std::string(python) + " \"" + TETHER_RCO_PLOT_SCRIPT + "\" \"" +
-                            args.out + "\" > /dev/null 2>&1";
-    if (std::system(cmd.c_str()) == 0) {
-      plotted = true;
-      break;
-    }
-  }
-  if (plotted)
-    std::cout << "plot: " << (std::filesystem::path(args.out) / "rco_vs_penalty.png").string()
-              << "\n";
-  else
-    std::cout << "plot: not drawn (no python3 with matplotlib); curves in "
-              << (std::filesystem::path(args.out) / "curves.csv").string() << "\n";
+  ex::draw_plot(TETHER_RCO_PLOT_SCRIPT, args.out, "rco_vs_penalty.png", std::cout);
 #endif
   return 0;
 }

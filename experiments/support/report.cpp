@@ -142,4 +142,24 @@ std::string Table::str() const {
   return out.str();
 }
 
+bool draw_plot(const std::string& script, const std::string& out_dir, const std::string& png_name,
+               std::ostream& log) {
+  log.flush();
+  std::cout.flush();
+  for (const char* python : {"python3", "/usr/bin/python3"}) {
+    const std::string probe = std::string(python) + " -c \"import matplotlib\" > /dev/null 2>&1";
+    if (std::system(probe.c_str()) != 0) continue;
+    const std::string command = std::string(python) + " \"" + script + "\" \"" + out_dir + "\"";
+    if (std::system(command.c_str()) == 0) {
+      log << "plot: " << (std::filesystem::path(out_dir) / png_name).string() << "\n";
+      return true;
+    }
+    log << "plot: " << python << " " << script << " failed (see above)\n";
+    return false;
+  }
+  log << "plot: not drawn (no python3 with matplotlib: tried python3, /usr/bin/python3); run "
+      << script << " " << out_dir << " with one\n";
+  return false;
+}
+
 }  // namespace tether::experiments

@@ -78,6 +78,13 @@ class ResultsWriter {
   std::vector<nlohmann::json> rows_;
 };
 
+/// Runs `python3 script out_dir` with the first python3 that imports matplotlib (the one on
+/// PATH, then /usr/bin/python3: a pyenv build may lack it, Debian's has it once
+/// scripts/install-deps.sh ran) and prints "plot: out_dir/png_name" to `log`, or why no plot was
+/// drawn. Returns true when the script succeeded.
+bool draw_plot(const std::string& script, const std::string& out_dir, const std::string& png_name,
+               std::ostream& log);
+
 /// A text table with aligned columns: a header row, a rule, then the rows; columns left-aligned
 /// and separated by two spaces.
 class Table {

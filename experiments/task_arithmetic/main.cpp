@@ -248,27 +248,10 @@ void print_suite(const std::string& name, const std::string& description,
 }
 
 void draw_plot(const std::string& out) {
-  std::cout.flush();
 #ifdef TETHER_TASK_ARITHMETIC_PLOT_SCRIPT
-  // The first python3 on PATH may lack matplotlib (a pyenv build); Debian's usually has it.
-  for (const char* python : {"python3", "/usr/bin/python3"}) {
-    const std::string probe = std::string(python) + " -c \"import matplotlib\" > /dev/null 2>&1";
-    if (std::system(probe.c_str()) != 0) continue;
-    const std::string cmd =
-        std::string(python) + " \"" + TETHER_TASK_ARITHMETIC_PLOT_SCRIPT + "\" \"" + out + "\"";
-    if (std::system(cmd.c_str()) == 0) {
-      std::cout << "plot: " << (std::filesystem::path(out) / "task_arithmetic.png").string()
-                << "\n";
-      return;
-    }
-    std::cout << "plot: " << python << " " << TETHER_TASK_ARITHMETIC_PLOT_SCRIPT
-              << " failed (see above)\n";
-    return;
-  }
-  std::cout << "plot: not drawn (no python3 with matplotlib: tried python3, /usr/bin/python3); "
-               "run plot.py "
-            << out << " with one\n";
+  ex::draw_plot(TETHER_TASK_ARITHMETIC_PLOT_SCRIPT, out, "task_arithmetic.png", std::cout);
 #else
+  std::cout << "plot: not drawn (plot script location unknown)\n";
   (void)out;
 #endif
 }

@@ -158,24 +158,11 @@ Run run_method(const P& problem, const Vector& start, Kind kind, const Settings&
 }
 
 void draw_plot(const std::string& out) {
-  std::cout.flush();
 #ifdef TETHER_UNLEARNING_PLOT_SCRIPT
-  // The first python3 on PATH may lack matplotlib (a pyenv build); Debian's usually has it.
-  for (const char* python : {"python3", "/usr/bin/python3"}) {
-    const std::string probe = std::string(python) + " -c \"import matplotlib\" > /dev/null 2>&1";
-    if (std::system(probe.c_str()) != 0) continue;
-    const std::string command =
-        std::string(python) + " \"" + TETHER_UNLEARNING_PLOT_SCRIPT + "\" \"" + out + "\"";
-    if (std::system(command.c_str()) == 0) {
-      std::cout << "plot: " << (std::filesystem::path(out) / "unlearning.png").string() << "\n";
-      return;
-    }
-    std::cout << "plot: " << python << " " << TETHER_UNLEARNING_PLOT_SCRIPT << " failed\n";
-    return;
-  }
-  std::cout << "plot: not drawn (no python3 with matplotlib: tried python3, /usr/bin/python3)\n";
+  ex::draw_plot(TETHER_UNLEARNING_PLOT_SCRIPT, out, "unlearning.png", std::cout);
 #else
   std::cout << "plot: not drawn (plot script location unknown)\n";
+  (void)out;
 #endif
 }
 

@@ -1,5 +1,8 @@
+#include <algorithm>
+#include <cmath>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_device.hpp>
+#include <vector>
 #if defined(TETHER_HAVE_CUDA)
 #include <tether/manifolds/budget_kernels.hpp>
 #endif
@@ -30,6 +33,111 @@ PhiAndSlope expected_cost_and_slope(const Matrix& alpha, const Matrix& costs, do
   (void)t;
   throw Error(
       "expected_cost_and_slope: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
+#endif
+}
+
+namespace {
+
+void check_retraction_options(const RetractionOptions& options) {
+  require(options.tolerance > 0.0, "RetractionOptions::tolerance must be > 0, got ",
+          options.tolerance);
+  require(options.max_passes >= 1, "RetractionOptions::max_passes must be >= 1, got ",
+          options.max_passes);
+}
+
+#if defined(TETHER_HAVE_CUDA)
+RetractionReport report_of(const std::vector<kernels::RetractionOutcome>& outcomes,
+                           BudgetSense sense) {
+  RetractionReport report;
+  report.converged = true;
+  for (const kernels::RetractionOutcome& o : outcomes) {
+    report.passes = std::max(report.passes, o.passes);
+    const double r =
+        sense == BudgetSense::kAtMost ? std::max(0.0, o.residual) : std::abs(o.residual);
+    report.max_abs_residual = std::max(report.max_abs_residual, r);
+    report.converged = report.converged && o.converged != 0;
+    report.saturated = report.saturated || o.saturated != 0;
+    report.shifts.push_back(o.shift);
+    report.residuals.push_back(o.residual);
+  }
+  return report;
+}
+#endif
+
+}  // namespace
+
+RetractionReport retract(const BudgetManifold& manifold, Matrix& alpha,
+                         const RetractionOptions& options) {
+  require<ShapeError>(alpha.rows() == manifold.groups() && alpha.cols() == manifold.options(),
+                      "device::retract: alpha is ", alpha.rows(), " x ", alpha.cols(),
+                      ", the manifold's costs are ", manifold.groups(), " x ", manifold.options());
+  check_retraction_options(options);
+  DeviceBudgetManifold on_device(manifold);
+  on_device.upload(alpha);
+  const RetractionReport report = on_device.retract(options);
+  on_device.download(alpha);
+  return report;
+}
+
+DeviceBudgetManifold::DeviceBudgetManifold(const BudgetManifold& manifold)
+    : groups_(manifold.groups()), options_(manifold.options()), sense_(manifold.sense()) {
+#if defined(TETHER_HAVE_CUDA)
+  if (!cuda_available()) throw Error("DeviceBudgetManifold: no CUDA device is present");
+  const Index blocks = manifold.blocks();
+  std::vector<long long> starts(static_cast<std::size_t>(blocks) + 1);
+  for (Index b = 0; b <= blocks; ++b)
+    starts[static_cast<std::size_t>(b)] = b < blocks ? manifold.block_begin(b) : manifold.groups();
+  resident_ = kernels::create_resident(manifold.costs().data(), manifold.groups(),
+                                       static_cast<int>(manifold.options()), starts.data(),
+                                       static_cast<int>(blocks), manifold.budgets().data());
+#else
+  throw Error("DeviceBudgetManifold: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
+#endif
+}
+
+DeviceBudgetManifold::~DeviceBudgetManifold() {
+#if defined(TETHER_HAVE_CUDA)
+  kernels::destroy_resident(resident_);
+#endif
+}
+
+void DeviceBudgetManifold::upload(const Matrix& alpha) {
+  require<ShapeError>(alpha.rows() == groups_ && alpha.cols() == options_,
+                      "DeviceBudgetManifold::upload: alpha is ", alpha.rows(), " x ", alpha.cols(),
+                      ", the manifold's costs are ", groups_, " x ", options_);
+#if defined(TETHER_HAVE_CUDA)
+  kernels::upload_alpha(resident_, alpha.data());
+#endif
+}
+
+void DeviceBudgetManifold::download(Matrix& alpha) const {
+  alpha.resize(groups_, options_);
+#if defined(TETHER_HAVE_CUDA)
+  kernels::download_alpha(resident_, alpha.data());
+#endif
+}
+
+RetractionReport DeviceBudgetManifold::retract(const RetractionOptions& options) {
+  check_retraction_options(options);
+#if defined(TETHER_HAVE_CUDA)
+  std::vector<kernels::RetractionOutcome> outcomes(
+      static_cast<std::size_t>(kernels::resident_instances(resident_)));
+  kernels::retract_resident(resident_, options.tolerance, options.max_passes,
+                            sense_ == BudgetSense::kAtMost, options.recentre, outcomes.data());
+  return report_of(outcomes, sense_);
+#else
+  return {};
+#endif
+}
+
+double device_copy_bandwidth(std::size_t bytes, int repetitions) {
+  require(bytes > 0 && repetitions >= 1,
+          "device_copy_bandwidth: bytes and repetitions must be >= 1");
+#if defined(TETHER_HAVE_CUDA)
+  if (!cuda_available()) throw Error("device_copy_bandwidth: no CUDA device is present");
+  return kernels::copy_bandwidth(bytes, repetitions);
+#else
+  throw Error("device_copy_bandwidth: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
 #endif
 }
 

@@ -1,11 +1,13 @@
-// The budget manifold's expected cost and its slope, phi(t) = sum_i E_i(alpha_i + t c_i) and
-// phi'(t) = sum_i Var_i, computed on a CUDA device with the same per-row code as the CPU path
-// (manifolds/budget_row.hpp). Deterministic: per-block partial sums are reduced on the host in
-// a fixed order. The first GPU piece of the batched projections (issue 6); in builds without
-// CUDA, or on machines without a device, cuda_available() is false and the functions throw.
+// The budget manifold on a CUDA device, with the same per-row code as the CPU path
+// (manifolds/budget_row.hpp) and the same root finder (manifolds/budget_root.hpp):
+//   expected_cost_and_slope   phi(t) = sum_i E_i(alpha_i + t c_i) and phi'(t) = sum_i Var_i
+//   retract                   the whole retraction, its Newton passes on the device
+// Deterministic: every sum is added in a fixed order. In builds without CUDA, or on machines
+// without a device, cuda_available() is false and the functions throw.
 #pragma once
 
 #include <tether/core/types.hpp>
+#include <tether/manifolds/budget_manifold.hpp>
 
 namespace tether::device {
 
@@ -20,5 +22,45 @@ struct PhiAndSlope {
 /// phi(t) and phi'(t) for row-major N x K logits and costs. Throws tether::Error when no device
 /// is available, ShapeError on mismatched shapes.
 PhiAndSlope expected_cost_and_slope(const Matrix& alpha, const Matrix& costs, double t);
+
+/// BudgetManifold::retract on the device: the same safeguarded Newton (budget_root.hpp) on the
+/// same row math, each block of the manifold an independent instance (one CUDA block each), or
+/// one large instance over the whole grid (a cooperative kernel); no pass returns to the host.
+/// alpha is copied to the device and back (a device-resident API is a follow-up). The report's
+/// fields mean what they mean for the CPU retraction; shifts agree with it to rounding (the
+/// sums are added in another order). Throws tether::Error without a device, ShapeError on a
+/// wrong shape.
+RetractionReport retract(const BudgetManifold& manifold, Matrix& alpha,
+                         const RetractionOptions& options = {});
+
+namespace kernels {
+struct ResidentInstances;
+}
+
+/// A budget manifold held on the device: costs, blocks and budgets uploaded once, logits kept
+/// there between retractions (for loops that stay on the device, and for the benchmarks).
+class DeviceBudgetManifold {
+ public:
+  /// Uploads the manifold. Throws tether::Error without a device.
+  explicit DeviceBudgetManifold(const BudgetManifold& manifold);
+  ~DeviceBudgetManifold();
+  DeviceBudgetManifold(const DeviceBudgetManifold&) = delete;
+  DeviceBudgetManifold& operator=(const DeviceBudgetManifold&) = delete;
+
+  /// Copies alpha (N x K) to the device / the device's logits back into alpha (resized).
+  void upload(const Matrix& alpha);
+  void download(Matrix& alpha) const;
+  /// Retracts the device's logits in place.
+  RetractionReport retract(const RetractionOptions& options = {});
+
+ private:
+  Index groups_, options_;
+  BudgetSense sense_;
+  kernels::ResidentInstances* resident_ = nullptr;
+};
+
+/// Device-to-device copy bandwidth (read + write bytes per second) of `bytes`-byte buffers,
+/// the best of `repetitions` timed copies: the reference the GPU benchmarks report against.
+double device_copy_bandwidth(std::size_t bytes, int repetitions = 10);
 
 }  // namespace tether::device

@@ -12,4 +12,40 @@ int device_count();
 void phi_and_slope(const double* alpha, const double* costs, int n, int k, double t, double* phi,
                    double* slope);
 
+/// What the device retraction reports for one instance (one block of rows with one budget).
+struct RetractionOutcome {
+  double shift = 0.0;      ///< t
+  double residual = 0.0;   ///< phi(t) - B from the last evaluation
+  int passes = 0;          ///< evaluations of phi
+  int converged = 0;       ///< |phi - B| <= tol (or a feasible start, at most)
+  int saturated = 0;       ///< the bracket collapsed first
+  int feasible_start = 0;  ///< at most: nothing was shifted
+};
+
+/// The retraction of budget_manifold.cpp, root finding included, on the device: alpha (host,
+/// row-major n x k) is shifted in place along the costs, instance b being rows
+/// [starts[b], starts[b + 1]) with budget budgets[b]. Many instances run one CUDA block each;
+/// a single large instance runs as one cooperative kernel over the whole grid (a grid-wide sync
+/// per Newton pass, every block replaying the same root finder on the same sums), so no pass
+/// returns to the host. Throws tether::Error on a CUDA failure.
+void retract(double* alpha, const double* costs, long long n, int k, const long long* starts,
+             int instances, const double* budgets, double relative_tolerance, int max_passes,
+             bool at_most, bool recentre, RetractionOutcome* outcomes);
+
+/// Device-resident buffers for repeated retractions (benchmarks, training loops): costs,
+/// instance starts and budgets uploaded once; alpha stays on the device between calls.
+struct ResidentInstances;
+ResidentInstances* create_resident(const double* costs, long long n, int k, const long long* starts,
+                                   int instances, const double* budgets);
+void destroy_resident(ResidentInstances* resident);
+int resident_instances(const ResidentInstances* resident);
+void upload_alpha(ResidentInstances* resident, const double* alpha);
+void download_alpha(const ResidentInstances* resident, double* alpha);
+/// The retraction on the resident alpha; outcomes (host, one per instance) are copied back.
+void retract_resident(ResidentInstances* resident, double relative_tolerance, int max_passes,
+                      bool at_most, bool recentre, RetractionOutcome* outcomes);
+
+/// Device-to-device copy bandwidth, read + write bytes per second, best of `repetitions`.
+double copy_bandwidth(unsigned long long bytes, int repetitions);
+
 }  // namespace tether::device::kernels

@@ -3,6 +3,7 @@
 #include <limits>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
+#include <tether/manifolds/budget_root.hpp>
 #include <tether/manifolds/budget_row.hpp>
 
 namespace tether {
@@ -152,74 +153,22 @@ RetractionReport BudgetManifold::retract(Matrix& alpha) const {
   for (Index b = 0; b < blocks(); ++b) {
     const Index r0 = block_begin(b), r1 = block_end(b);
     const double target = budgets_[b], tol = tolerance(b);
-    double t = 0.0;
-    PhiValue cur = phi_at(alpha, costs_, r0, r1, t);
-    int passes = 1;
-    bool converged = false, saturated = false;
-    if (sense_ == BudgetSense::kAtMost && cur.phi <= target) {
-      converged = true;  // inside the feasible set: nothing to do
-    } else {
-      // Initial step for an open bracket: the shift that moves the widest row by one logit.
-      double spread = 0.0;
-      for (Index i = r0; i < r1; ++i)
-        spread = std::max(spread, costs_.row(i).maxCoeff() - costs_.row(i).minCoeff());
-      double step = 1.0 / spread;
-      double lo = -kInf, hi = kInf, last_abs = kInf;
-      bool force_bisection = false;
-      while (true) {
-        const double r = cur.phi - target;
-        if (std::abs(r) <= tol) {
-          converged = true;
-          // Newton converges quadratically: one more step from just inside the tolerance
-          // usually lands at round-off. Keep it only if it helps.
-          if (std::abs(r) > 0.01 * tol && cur.dphi > 0.0 && passes < options_.max_passes) {
-            const double t_polish = t - r / cur.dphi;
-            const PhiValue polished = phi_at(alpha, costs_, r0, r1, t_polish);
-            ++passes;
-            if (std::abs(polished.phi - target) < std::abs(r)) {
-              t = t_polish;
-              cur = polished;
-            }
-          }
-          break;
-        }
-        if (r < 0)
-          lo = t;
-        else
-          hi = t;  // phi is nondecreasing: the root is above lo, below hi
-        if (std::isfinite(lo) && std::isfinite(hi) &&
-            hi - lo <= 4.0 * std::numeric_limits<double>::epsilon() *
-                           std::max(std::abs(lo), std::abs(hi))) {
-          saturated = true;  // the root is not representable to this tolerance
-          break;
-        }
-        if (passes >= options_.max_passes) break;
-        double t_new = t - r / cur.dphi;  // Newton
-        const bool newton_ok = cur.dphi > 0.0 && std::isfinite(t_new) && t_new > lo && t_new < hi;
-        if (!newton_ok || force_bisection) {
-          if (std::isfinite(lo) && std::isfinite(hi)) {
-            t_new = 0.5 * (lo + hi);
-          } else if (std::isfinite(lo)) {
-            t_new = lo + step;
-            step *= 2.0;
-          } else {
-            t_new = hi - step;
-            step *= 2.0;
-          }
-        } else if (!std::isfinite(lo) || !std::isfinite(hi)) {
-          // Open bracket: cap the Newton step so a flat tail cannot throw t to infinity.
-          if (std::abs(t_new - t) > step) {
-            t_new = t + std::copysign(step, t_new - t);
-            step *= 2.0;
-          }
-        }
-        t = t_new;
-        cur = phi_at(alpha, costs_, r0, r1, t);
-        ++passes;
-        const double now_abs = std::abs(cur.phi - target);
-        force_bisection = now_abs > 0.5 * last_abs;  // Newton not contracting: halve the bracket
-        last_abs = now_abs;
-      }
+    // The safeguarded Newton iteration of budget_root.hpp; this loop owns the passes.
+    double spread = 0.0;  // the widest row's cost range sets the first open-bracket step
+    for (Index i = r0; i < r1; ++i)
+      spread = std::max(spread, costs_.row(i).maxCoeff() - costs_.row(i).minCoeff());
+    budget_root::SafeguardedNewton root;
+    budget_root::start(root, target, tol, options_.max_passes, sense_ == BudgetSense::kAtMost,
+                       spread);
+    PhiValue cur;
+    do {
+      cur = phi_at(alpha, costs_, r0, r1, budget_root::query(root));
+    } while (budget_root::feed(root, cur.phi, cur.dphi));
+    const double t = root.t;
+    const int passes = root.passes;
+    const bool converged = root.converged, saturated = root.saturated;
+    cur = {root.phi, root.slope};
+    if (!root.feasible_start) {
 #pragma omp parallel for schedule(static) if (r1 - r0 >= kRowsPerChunk)
       for (Index i = r0; i < r1; ++i) {
         double* a = alpha.row(i).data();

@@ -4,9 +4,14 @@
 // For one group with logits a (K entries) and costs c, shifted by t along its costs:
 //   p_k(t) = softmax(a + t c)_k,   E(t) = sum_k p_k c_k,   V(t) = sum_k p_k (c_k - E)^2 = dE/dt.
 // The softmax subtracts the row maximum first, so logits of any magnitude stay finite.
+//
+// The exponentials are tether::fast_exp (core/fast_exp.hpp, within 1 ulp of std::exp), each row's
+// computed in a loop of its own with no reduction in it, so the compiler vectorises them; the
+// sums follow in fixed order, so the result does not depend on the vector width's rounding.
 #pragma once
 
 #include <cmath>
+#include <tether/core/fast_exp.hpp>
 #include <tether/core/hd.hpp>
 
 namespace tether::budget_row {
@@ -24,45 +29,109 @@ TETHER_HD inline void softmax_shifted(const double* a, const double* c, int k, d
                                       double* p) {
   double m = a[0] + t * c[0];
   for (int j = 1; j < k; ++j) m = larger(m, a[j] + t * c[j]);
+  for (int j = 0; j < k; ++j) p[j] = fast_exp(a[j] + t * c[j] - m);
   double s = 0.0;
-  for (int j = 0; j < k; ++j) {
-    p[j] = exp(a[j] + t * c[j] - m);
-    s += p[j];
-  }
+  for (int j = 0; j < k; ++j) s += p[j];
   const double inv = 1.0 / s;
   for (int j = 0; j < k; ++j) p[j] *= inv;
 }
 
-/// Expected cost and cost variance of one row under softmax(a + t c), without storing p.
-/// Rows of up to kBufferedOptions options keep their exponentials on the stack (one exp per
-/// entry); wider rows recompute them in the variance pass.
+/// Rows of up to kBufferedOptions options take the padded path below; wider rows the plain
+/// loops (which recompute the exponentials in the variance pass instead of storing them).
 constexpr int kBufferedOptions = 16;
 
+/// Sum of x[0..W) by a pairwise tree (W a power of two): one fixed order of additions, in
+/// fixed-length loops that the compiler turns into vector adds.
+template <int W>
+TETHER_HD inline double tree_sum(double* x) {
+  for (int width = W / 2; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) x[j] += x[j + width];
+  return x[0];
+}
+
+/// The unnormalised softmax weights of one row padded to W >= k entries (a power of two):
+/// cost[j] = c_j and e[j] = exp(a_j + t c_j - max) for j < k; cost[j] = 0 and e[j] = 0 beyond
+/// (logit -inf). Every loop but the copy has the fixed length W, so max, exp and the sums that
+/// follow vectorise.
+template <int W>
+TETHER_HD inline void padded_weights(const double* a, const double* c, int k, double t, double* cost,
+                                     double* e) {
+  double x[W], m[W];
+  for (int j = 0; j < k; ++j) {
+    cost[j] = c[j];
+    x[j] = a[j] + t * c[j];
+  }
+  for (int j = k; j < W; ++j) {
+    cost[j] = 0.0;
+    x[j] = -HUGE_VAL;
+  }
+  for (int j = 0; j < W; ++j) m[j] = x[j];
+  for (int width = W / 2; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) m[j] = larger(m[j], m[j + width]);
+  for (int j = 0; j < W; ++j) e[j] = fast_exp(x[j] - m[0]);
+}
+
+template <int W>
+TETHER_HD inline Moments moments_padded(const double* a, const double* c, int k, double t) {
+  double cost[W], e[W], work[W];
+  padded_weights<W>(a, c, k, t, cost, e);
+  for (int j = 0; j < W; ++j) work[j] = e[j];
+  const double s = tree_sum<W>(work);
+  for (int j = 0; j < W; ++j) work[j] = e[j] * cost[j];
+  Moments out;
+  out.expected = tree_sum<W>(work) / s;
+  for (int j = 0; j < W; ++j) {  // two-pass variance: no cancellation for large, close costs
+    const double d = cost[j] - out.expected;
+    work[j] = e[j] * d * d;
+  }
+  out.variance = tree_sum<W>(work) / s;
+  return out;
+}
+
+/// Expected cost and cost variance of one row under softmax(a + t c), without storing p.
 TETHER_HD inline Moments moments_shifted(const double* a, const double* c, int k, double t) {
+  if (k <= 2) return moments_padded<2>(a, c, k, t);
+  if (k <= 4) return moments_padded<4>(a, c, k, t);
+  if (k <= 8) return moments_padded<8>(a, c, k, t);
+  if (k <= kBufferedOptions) return moments_padded<kBufferedOptions>(a, c, k, t);
   double m = a[0] + t * c[0];
   for (int j = 1; j < k; ++j) m = larger(m, a[j] + t * c[j]);
-  double buffer[kBufferedOptions];
-  const bool buffered = k <= kBufferedOptions;
-  double s = 0.0, sc = 0.0;
+  double s = 0.0, sc = 0.0, sv = 0.0;
   for (int j = 0; j < k; ++j) {
-    const double e = exp(a[j] + t * c[j] - m);
-    if (buffered) buffer[j] = e;
+    const double e = fast_exp(a[j] + t * c[j] - m);
     s += e;
     sc += e * c[j];
   }
   Moments out;
   out.expected = sc / s;
-  double sv = 0.0;  // two-pass variance: no cancellation when costs are large and close
   for (int j = 0; j < k; ++j) {
     const double d = c[j] - out.expected;
-    sv += (buffered ? buffer[j] : exp(a[j] + t * c[j] - m)) * d * d;
+    sv += fast_exp(a[j] + t * c[j] - m) * d * d;
   }
   out.variance = sv / s;
   return out;
 }
 
-/// Normal of one row: n_k = p_k (c_k - E). Returns E. p is workspace (K entries).
+template <int W>
+TETHER_HD inline double normal_padded(const double* a, const double* c, int k, double* n) {
+  double cost[W], e[W], work[W];
+  padded_weights<W>(a, c, k, 0.0, cost, e);
+  for (int j = 0; j < W; ++j) work[j] = e[j];
+  const double inv = 1.0 / tree_sum<W>(work);
+  for (int j = 0; j < W; ++j) e[j] *= inv;  // p
+  for (int j = 0; j < W; ++j) work[j] = e[j] * cost[j];
+  const double expected = tree_sum<W>(work);
+  for (int j = 0; j < k; ++j) n[j] = e[j] * (cost[j] - expected);
+  return expected;
+}
+
+/// Normal of one row: n_k = p_k (c_k - E). Returns E. n has K entries (also the workspace of
+/// rows wider than kBufferedOptions).
 TETHER_HD inline double normal(const double* a, const double* c, int k, double* n) {
+  if (k <= 2) return normal_padded<2>(a, c, k, n);
+  if (k <= 4) return normal_padded<4>(a, c, k, n);
+  if (k <= 8) return normal_padded<8>(a, c, k, n);
+  if (k <= kBufferedOptions) return normal_padded<kBufferedOptions>(a, c, k, n);
   softmax_shifted(a, c, k, 0.0, n);
   double e = 0.0;
   for (int j = 0; j < k; ++j) e += n[j] * c[j];
@@ -90,11 +159,9 @@ TETHER_HD inline double moments_multi(const double* a, const double* c, long lon
   }
   double mx = p[0];
   for (int q = 1; q < k; ++q) mx = larger(mx, p[q]);
+  for (int q = 0; q < k; ++q) p[q] = fast_exp(p[q] - mx);
   double s = 0.0;
-  for (int q = 0; q < k; ++q) {
-    p[q] = exp(p[q] - mx);
-    s += p[q];
-  }
+  for (int q = 0; q < k; ++q) s += p[q];
   const double inv = 1.0 / s;
   for (int q = 0; q < k; ++q) p[q] *= inv;
   for (int j = 0; j < m; ++j) {

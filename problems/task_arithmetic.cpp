@@ -81,6 +81,29 @@ SharedBackboneTasks::SharedBackboneTasks(const SharedBackboneOptions& o)
     validation_.push_back(draw_task_data(rng, o.validation_samples, inputs_, s, teacher));
     test_.push_back(draw_task_data(rng, o.test_samples, inputs_, s, teacher));
   }
+  // The features of the suite's own data, computed once (the frozen backbone's tanh is most of
+  // the cost of a loss and gradient): same formula, same bits.
+  for (std::size_t t = 0; t < specs_.size(); ++t) {
+    train_phi_.push_back(compute_features(train_[t].x));
+    validation_phi_.push_back(compute_features(validation_[t].x));
+    test_phi_.push_back(compute_features(test_[t].x));
+  }
+}
+
+Matrix SharedBackboneTasks::compute_features(const Matrix& x) const {
+  Matrix pre = x * backbone_.transpose();
+  pre.rowwise() += backbone_bias_.transpose();
+  return pre.array().tanh().matrix();
+}
+
+const Matrix* SharedBackboneTasks::cached_features(const Matrix& x) const {
+  // A copy of the suite (copied data sets, copied features) compares with its own members.
+  for (std::size_t t = 0; t < train_phi_.size(); ++t) {
+    if (&x == &train_[t].x) return &train_phi_[t];
+    if (&x == &validation_[t].x) return &validation_phi_[t];
+    if (&x == &test_[t].x) return &test_phi_[t];
+  }
+  return nullptr;
 }
 
 void SharedBackboneTasks::check(const char* who, Index task, const Vector& theta,
@@ -134,15 +157,17 @@ const Matrix& SharedBackboneTasks::head(Index task) const {
 Matrix SharedBackboneTasks::features(const Matrix& x) const {
   require<ShapeError>(x.cols() == inputs_, "SharedBackboneTasks::features: x has ", x.cols(),
                       " columns, the suite's inputs are ", inputs_);
-  Matrix pre = x * backbone_.transpose();
-  pre.rowwise() += backbone_bias_.transpose();
-  return pre.array().tanh().matrix();
+  if (const Matrix* phi = cached_features(x)) return *phi;
+  return compute_features(x);
 }
 
 Matrix SharedBackboneTasks::logits(Index task, const Vector& theta, const Matrix& x) const {
   check("SharedBackboneTasks::logits", task, theta, nullptr);
   const Eigen::Map<const Matrix> w(theta.data(), hidden_, width_);
-  const Matrix u = (features(x) * w.transpose()).array().tanh().matrix();
+  const Matrix* cached = cached_features(x);
+  const Matrix computed = cached != nullptr ? Matrix() : features(x);
+  const Matrix& phi = cached != nullptr ? *cached : computed;
+  const Matrix u = (phi * w.transpose()).array().tanh().matrix();
   return u * heads_[static_cast<std::size_t>(task)].transpose();
 }
 
@@ -159,7 +184,9 @@ double SharedBackboneTasks::loss_and_gradient(Index task, const Vector& theta, c
   check("SharedBackboneTasks::loss_and_gradient", task, theta, &data);
   const Matrix& a = heads_[static_cast<std::size_t>(task)];
   const Eigen::Map<const Matrix> w(theta.data(), hidden_, width_);
-  const Matrix phi = features(data.x);
+  const Matrix* cached = cached_features(data.x);
+  const Matrix computed = cached != nullptr ? Matrix() : features(data.x);
+  const Matrix& phi = cached != nullptr ? *cached : computed;
   const Matrix u = (phi * w.transpose()).array().tanh().matrix();
   const Matrix logp = log_softmax_rows(u * a.transpose());
   const double n = static_cast<double>(data.size());

@@ -97,7 +97,8 @@ class SharedBackboneTasks {
   const Dataset& data(Index task, TaskSplit split) const;
   const Matrix& head(Index task) const;
 
-  /// phi(x), n x p.
+  /// phi(x), n x p. For the x of the suite's own data sets (data(t, split).x, the same object)
+  /// the features drawn at construction are returned, bit for bit what the formula gives.
   Matrix features(const Matrix& x) const;
   /// z_t = A_t tanh(W phi(x)), n x C.
   Matrix logits(Index task, const Vector& theta, const Matrix& x) const;
@@ -116,6 +117,9 @@ class SharedBackboneTasks {
 
  private:
   void check(const char* who, Index task, const Vector& theta, const Dataset* data) const;
+  Matrix compute_features(const Matrix& x) const;
+  /// phi of one of the suite's own input matrices (compared by address), else nullptr.
+  const Matrix* cached_features(const Matrix& x) const;
   Index inputs_, width_, hidden_, classes_;
   Matrix backbone_;  // R, p x d
   Vector backbone_bias_;
@@ -124,6 +128,7 @@ class SharedBackboneTasks {
   std::vector<Matrix> heads_;     // A_t, C x h
   std::vector<Matrix> teachers_;  // M_t, C x |S_t|
   std::vector<Dataset> train_, validation_, test_;
+  std::vector<Matrix> train_phi_, validation_phi_, test_phi_;  // phi of each data set's x
 };
 
 }  // namespace tether::problems

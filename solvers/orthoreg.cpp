@@ -12,16 +12,30 @@ namespace {
 
 using ColMatrix = Eigen::MatrixXd;
 
-// L from |M|_F^2.
-double term_value(double squared_norm, OrthoRegNorm norm) {
-  return norm == OrthoRegNorm::kFrobenius ? std::sqrt(squared_norm) : squared_norm;
+// L from |M|_F^2 (eps: the smoothing of kSmoothedFrobenius).
+double term_value(double squared_norm, OrthoRegNorm norm, double eps) {
+  switch (norm) {
+    case OrthoRegNorm::kSquaredFrobenius:
+      return squared_norm;
+    case OrthoRegNorm::kSmoothedFrobenius:
+      // sqrt(x + eps^2) - eps, written without the cancellation: 0 exactly at x = 0.
+      return squared_norm / (std::sqrt(squared_norm + eps * eps) + eps);
+    case OrthoRegNorm::kFrobenius:
+    default:
+      return std::sqrt(squared_norm);
+  }
 }
 
 // s in dL/dDelta W = s (Delta W Delta W^T Delta W - Delta W): 2 / |M|_F (0 at |M|_F = 0, the
-// subgradient the header documents) or 4.
-double gradient_factor(double squared_norm, OrthoRegNorm norm) {
+// subgradient the header documents), 4, or 2 / sqrt(|M|_F^2 + eps^2).
+double gradient_factor(double squared_norm, OrthoRegNorm norm, double eps) {
   if (norm == OrthoRegNorm::kSquaredFrobenius) return 4.0;
+  if (norm == OrthoRegNorm::kSmoothedFrobenius) return 2.0 / std::sqrt(squared_norm + eps * eps);
   return squared_norm > 0.0 ? 2.0 / std::sqrt(squared_norm) : 0.0;
+}
+
+void check_smoothing(double eps, const char* who) {
+  require(std::isfinite(eps) && eps > 0.0, who, ": smoothing must be finite and > 0, got ", eps);
 }
 
 void check_scale(double scale, const char* who) {
@@ -29,7 +43,7 @@ void check_scale(double scale, const char* who) {
 }
 
 // L of one dense Delta W; where grad is given, grad += scale * dL/dDelta W.
-double dense_term(ConstMatrixRef d, OrthoRegNorm norm, double scale, MatrixRef* grad) {
+double dense_term(ConstMatrixRef d, OrthoRegNorm norm, double eps, double scale, MatrixRef* grad) {
   const bool tall = d.rows() >= d.cols();
   const Index k = tall ? d.cols() : d.rows();
   // G = the smaller Gram. Eigen runs a symmetric rank-k update (m n k flops: the lower triangle,
@@ -53,14 +67,14 @@ double dense_term(ConstMatrixRef d, OrthoRegNorm norm, double scale, MatrixRef* 
   }
   m.diagonal().array() -= 1.0;
   const double squared_norm = m.squaredNorm();
-  const double factor = gradient_factor(squared_norm, norm);
+  const double factor = gradient_factor(squared_norm, norm, eps);
   if (grad != nullptr && factor != 0.0 && scale != 0.0) {
     if (tall)
       grad->noalias() += (scale * factor) * d * m;  // 2 Delta W M / |M|_F, or 4 Delta W M
     else
       grad->noalias() += (scale * factor) * m * d;  // the wide case: M Delta W
   }
-  return term_value(squared_norm, norm);
+  return term_value(squared_norm, norm, eps);
 }
 
 void check_lora_shapes(ConstMatrixRef b, ConstMatrixRef a, double scaling, const char* who) {
@@ -71,18 +85,18 @@ void check_lora_shapes(ConstMatrixRef b, ConstMatrixRef a, double scaling, const
 }
 
 // L of Delta W = c B A; where grad_b and grad_a are given, they take scale * dL/dB, dL/dA.
-double lora_term(ConstMatrixRef b, ConstMatrixRef a, double c, OrthoRegNorm norm, double scale,
-                 MatrixRef* grad_b, MatrixRef* grad_a) {
+double lora_term(ConstMatrixRef b, ConstMatrixRef a, double c, OrthoRegNorm norm, double eps,
+                 double scale, MatrixRef* grad_b, MatrixRef* grad_a) {
   const Index m = b.rows(), n = a.cols(), r = b.cols();
   const Index k = std::min(m, n);
   const bool with_gradient = grad_b != nullptr && scale != 0.0;
   if (r > k) {
     // The factored form needs r <= k; form Delta W and apply the chain rule.
     const Matrix d = c * b * a;
-    if (!with_gradient) return dense_term(d, norm, 0.0, nullptr);
+    if (!with_gradient) return dense_term(d, norm, eps, 0.0, nullptr);
     Matrix gd = Matrix::Zero(m, n);
     MatrixRef gd_ref(gd);
-    const double value = dense_term(d, norm, 1.0, &gd_ref);
+    const double value = dense_term(d, norm, eps, 1.0, &gd_ref);
     grad_b->noalias() += (scale * c) * gd * a.transpose();
     grad_a->noalias() += (scale * c) * b.transpose() * gd;
     return value;
@@ -98,7 +112,7 @@ double lora_term(ConstMatrixRef b, ConstMatrixRef a, double c, OrthoRegNorm norm
   ColMatrix e = kk.transpose() * kk;
   e.diagonal().array() -= 1.0;
   const double squared_norm = e.squaredNorm() + static_cast<double>(k - r);
-  const double factor = gradient_factor(squared_norm, norm);
+  const double factor = gradient_factor(squared_norm, norm, eps);
   if (with_gradient && factor != 0.0) {
     // dL/dB = s c^2 B Q X and dL/dA = s c^2 X P A, X = c^2 P Q - I_r (the header's derivation).
     const ColMatrix p = b.transpose() * b;
@@ -111,7 +125,7 @@ double lora_term(ConstMatrixRef b, ConstMatrixRef a, double c, OrthoRegNorm norm
     grad_b->noalias() += coeff * b * qx;
     grad_a->noalias() += coeff * xp * a;
   }
-  return term_value(squared_norm, norm);
+  return term_value(squared_norm, norm, eps);
 }
 
 }  // namespace
@@ -121,8 +135,14 @@ bool OrthoRegOptions::is_valid(std::string* why) const {
     if (why) *why = detail::concat("OrthoRegOptions: lambda must be finite and >= 0, got ", lambda);
     return false;
   }
-  if (norm != OrthoRegNorm::kFrobenius && norm != OrthoRegNorm::kSquaredFrobenius) {
+  if (norm != OrthoRegNorm::kFrobenius && norm != OrthoRegNorm::kSquaredFrobenius &&
+      norm != OrthoRegNorm::kSmoothedFrobenius) {
     if (why) *why = "OrthoRegOptions: norm is not an OrthoRegNorm";
+    return false;
+  }
+  if (!(std::isfinite(smoothing) && smoothing > 0.0)) {
+    if (why)
+      *why = detail::concat("OrthoRegOptions: smoothing must be finite and > 0, got ", smoothing);
     return false;
   }
   return true;
@@ -130,15 +150,16 @@ bool OrthoRegOptions::is_valid(std::string* why) const {
 
 // ---- one matrix -------------------------------------------------------------------------------
 
-double orthoreg_value(ConstMatrixRef delta_w, OrthoRegNorm norm) {
+double orthoreg_value(ConstMatrixRef delta_w, OrthoRegNorm norm, double smoothing) {
   require<ShapeError>(delta_w.rows() >= 1 && delta_w.cols() >= 1,
                       "orthoreg_value: Delta W must be non-empty, got ", delta_w.rows(), " x ",
                       delta_w.cols());
-  return dense_term(delta_w, norm, 0.0, nullptr);
+  check_smoothing(smoothing, "orthoreg_value");
+  return dense_term(delta_w, norm, smoothing, 0.0, nullptr);
 }
 
 double orthoreg_add_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm, double scale,
-                             MatrixRef grad) {
+                             MatrixRef grad, double smoothing) {
   constexpr const char* kWho = "orthoreg_add_gradient";
   require<ShapeError>(delta_w.rows() >= 1 && delta_w.cols() >= 1, kWho,
                       ": Delta W must be non-empty, got ", delta_w.rows(), " x ", delta_w.cols());
@@ -146,23 +167,26 @@ double orthoreg_add_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm, double s
                       ": grad is ", grad.rows(), " x ", grad.cols(), ", Delta W is ",
                       delta_w.rows(), " x ", delta_w.cols());
   check_scale(scale, kWho);
-  return dense_term(delta_w, norm, scale, &grad);
+  check_smoothing(smoothing, kWho);
+  return dense_term(delta_w, norm, smoothing, scale, &grad);
 }
 
-Matrix orthoreg_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm) {
+Matrix orthoreg_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm, double smoothing) {
   Matrix g = Matrix::Zero(delta_w.rows(), delta_w.cols());
-  orthoreg_add_gradient(delta_w, norm, 1.0, g);
+  orthoreg_add_gradient(delta_w, norm, 1.0, g, smoothing);
   return g;
 }
 
-double lora_orthoreg_value(ConstMatrixRef b, ConstMatrixRef a, double scaling, OrthoRegNorm norm) {
+double lora_orthoreg_value(ConstMatrixRef b, ConstMatrixRef a, double scaling, OrthoRegNorm norm,
+                           double smoothing) {
   check_lora_shapes(b, a, scaling, "lora_orthoreg_value");
-  return lora_term(b, a, scaling, norm, 0.0, nullptr, nullptr);
+  check_smoothing(smoothing, "lora_orthoreg_value");
+  return lora_term(b, a, scaling, norm, smoothing, 0.0, nullptr, nullptr);
 }
 
 double lora_orthoreg_add_gradient(ConstMatrixRef b, ConstMatrixRef a, double scaling,
                                   OrthoRegNorm norm, double scale, MatrixRef grad_b,
-                                  MatrixRef grad_a) {
+                                  MatrixRef grad_a, double smoothing) {
   constexpr const char* kWho = "lora_orthoreg_add_gradient";
   check_lora_shapes(b, a, scaling, kWho);
   require<ShapeError>(grad_b.rows() == b.rows() && grad_b.cols() == b.cols() &&
@@ -171,7 +195,8 @@ double lora_orthoreg_add_gradient(ConstMatrixRef b, ConstMatrixRef a, double sca
                       b.rows(), " x ", b.cols(), ", grad_a is ", grad_a.rows(), " x ",
                       grad_a.cols(), " for A ", a.rows(), " x ", a.cols());
   check_scale(scale, kWho);
-  return lora_term(b, a, scaling, norm, scale, &grad_b, &grad_a);
+  check_smoothing(smoothing, kWho);
+  return lora_term(b, a, scaling, norm, smoothing, scale, &grad_b, &grad_a);
 }
 
 // ---- layers -----------------------------------------------------------------------------------
@@ -250,9 +275,9 @@ double OrthoReg::evaluate(Get&& get, GetGradient&& get_gradient, double scale, b
         if (with_gradient) {
           auto g = get_gradient(l.weight);
           MatrixRef gr(g);
-          v = dense_term(d, options_.norm, scale, &gr);
+          v = dense_term(d, options_.norm, options_.smoothing, scale, &gr);
         } else {
-          v = dense_term(d, options_.norm, 0.0, nullptr);
+          v = dense_term(d, options_.norm, options_.smoothing, 0.0, nullptr);
         }
         break;
       }
@@ -260,9 +285,9 @@ double OrthoReg::evaluate(Get&& get, GetGradient&& get_gradient, double scale, b
         if (with_gradient) {
           auto g = get_gradient(l.weight);
           MatrixRef gr(g);
-          v = dense_term(get(l.weight), options_.norm, scale, &gr);
+          v = dense_term(get(l.weight), options_.norm, options_.smoothing, scale, &gr);
         } else {
-          v = dense_term(get(l.weight), options_.norm, 0.0, nullptr);
+          v = dense_term(get(l.weight), options_.norm, options_.smoothing, 0.0, nullptr);
         }
         break;
       }
@@ -274,9 +299,9 @@ double OrthoReg::evaluate(Get&& get, GetGradient&& get_gradient, double scale, b
           auto gb = get_gradient(l.lora_b);
           auto ga = get_gradient(l.lora_a);
           MatrixRef gbr(gb), gar(ga);
-          v = lora_term(b, a, c, options_.norm, scale, &gbr, &gar);
+          v = lora_term(b, a, c, options_.norm, options_.smoothing, scale, &gbr, &gar);
         } else {
-          v = lora_term(b, a, c, options_.norm, 0.0, nullptr, nullptr);
+          v = lora_term(b, a, c, options_.norm, options_.smoothing, 0.0, nullptr, nullptr);
         }
         break;
       }

@@ -13,10 +13,18 @@
 //   M = G - I_k
 //   L_ortho = sum over layers |M|_F      unsquared: the public code's, the default
 //   L_ortho = sum over layers |M|_F^2    squared: the LoRA repository's README, an option
+//   L_ortho = sum over layers sqrt(|M|_F^2 + eps^2) - eps
+//                                        smoothed (not in the paper; an option): the unsquared
+//                                        norm with its kink at |M|_F = 0 rounded off, eps > 0
+//                                        (OrthoRegOptions::smoothing, default 1e-2). Within eps of
+//                                        the unsquared value everywhere, 0 exactly where it is 0,
+//                                        differentiable everywhere; for gradient-based solvers
+//                                        (L-BFGS) whose line searches stall at the sharp minimum.
 // Total loss: task loss + lambda L_ortho (lambda = 0 switches it off; the LoRA example uses 1.0).
 //
 // Gradient with respect to Delta W, tall case (the wide case is its transpose, M Delta W):
 //   unsquared   2 Delta W M / |M|_F           squared   4 Delta W M
+//   smoothed    2 Delta W M / sqrt(|M|_F^2 + eps^2)
 // In both shapes Delta W M (tall) = M Delta W (wide) = Delta W Delta W^T Delta W - Delta W; the
 // shapes differ only in |M|_F. LoRA, by the chain rule through Delta W = c B A, c = alpha / r:
 //   dL/dB = c (dL/dDelta W) A^T,     dL/dA = c B^T (dL/dDelta W).
@@ -74,13 +82,21 @@ namespace tether {
 enum class OrthoRegNorm {
   kFrobenius,         ///< |G - I|_F, unsquared (the public code's; the default)
   kSquaredFrobenius,  ///< |G - I|_F^2 (the LoRA repository's README)
+  /// sqrt(|G - I|_F^2 + eps^2) - eps, eps = the smoothing argument (OrthoRegOptions::smoothing):
+  /// the unsquared norm made differentiable at its minimum (not in the paper).
+  kSmoothedFrobenius,
 };
+
+/// The default eps of OrthoRegNorm::kSmoothedFrobenius.
+inline constexpr double kOrthoRegDefaultSmoothing = 1e-2;
 
 struct OrthoRegOptions {
   /// lambda, the weight of L_ortho in the total loss; finite and >= 0, 0 switches the term off.
   /// The paper tunes it per setting; 1.0 is its LoRA example's value.
   double lambda = 1.0;
   OrthoRegNorm norm = OrthoRegNorm::kFrobenius;
+  /// eps of OrthoRegNorm::kSmoothedFrobenius (the other norms ignore it); finite and > 0.
+  double smoothing = kOrthoRegDefaultSmoothing;
 
   /// True when every field is in its domain; otherwise `why` names the field and the bound.
   bool is_valid(std::string* why) const;
@@ -88,24 +104,31 @@ struct OrthoRegOptions {
 
 // ---- one matrix -------------------------------------------------------------------------------
 
-/// |M|_F (or |M|_F^2) of one update Delta W (non-empty; ShapeError otherwise).
-double orthoreg_value(ConstMatrixRef delta_w, OrthoRegNorm norm = OrthoRegNorm::kFrobenius);
+// `smoothing` is eps of OrthoRegNorm::kSmoothedFrobenius (ignored by the other norms); it must
+// be finite and > 0 whatever the norm (InvalidArgumentError naming it).
+
+/// |M|_F (or |M|_F^2, or the smoothed norm) of one update Delta W (non-empty; ShapeError
+/// otherwise).
+double orthoreg_value(ConstMatrixRef delta_w, OrthoRegNorm norm = OrthoRegNorm::kFrobenius,
+                      double smoothing = kOrthoRegDefaultSmoothing);
 /// grad += scale * d L / d Delta W; returns L. grad has the shape of delta_w (ShapeError) and
 /// must not overlap it; scale finite (InvalidArgumentError).
 double orthoreg_add_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm, double scale,
-                             MatrixRef grad);
+                             MatrixRef grad, double smoothing = kOrthoRegDefaultSmoothing);
 /// d L / d Delta W.
-Matrix orthoreg_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm = OrthoRegNorm::kFrobenius);
+Matrix orthoreg_gradient(ConstMatrixRef delta_w, OrthoRegNorm norm = OrthoRegNorm::kFrobenius,
+                         double smoothing = kOrthoRegDefaultSmoothing);
 
 /// L of Delta W = scaling B A (scaling = alpha / r; B m x r, A r x n, ShapeError otherwise;
 /// scaling finite).
 double lora_orthoreg_value(ConstMatrixRef b, ConstMatrixRef a, double scaling,
-                           OrthoRegNorm norm = OrthoRegNorm::kFrobenius);
+                           OrthoRegNorm norm = OrthoRegNorm::kFrobenius,
+                           double smoothing = kOrthoRegDefaultSmoothing);
 /// grad_b += scale * dL/dB, grad_a += scale * dL/dA; returns L. The gradients have the shapes of
 /// b and a and overlap neither.
 double lora_orthoreg_add_gradient(ConstMatrixRef b, ConstMatrixRef a, double scaling,
                                   OrthoRegNorm norm, double scale, MatrixRef grad_b,
-                                  MatrixRef grad_a);
+                                  MatrixRef grad_a, double smoothing = kOrthoRegDefaultSmoothing);
 
 // ---- the regulariser over named weights -------------------------------------------------------
 

@@ -192,6 +192,8 @@ void RetainProjector::rebuild() {
   std::fill(rank_.begin(), rank_.end(), 0);
   std::fill(newest_kept_.begin(), newest_kept_.end(), false);
   stale_ = false;
+  explicit_valid_ = false;
+  null_space_uses_ = 0;
   const int k = options_.window;
   for (int b = 0; b < blocks(); ++b) {
     const Index o = block_offset_[b], n = block_size_[b];
@@ -247,12 +249,84 @@ void RetainProjector::apply_q(int b, VectorRef x) const {
 
 // w: the whitened proposed step; blocks of rank 0 are left alone.
 void RetainProjector::project_null_space(VectorRef w) {
+  if (++null_space_uses_ == 3 && !explicit_valid_) form_explicit_basis();
   for (int b = 0; b < blocks(); ++b) {
     const int r = rank_[b];
     if (r == 0) continue;
+    if (explicit_valid_) {
+      project_null_space_explicit(b, w);
+      continue;
+    }
     apply_qt(b, w);  // w = Q^T w0
     w.segment(block_offset_[b], r).setZero();
     apply_q(b, w);  // w = Q [0; tail]: the normal part
+  }
+}
+
+// Column j of Q_b is H_0 .. H_j e_j: reflectors after j leave e_j alone (they act on rows > j).
+constexpr Index kExplicitChunk = 8192;  // rows per chunk of the explicit-basis passes
+
+void RetainProjector::form_explicit_basis() {
+  if (explicit_q_.rows() != dimension_) {
+    explicit_q_.resize(dimension_, options_.window);
+    Index most_chunks = 1;
+    for (const Index n : block_size_)
+      most_chunks = std::max(most_chunks, (n + kExplicitChunk - 1) / kExplicitChunk);
+    chunk_sums_.resize(options_.window + 2, most_chunks);
+  }
+  for (int b = 0; b < blocks(); ++b) {
+    const Index o = block_offset_[b], n = block_size_[b];
+    for (int j = 0; j < rank_[b]; ++j) {
+      auto column = explicit_q_.col(j);
+      column.segment(o, n).setZero();
+      column[o + j] = 1.0;
+      for (int i = j; i >= 0; --i) reflect(b, i, column);
+    }
+  }
+  explicit_valid_ = true;
+}
+
+// w <- w - Q_b (Q_b^T w) on block b: pass 1 sums Q^T w over fixed row chunks (threads take
+// chunks; the partial sums are added in chunk order), pass 2 subtracts Q a chunk by chunk. One
+// such pass leaves Q^T w ~ eps |w0|, i.e. a relative error eps |w0| / |w| in the result; when the
+// pass removed most of w (|w| < |w0| / 2) it is repeated, after which the error is eps relative
+// to the result ("twice is enough", Kahan and Parlett). The reflectors need no such test: they
+// work in the rotated coordinates.
+void RetainProjector::project_null_space_explicit(int b, VectorRef w) {
+  constexpr Index kChunk = kExplicitChunk;
+  const int r = rank_[b];
+  const Index o = block_offset_[b], n = block_size_[b];
+  const Index chunks = (n + kChunk - 1) / kChunk;
+  const auto q = explicit_q_.block(o, 0, n, r);
+  auto segment = w.segment(o, n);
+  // Column c of chunk_sums_: Q^T w on chunk c (rows 0..r-1) and |w chunk|^2 (row r); after
+  // pass 2, row r + 1 holds the chunk's |w|^2 after the subtraction.
+  auto partial = chunk_sums_.topRows(r + 2);
+  auto a = small_a_.head(r);
+  for (int pass = 0; pass < 2; ++pass) {
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (Index c = 0; c < chunks; ++c) {
+      const Index r0 = c * kChunk, len = std::min(kChunk, n - r0);
+      const auto x = segment.segment(r0, len);
+      partial.col(c).head(r).noalias() = q.middleRows(r0, len).transpose() * x;
+      partial(r, c) = x.squaredNorm();
+    }
+    a = partial.col(0).head(r);
+    double before = partial(r, 0);
+    for (Index c = 1; c < chunks; ++c) {
+      a += partial.col(c).head(r);
+      before += partial(r, c);
+    }
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (Index c = 0; c < chunks; ++c) {
+      const Index r0 = c * kChunk, len = std::min(kChunk, n - r0);
+      auto x = segment.segment(r0, len);
+      x.noalias() -= q.middleRows(r0, len) * a;
+      partial(r + 1, c) = x.squaredNorm();
+    }
+    double after = 0.0;
+    for (Index c = 0; c < chunks; ++c) after += partial(r + 1, c);
+    if (!(after < 0.25 * before)) break;  // |w| >= |w0| / 2: one pass is accurate
   }
 }
 

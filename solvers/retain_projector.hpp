@@ -69,9 +69,15 @@
 // is one pass to whiten and k(k-1)/2 reflector updates (O(d k^2)); a null-space or
 // sign-selective projection applies 2 r reflectors (O(d r)) and allocates nothing. The cone
 // mode applies the same 2 r reflectors and one pass over the window to check the KKT conditions,
-// and allocates the QP's O(k^2) objects when D0 is outside the cone. Measured at d = 1e6, k = 8
-// (one core, Release): rebuild ~32 ms, project_step ~10 ms (memory-bound: 2 r passes of a dot
-// and an axpy).
+// and allocates the QP's O(k^2) objects when D0 is outside the cone.
+// A basis that serves several null-space projections (refresh > 1, or many gradients against
+// one window) is formed explicitly at its third use, Q = H_1 .. H_r [I; 0] (r(r+1)/2 reflector
+// updates, about two projections' worth, once, into a further d k doubles; forming when the
+// reflector passes spent equal the forming cost bounds the loss at 2x, as in ski rental); from
+// then on z - Q Q^T z is two fused, row-chunked passes over Q, threaded, with partial sums added
+// in chunk order (the same bits for any thread count). Both forms give z_n to rounding, and
+// which one runs depends only on the sequence of calls, so a run's bits are reproducible.
+// Measured at d = 1e6, k = 8: see benchmarks/README.md (BM_RetainProjection*).
 //
 //   tether::RetainProjector proj(d, {.window = 8});
 //   proj.push(g_r);                           // once per step (or every `refresh` steps)
@@ -208,6 +214,8 @@ class RetainProjector {
   void apply_q(int b, VectorRef x) const;
   // The whitened projections, in place on w (the block's whitened step).
   void project_null_space(VectorRef w);
+  void form_explicit_basis();
+  void project_null_space_explicit(int b, VectorRef w);
   void project_sign_selective(VectorRef w, double learning_rate);
   void project_cone(ConstVectorRef step, VectorRef out);
   int column_of(int age) const;  // storage column of the age-th newest gradient
@@ -221,6 +229,10 @@ class RetainProjector {
   Eigen::MatrixXd tau_;            // k x blocks: reflector coefficients
   Eigen::MatrixXd r_;              // k x (k blocks): R_b(:, j) = Q_b^T z_j, j the age
   Eigen::MatrixXd column_norm_;    // k x blocks: |z_j| on each block
+  Eigen::MatrixXd explicit_q_;     // d x k: Q_b's r_b columns on block b's rows, once formed
+  bool explicit_valid_ = false;    // explicit_q_ holds the current basis
+  Eigen::MatrixXd chunk_sums_;     // k x chunks: pass 1's partial sums Q^T w, one column a chunk
+  int null_space_uses_ = 0;        // null-space projections since the last rebuild
   std::vector<int> rank_;          // per block
   std::vector<bool> newest_kept_;  // per block: the newest gradient is reflector 0
   Vector sqrt_h_, inv_sqrt_h_;     // S^-1 and S (unused while the metric is the identity)

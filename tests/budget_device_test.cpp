@@ -2,10 +2,13 @@
 // Skips (with a message) where no CUDA device is present.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_device.hpp>
+#include <tether/manifolds/budget_manifold.hpp>
 #include <tether/manifolds/budget_row.hpp>
+#include <vector>
 
 namespace tether {
 namespace {
@@ -39,6 +42,53 @@ TEST(BudgetDevice, MatchesTheCpuRowMath) {
   }
   EXPECT_THROW(device::expected_cost_and_slope(Matrix::Zero(2, 3), Matrix::Zero(3, 3), 0.0),
                ShapeError);
+}
+
+// The device retraction against the CPU one: many instances (one CUDA block each) and one large
+// instance (the cooperative kernel), equality and at most, from hard starts.
+TEST(BudgetDevice, RetractionMatchesTheCpuRetraction) {
+  if (!device::cuda_available()) {
+    BudgetManifold manifold(Matrix::Constant(2, 2, 1.0) + Matrix::Identity(2, 2), 3.0);
+    Matrix a = Matrix::Zero(2, 2);
+    EXPECT_THROW(device::retract(manifold, a), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  Rng rng(8);
+  struct Case {
+    Index n, k, blocks;
+    BudgetSense sense;
+  };
+  for (const Case c :
+       {Case{300, 7, 1, BudgetSense::kEqual}, Case{20000, 8, 40, BudgetSense::kEqual},
+        Case{20000, 8, 40, BudgetSense::kAtMost}, Case{300000, 8, 1, BudgetSense::kEqual}}) {
+    Matrix alpha(c.n, c.k), costs(c.n, c.k);
+    for (Index j = 0; j < alpha.size(); ++j) {
+      alpha.data()[j] = rng.uniform(-30, 30);
+      costs.data()[j] = std::exp(rng.uniform(std::log(1e-3), std::log(1e3)));
+    }
+    std::vector<Index> starts;
+    Vector budgets(c.blocks);
+    const Index rows = c.n / c.blocks;
+    for (Index b = 0; b < c.blocks; ++b) {
+      starts.push_back(b * rows);
+      const Index r1 = b + 1 == c.blocks ? c.n : (b + 1) * rows;
+      const Matrix block = costs.middleRows(b * rows, r1 - b * rows);
+      const double lo = block.rowwise().minCoeff().sum(), hi = block.rowwise().maxCoeff().sum();
+      budgets[b] = lo + rng.uniform(0.1, 0.9) * (hi - lo);
+    }
+    const BudgetManifold manifold(costs, starts, budgets, c.sense);
+    Matrix on_cpu = alpha, on_gpu = alpha;
+    const RetractionReport cpu = manifold.retract(on_cpu);
+    const RetractionReport gpu = device::retract(manifold, on_gpu);
+    EXPECT_TRUE(gpu.converged) << "n = " << c.n;
+    EXPECT_LE(gpu.max_abs_residual, 1e-12 * std::max(1.0, budgets.cwiseAbs().maxCoeff()));
+    ASSERT_EQ(gpu.shifts.size(), cpu.shifts.size());
+    for (std::size_t b = 0; b < cpu.shifts.size(); ++b)
+      EXPECT_NEAR(gpu.shifts[b], cpu.shifts[b], 1e-12 * std::max(1.0, std::abs(cpu.shifts[b])))
+          << "n = " << c.n << ", block " << b;
+    EXPECT_LE((on_gpu - on_cpu).cwiseAbs().maxCoeff(), 1e-10) << "n = " << c.n;
+    EXPECT_LE(std::abs(gpu.passes - cpu.passes), 1) << "n = " << c.n;
+  }
 }
 
 }  // namespace

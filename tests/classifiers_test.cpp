@@ -515,6 +515,31 @@ TEST(TaskArithmetic, SameSeedSameSuiteBitForBit) {
   EXPECT_FALSE(same_bits(SharedBackboneTasks(o).pretrained(), a.pretrained()));
 }
 
+TEST(TaskArithmetic, CachedFeaturesOfTheSuitesOwnDataAreTheFormulasBits) {
+  const SharedBackboneTasks s(small_suite());
+  const Vector theta = s.pretrained() + random_vector(s.dimension(), 121, 0.1);
+  for (Index t = 0; t < s.tasks(); ++t) {
+    for (const TaskSplit split : {TaskSplit::kTrain, TaskSplit::kValidation, TaskSplit::kTest}) {
+      const Dataset& own = s.data(t, split);
+      const Dataset copy = own;  // another object: the features are computed afresh
+      EXPECT_TRUE(same_bits(s.features(own.x), s.features(copy.x)));
+      EXPECT_TRUE(same_bits(s.logits(t, theta, own.x), s.logits(t, theta, copy.x)));
+      Vector g_own, g_copy;
+      const double l_own = s.loss_and_gradient(t, theta, own, g_own);
+      const double l_copy = s.loss_and_gradient(t, theta, copy, g_copy);
+      EXPECT_EQ(l_own, l_copy);
+      EXPECT_TRUE(same_bits(g_own, g_copy));
+      EXPECT_EQ(s.accuracy(t, theta, own), s.accuracy(t, theta, copy));
+    }
+  }
+  // A copy of the suite reads its own cache and gives the same numbers.
+  const SharedBackboneTasks c = s;
+  Vector g1, g2;
+  EXPECT_EQ(c.loss_and_gradient(1, theta, c.data(1, TaskSplit::kTrain), g1),
+            s.loss_and_gradient(1, theta, s.data(1, TaskSplit::kTrain), g2));
+  EXPECT_TRUE(same_bits(g1, g2));
+}
+
 TEST(TaskArithmetic, EveryTaskHasEveryClass) {
   const SharedBackboneTasks s(small_suite());
   for (Index t = 0; t < s.tasks(); ++t) {

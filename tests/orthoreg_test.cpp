@@ -3,7 +3,8 @@
 // rank r, the zero at orthonormal columns / rows, the singular-value identity, finite
 // differences and Taylor slopes in tall, wide and square shapes with both norms, the LoRA chain
 // rule (factored and dense paths), the |M|_F = 0 subgradient, gradient descent driving the
-// singular values to 1, Regularized / RegularizerList on problems and a solver, and bad input.
+// singular values to 1, Regularized / RegularizerList on problems and a solver, bad input, and
+// the smoothed norm sqrt(|M|^2 + eps^2) - eps (bounds, zero, finite differences near the kink).
 #include <gtest/gtest.h>
 
 #include <Eigen/QR>
@@ -32,6 +33,11 @@ namespace {
 using testing::message_of;
 constexpr auto kUnsquared = OrthoRegNorm::kFrobenius;
 constexpr auto kSquared = OrthoRegNorm::kSquaredFrobenius;
+constexpr auto kSmoothed = OrthoRegNorm::kSmoothedFrobenius;
+
+const char* norm_tag(OrthoRegNorm norm) {
+  return norm == kUnsquared ? "_unsquared" : norm == kSquared ? "_squared" : "_smoothed";
+}
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
 bool contains(const std::string& text, const std::string& part) {
@@ -288,14 +294,14 @@ void expect_lora_gradient_matches_fd(Index m, Index n, Index r, double alpha, Or
   const Vector fd = finite_difference_gradient(f, x, 1e-6);
   const double rel = (g - fd).cwiseAbs().maxCoeff() / g.cwiseAbs().maxCoeff();
   const std::string tag = "lora_" + std::to_string(m) + "x" + std::to_string(n) + "_r" +
-                          std::to_string(r) + (norm == kUnsquared ? "_unsquared" : "_squared");
+                          std::to_string(r) + norm_tag(norm);
   ::testing::Test::RecordProperty("fd_rel_error_" + tag, sci(rel));
   EXPECT_LT(rel, 1e-8) << tag;
   EXPECT_NEAR(check_gradient_slope(f, x, g, Vector::Ones(x.size())).slope, 2.0, 0.05) << tag;
 }
 
 TEST(OrthoReg, LoraGradientMatchesTheChainRuleAndFiniteDifferences) {
-  for (const OrthoRegNorm norm : {kUnsquared, kSquared}) {
+  for (const OrthoRegNorm norm : {kUnsquared, kSquared, kSmoothed}) {
     expect_lora_gradient_matches_fd(7, 5, 2, 4.0, norm, 11);  // tall, factored (r < k)
     expect_lora_gradient_matches_fd(4, 9, 3, 8.0, norm, 12);  // wide, factored
     expect_lora_gradient_matches_fd(5, 5, 5, 5.0, norm, 13);  // r = k, factored
@@ -631,6 +637,144 @@ TEST(OrthoReg, RefusesBadInputWithClearErrors) {
   EXPECT_THROW((Regularized(task, negative)), InvalidArgumentError);
   RegularizerList list(5);
   EXPECT_THROW(list.add(reg), ShapeError);
+}
+
+// ---- the smoothed norm: sqrt(|M|_F^2 + eps^2) - eps -------------------------------------------
+
+TEST(OrthoRegSmoothed, WithinEpsOfTheUnsquaredNormZeroWhereItIsZeroAndSmoothThere) {
+  Rng rng(21);
+  for (const Shape s : kShapes) {
+    const Index k = std::min(s.rows, s.cols);
+    // At Delta W = 0: sqrt(k + eps^2) - eps, gradient exactly 0.
+    const Matrix zero = Matrix::Zero(s.rows, s.cols);
+    EXPECT_NEAR(orthoreg_value(zero, kSmoothed, 0.1),
+                std::sqrt(static_cast<double>(k) + 0.01) - 0.1, 1e-15);
+    EXPECT_EQ(max_abs(orthoreg_gradient(zero, kSmoothed, 0.1)), 0.0);
+    // Everywhere: L - eps <= L_eps <= L, and L_eps -> L as eps -> 0.
+    for (int trial = 0; trial < 20; ++trial) {
+      const Matrix d = random_matrix(rng, s.rows, s.cols, std::pow(10.0, rng.uniform(-2.0, 0.5)));
+      const double l = orthoreg_value(d, kUnsquared);
+      for (const double eps : {1e-1, 1e-2, 1e-4}) {
+        const double le = orthoreg_value(d, kSmoothed, eps);
+        EXPECT_LE(le, l) << eps;
+        EXPECT_GE(le, l - eps - 1e-15) << eps;
+        // Exactly sqrt(L^2 + eps^2) - eps.
+        EXPECT_NEAR(le, std::sqrt(l * l + eps * eps) - eps, 1e-14 * std::max(1.0, l));
+      }
+      // The gradient is the unsquared one times L / sqrt(L^2 + eps^2).
+      const double eps = 1e-2;
+      const Matrix gu = orthoreg_gradient(d, kUnsquared);
+      const Matrix gs = orthoreg_gradient(d, kSmoothed, eps);
+      EXPECT_LT(max_abs(gs - (l / std::sqrt(l * l + eps * eps)) * gu), 1e-13 * max_abs(gu));
+    }
+  }
+  // At orthonormal rows / columns: exactly 0 with gradient exactly 0 (a smooth minimum), and
+  // close to it the gradient vanishes linearly (the unsquared one keeps size 2 there).
+  Matrix tall = Matrix::Zero(5, 3);
+  tall.topRows(3).setIdentity();
+  for (const Matrix& d : {tall, Matrix(tall.transpose())}) {
+    EXPECT_EQ(orthoreg_value(d, kSmoothed), 0.0);
+    EXPECT_EQ(max_abs(orthoreg_gradient(d, kSmoothed)), 0.0);
+  }
+  for (const double e : {1e-6, 1e-8}) {
+    Matrix off = tall;
+    off(1, 1) *= 1.0 + e;
+    const double m_norm = (1.0 + e) * (1.0 + e) - 1.0;  // |M|_F: one singular value 1 + e
+    const double eps = 1e-2;
+    EXPECT_NEAR(orthoreg_gradient(off, kSmoothed, eps).norm(),
+                2.0 * (1.0 + e) * m_norm / std::sqrt(m_norm * m_norm + eps * eps), 1e-12);
+    EXPECT_LT(orthoreg_gradient(off, kSmoothed, eps).norm(), 4.01 * e / eps);  // ~ 4 e / eps
+  }
+}
+
+TEST(OrthoRegSmoothed, GradientMatchesFiniteDifferencesAwayFromAndNearTheMinimum) {
+  Rng rng(22);
+  for (const Shape s : kShapes) {
+    const Index k = std::min(s.rows, s.cols);
+    // A random point, and a point within ~eps of the orthonormal set where the unsquared norm
+    // has its kink: Q + 1e-3 noise (|M|_F ~ 1e-3 < eps = 1e-2).
+    Matrix q = orthonormal_columns(rng, std::max(s.rows, s.cols), k);
+    if (s.rows < s.cols) q.transposeInPlace();
+    const Matrix near = q + random_matrix(rng, s.rows, s.cols, 1e-3);
+    const Matrix points[] = {random_matrix(rng, s.rows, s.cols, 0.6), near};
+    for (int which = 0; which < 2; ++which) {
+      const Matrix& d = points[which];
+      const double eps = 1e-2;
+      auto f = [&](const Vector& x) {
+        return orthoreg_value(shaped(x, s.rows, s.cols), kSmoothed, eps);
+      };
+      const Vector g = flat(orthoreg_gradient(d, kSmoothed, eps));
+      // Near the minimum the curvature is ~1/eps: a smaller step keeps the truncation error low.
+      const Vector fd = finite_difference_gradient(f, flat(d), which == 0 ? 1e-6 : 1e-7);
+      const double rel = (g - fd).cwiseAbs().maxCoeff() / g.cwiseAbs().maxCoeff();
+      const std::string tag = std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                              (which == 0 ? "_random" : "_near_orthonormal");
+      RecordProperty("smoothed_fd_rel_error_" + tag, sci(rel));
+      EXPECT_LT(rel, which == 0 ? 1e-8 : 1e-5) << tag;
+      const Vector dir = flat(random_matrix(rng, s.rows, s.cols, which == 0 ? 1.0 : 1e-3));
+      const TaylorSlopeReport rep = check_gradient_slope(f, flat(d), g, dir);
+      RecordProperty("smoothed_taylor_slope_" + tag, sci(rep.slope));
+      EXPECT_NEAR(rep.slope, 2.0, 0.05) << tag;
+    }
+  }
+}
+
+TEST(OrthoRegSmoothed, TheRegulariserUsesItsSmoothingOption) {
+  Rng rng(23);
+  ParameterLayout layout;
+  layout.add("w", 6, 4);
+  layout.add("B", 8, 2);
+  layout.add("A", 2, 5);
+  const Matrix w0 = random_matrix(rng, 6, 4);
+  const double eps = 0.05;
+  const OrthoReg reg(layout, {OrthoRegLayer::full("w", w0), OrthoRegLayer::lora("B", "A", 4.0)},
+                     {.lambda = 1.0, .norm = kSmoothed, .smoothing = eps});
+  Vector theta(layout.size());
+  for (Index i = 0; i < theta.size(); ++i) theta[i] = 0.5 * rng.normal();
+  layout.matrix(theta, "w") += w0;
+  const std::vector<double> per_layer = reg.layer_values(theta);
+  EXPECT_EQ(per_layer[0], orthoreg_value(Matrix(layout.matrix(theta, "w") - w0), kSmoothed, eps));
+  EXPECT_NEAR(per_layer[1],
+              lora_orthoreg_value(layout.matrix(theta, "B"), layout.matrix(theta, "A"), 2.0,
+                                  kSmoothed, eps),
+              1e-15 * per_layer[1]);
+  Vector g = Vector::Zero(layout.size());
+  EXPECT_EQ(reg.value_and_add_gradient(theta, 1.0, g), reg.value(theta));
+  const Vector fd =
+      finite_difference_gradient([&](const Vector& t) { return reg.value(t); }, theta, 1e-6);
+  const double rel = (g - fd).cwiseAbs().maxCoeff() / g.cwiseAbs().maxCoeff();
+  RecordProperty("smoothed_fd_rel_error_layers", sci(rel));
+  EXPECT_LT(rel, 1e-8);
+  // The other norms ignore the smoothing.
+  const OrthoReg plain(layout, {OrthoRegLayer::full("w", w0)}, {.smoothing = 0.5});
+  const OrthoReg plain_default(layout, {OrthoRegLayer::full("w", w0)});
+  EXPECT_EQ(plain.value(theta), plain_default.value(theta));
+}
+
+TEST(OrthoRegSmoothed, RefusesASmoothingThatIsNotFiniteAndPositive) {
+  ParameterLayout layout;
+  layout.add("w", 4, 3);
+  const Matrix d = Matrix::Ones(4, 3);
+  for (const double bad : {0.0, -1e-3, kNan, std::numeric_limits<double>::infinity()}) {
+    std::string msg = message_of<InvalidArgumentError>([&] {
+      OrthoReg(layout, {OrthoRegLayer::update("w")}, {.norm = kSmoothed, .smoothing = bad});
+    });
+    EXPECT_TRUE(contains(msg, "smoothing") && contains(msg, "> 0")) << msg;
+    std::string why;
+    EXPECT_FALSE((OrthoRegOptions{.smoothing = bad}.is_valid(&why)));
+    EXPECT_TRUE(contains(why, "smoothing")) << why;
+    msg = message_of<InvalidArgumentError>([&] { orthoreg_value(d, kSmoothed, bad); });
+    EXPECT_TRUE(contains(msg, "orthoreg_value") && contains(msg, "smoothing")) << msg;
+    Matrix g = Matrix::Zero(4, 3);
+    EXPECT_THROW(orthoreg_add_gradient(d, kSmoothed, 1.0, g, bad), InvalidArgumentError);
+    EXPECT_THROW(orthoreg_gradient(d, kSmoothed, bad), InvalidArgumentError);
+    EXPECT_THROW(lora_orthoreg_value(Matrix::Ones(4, 2), Matrix::Ones(2, 5), 1.0, kSmoothed, bad),
+                 InvalidArgumentError);
+    Matrix gb = Matrix::Zero(4, 2), ga = Matrix::Zero(2, 5);
+    EXPECT_THROW(lora_orthoreg_add_gradient(Matrix::Ones(4, 2), Matrix::Ones(2, 5), 1.0, kSmoothed,
+                                            1.0, gb, ga, bad),
+                 InvalidArgumentError);
+  }
 }
 
 TEST(OrthoReg, NonFiniteParametersGiveANonFiniteValueNotAThrow) {

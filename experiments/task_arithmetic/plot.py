@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Plots the task-arithmetic proxy against lambda (OrthoReg's weight) from the results.json that
-task_arithmetic writes: merged normalised accuracy, mean |cosine| between task vectors, and the
-disentanglement error, mean and 95% Student-t interval over seeds.
+task_arithmetic writes: merged normalised accuracy, mean |cosine| between task vectors, the
+disentanglement error and the negation accuracies, mean and 95% Student-t interval over seeds,
+one series per (suite, form) that the run wrote (form: full fine-tuning or LoRA).
 Usage: plot.py DIR  (writes DIR/task_arithmetic.png)."""
 import json
 import math
@@ -34,12 +35,13 @@ def main(out_dir):
         rows = json.load(f)
     keys = ("merged_normalized_accuracy", "mean_abs_cosine", "disentanglement_error",
             "negation_target_accuracy", "negation_control_accuracy")
-    # by[suite][key][lambda] -> values over seeds
+    # by[(suite, form)][key][lambda] -> values over seeds
     by = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in rows:
+        series = f'{r.get("suite", "default")}/{r.get("form", "full")}'
         for key in keys:
             if r[key] is not None:
-                by[r.get("suite", "default")][key][r["lambda"]].append(r[key])
+                by[series][key][r["lambda"]].append(r[key])
     suites = sorted(by)
     lambdas = sorted({x for s in suites for x in by[s]["merged_normalized_accuracy"]})
     # lambda = 0 drawn left of the smallest positive lambda on a log axis.
@@ -58,7 +60,7 @@ def main(out_dir):
             xs = sorted(by[suite][key])
             ms, hs = zip(*(interval(by[suite][key][x]) for x in xs))
             ax.errorbar([pos[x] for x in xs], ms, yerr=hs, marker="o", capsize=4,
-                        label=f"suite {suite}")
+                        label=suite)
             ax.set_title(title, fontsize=10)
         for key, label, ls in (("negation_target_accuracy", "target", "-"),
                                ("negation_control_accuracy", "control", "--")):

@@ -1,0 +1,121 @@
+// Ratio gates (issue 5), on one batch of T tokens in 4096 trajectories, 256 prompt groups of 16
+// trajectories, 8 domains of 32 groups (trajectory lengths 244 or 245 at T = 1e6); log-ratios
+// N(0, 0.1^2) per token, so every regime of every gate is populated.
+//
+//   BM_FiberPoGate/1000000          FiberPO-Domain (the depth-4 hierarchy, default budgets):
+//                                   gated_ratios (validate the batch, G and everything its
+//                                   Jacobian needs) then one J v. items = tokens; bytes/s counts
+//                                   the least traffic: read new and old log-probs, the
+//                                   trajectory / group / domain ids, write G, read v, write J v
+//                                   (16 + 12 + 8 + 16 = 52 bytes a token).
+//   BM_FiberPoGateDepth2/1000000    the same for FiberPO (depth 2; reads no group / domain ids:
+//                                   40 bytes a token).
+//   BM_FiberPoEvaluate/1000000      FiberPO-Domain evaluate: J and dJ / d log pi (G, then J^T
+//                                   zeta); least traffic: read log-probs, advantages, the three
+//                                   id arrays, write the gradient (44 bytes a token).
+//   BM_PpoClipGate/1000000          PPO-clip evaluate; least traffic: read new and old
+//                                   log-probs and advantages, write the gradient (32 bytes).
+// Every evaluate / gated_ratios call also validates the batch (TokenBatch::validate), which the
+// byte counts above do not include.
+// The FiberPO loops run on OpenMP threads above 2^16 tokens (one trajectory per thread at a
+// time, bitwise independent of the thread count), so the rates use wall time (UseRealTime);
+// the CPU column is the process's CPU time over all threads.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <tether/core/rng.hpp>
+#include <tether/solvers/fiberpo.hpp>
+#include <tether/solvers/ratio_gates.hpp>
+
+namespace {
+
+using tether::Index;
+using tether::Vector;
+
+struct GateData {
+  tether::TokenBatch batch;
+  Vector new_log_prob, v, out;
+  explicit GateData(Index tokens) {
+    constexpr int kTrajectories = 4096, kPerGroup = 16, kGroupsPerDomain = 32;
+    tether::Rng rng(11);
+    const Index base = tokens / kTrajectories, extra = tokens % kTrajectories;
+    for (int k = 0; k < kTrajectories; ++k) {
+      const Index len = base + (k < extra ? 1 : 0);
+      const int group = k / kPerGroup, domain = group / kGroupsPerDomain;
+      for (Index p = 0; p < len; ++p) {
+        batch.domain.push_back(domain);
+        batch.group.push_back(group);
+        batch.trajectory.push_back(k);
+        batch.position.push_back(static_cast<int>(p));
+        batch.state.push_back(static_cast<int>(batch.state.size()));
+        batch.action.push_back(0);
+      }
+    }
+    const Index n = static_cast<Index>(batch.domain.size());
+    batch.old_log_prob.resize(n);
+    batch.advantage.resize(n);
+    new_log_prob.resize(n);
+    v.resize(n);
+    for (Index i = 0; i < n; ++i) {
+      batch.old_log_prob[i] = std::log(rng.uniform(0.05, 0.5));
+      batch.advantage[i] = rng.normal();
+      new_log_prob[i] = batch.old_log_prob[i] + std::clamp(0.1 * rng.normal(), -0.6, 0.6);
+      v[i] = rng.normal();
+    }
+  }
+};
+
+template <class Gate>
+void gated_ratios_and_jvp(benchmark::State& state, const Gate& gate, int bytes_per_token) {
+  GateData data(state.range(0));
+  tether::GatedRatios g;  // reused across iterations, as in a training loop
+  for (auto _ : state) {
+    gate.gated_ratios(data.batch, data.new_log_prob, g);
+    g.jvp(data.v, data.out);
+    benchmark::DoNotOptimize(data.out.data());
+  }
+  const auto n = static_cast<std::int64_t>(data.batch.size());
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetBytesProcessed(state.iterations() * n * bytes_per_token);
+}
+
+void BM_FiberPoGate(benchmark::State& state) {
+  gated_ratios_and_jvp(state, tether::GatingHierarchyGate{}, 52);
+}
+
+void BM_FiberPoGateDepth2(benchmark::State& state) {
+  gated_ratios_and_jvp(state, tether::FiberPoGate{}, 40);
+}
+
+void BM_FiberPoEvaluate(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::GatingHierarchyGate gate;
+  for (auto _ : state) {
+    tether::GateValue v = gate.evaluate(data.batch, data.new_log_prob);
+    benchmark::DoNotOptimize(v.gradient.data());
+  }
+  const auto n = static_cast<std::int64_t>(data.batch.size());
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetBytesProcessed(state.iterations() * n * 44);
+}
+
+void BM_PpoClipGate(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::PpoClipGate gate;
+  for (auto _ : state) {
+    tether::GateValue v = gate.evaluate(data.batch, data.new_log_prob);
+    benchmark::DoNotOptimize(v.gradient.data());
+  }
+  const auto n = static_cast<std::int64_t>(data.batch.size());
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetBytesProcessed(state.iterations() * n * 32);
+}
+
+BENCHMARK(BM_FiberPoGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PpoClipGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace

@@ -1,0 +1,153 @@
+// Batched projections onto simplex-type sets (core/simplex_projections.hpp), each algorithm.
+//
+//   BM_Simplex<Alg>/N/n        N elements in rows of n, every row onto {p >= 0, sum p = 1}
+//   BM_L1Ball<Alg>/N/n         the same rows onto {|p|_1 <= 1}
+//   BM_BoxSection<Alg>/N/n     onto {0 <= p <= 2/n, w^T p = 1}, w_i in [0.5, 1.5) per entry
+//   BM_SimplexLongVector<Alg>/N    one vector of N entries onto the simplex (one row: serial)
+//   BM_SimplexCopyOnly/N/n     the copy of the input each iteration makes (the projection is
+//                              in place, so every iteration starts from a fresh copy of x);
+//                              subtract it to get the projection alone
+//   BM_<...>Gpu                the device launcher, host-to-device and back included; only
+//                              registered when tether has CUDA and a device is present
+//
+// bytes/s counts the least traffic of an out-of-place projection: read x, write p (16 N
+// bytes), the same read + write convention as BM_MemoryCopy in rco_bench.cpp. The input is
+// Gaussian with per-row scale and offset (active sets from a few entries to all of them).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <tether/core/rng.hpp>
+#include <tether/core/simplex_projections.hpp>
+
+namespace {
+
+using tether::Index;
+using tether::Matrix;
+
+Matrix input(Index total, Index n) {
+  tether::Rng rng(7);
+  const Index rows = total / n;
+  Matrix x(rows, n);
+  for (Index r = 0; r < rows; ++r) {
+    const double scale = std::pow(10.0, rng.uniform(-1.0, 1.0));
+    const double offset = scale * rng.uniform(-1.0, 1.0);
+    for (Index j = 0; j < n; ++j) x(r, j) = offset + scale * rng.normal();
+  }
+  return x;
+}
+
+tether::BoxSection box_set(Index n, tether::BoxSectionAlgorithm algorithm) {
+  tether::Rng rng(8);
+  tether::Vector w(n);
+  for (Index i = 0; i < n; ++i) w[i] = rng.uniform(0.5, 1.5);
+  const double cap = 2.0 / static_cast<double>(n);
+  // c halfway between w^T l = 0 and w^T u = cap sum w.
+  return tether::BoxSection(tether::Vector::Zero(n), tether::Vector::Constant(n, cap), w,
+                            w.sum() * cap * 0.5, algorithm);
+}
+
+template <class Project>
+void run(benchmark::State& state, Project project) {
+  const Index total = state.range(0), n = state.range(1);
+  const Matrix x = input(total, n);
+  Matrix y = x;
+  for (auto _ : state) {
+    y = x;
+    project(y);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(16 * x.size()) * state.iterations());
+}
+
+void sizes(benchmark::internal::Benchmark* b) {
+  for (Index total : {Index{10000}, Index{100000}, Index{1000000}, Index{10000000}})
+    b->Args({total, 1000});
+  // Real time: the rows run on OpenMP threads, which the main thread's CPU time does not see.
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+void BM_SimplexCopyOnly(benchmark::State& state) {
+  run(state, [](Matrix&) {});
+}
+BENCHMARK(BM_SimplexCopyOnly)->Apply(sizes);
+
+void BM_SimplexSort(benchmark::State& state) {
+  run(state,
+      [](Matrix& y) { tether::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kSort); });
+}
+BENCHMARK(BM_SimplexSort)->Apply(sizes);
+
+void BM_SimplexCondat(benchmark::State& state) {
+  run(state,
+      [](Matrix& y) { tether::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kCondat); });
+}
+BENCHMARK(BM_SimplexCondat)->Apply(sizes);
+
+void BM_L1BallSort(benchmark::State& state) {
+  run(state,
+      [](Matrix& y) { tether::project_l1_ball_rows(y, 1.0, tether::SimplexAlgorithm::kSort); });
+}
+BENCHMARK(BM_L1BallSort)->Apply(sizes);
+
+void BM_L1BallCondat(benchmark::State& state) {
+  run(state,
+      [](Matrix& y) { tether::project_l1_ball_rows(y, 1.0, tether::SimplexAlgorithm::kCondat); });
+}
+BENCHMARK(BM_L1BallCondat)->Apply(sizes);
+
+void BM_BoxSectionSort(benchmark::State& state) {
+  const tether::BoxSection set = box_set(state.range(1), tether::BoxSectionAlgorithm::kSort);
+  run(state, [&](Matrix& y) { set.project_rows(y); });
+}
+BENCHMARK(BM_BoxSectionSort)->Apply(sizes);
+
+void BM_BoxSectionNewton(benchmark::State& state) {
+  const tether::BoxSection set = box_set(state.range(1), tether::BoxSectionAlgorithm::kNewton);
+  run(state, [&](Matrix& y) { set.project_rows(y); });
+}
+BENCHMARK(BM_BoxSectionNewton)->Apply(sizes);
+
+void long_vector(benchmark::internal::Benchmark* b) {
+  b->Args({1000000, 1000000})->Args({10000000, 10000000})->Unit(benchmark::kMillisecond);
+  b->UseRealTime();
+}
+
+void BM_SimplexLongVectorSort(benchmark::State& state) {
+  run(state,
+      [](Matrix& y) { tether::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kSort); });
+}
+BENCHMARK(BM_SimplexLongVectorSort)->Apply(long_vector);
+
+void BM_SimplexLongVectorCondat(benchmark::State& state) {
+  run(state,
+      [](Matrix& y) { tether::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kCondat); });
+}
+BENCHMARK(BM_SimplexLongVectorCondat)->Apply(long_vector);
+
+// ---- GPU (registered at start-up only where a device is present) -----------------------------
+
+const bool kGpuRegistered = [] {
+  if (!tether::device::simplex_kernels_available()) return false;
+  const auto add = [](const char* name, auto project) {
+    benchmark::RegisterBenchmark(name, [project](benchmark::State& state) {
+      run(state, project);
+    })->Apply(sizes);
+  };
+  add("BM_SimplexCondatGpu", [](Matrix& y) {
+    tether::device::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kCondat);
+  });
+  add("BM_SimplexSortGpu", [](Matrix& y) {
+    tether::device::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kSort);
+  });
+  add("BM_L1BallCondatGpu", [](Matrix& y) {
+    tether::device::project_l1_ball_rows(y, 1.0, tether::SimplexAlgorithm::kCondat);
+  });
+  add("BM_BoxSectionNewtonGpu", [](Matrix& y) {
+    static const tether::BoxSection set = box_set(1000, tether::BoxSectionAlgorithm::kNewton);
+    tether::device::project_box_section_rows(y, set);
+  });
+  return true;
+}();
+
+}  // namespace

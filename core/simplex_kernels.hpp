@@ -1,0 +1,25 @@
+// The raw-pointer boundary of the simplex-type projections' CUDA kernels (no Eigen here, so
+// nvcc compiles only plain C++). Implemented in simplex_kernels.cu; used by
+// simplex_projections.cpp, which validates every argument first. All pointers are host
+// pointers; x is row-major with `stride` doubles between rows. On return status[r] and
+// index[r] hold row r's simplex_row::RowResult status and offending entry.
+#pragma once
+
+namespace tether::device::simplex_kernels {
+
+/// Number of CUDA devices (0 when the runtime finds none).
+int device_count();
+
+/// Every row onto the simplex {p >= 0, sum p = z} (l1 == false) or the l1 ball (l1 == true);
+/// sorted == true: the sort-based algorithm, else Condat's. z >= 0 finite.
+void threshold_rows(double* x, long long rows, long long n, long long stride, double z, bool l1,
+                    bool sorted, int* status, long long* index);
+
+/// Every row onto {l <= p <= u, w^T p = c}. lower, upper, weight hold n values or 1 (shared);
+/// the *_size arguments say which. sorted == true: breakpoint search, else Newton.
+void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,
+                      long long lower_size, const double* upper, long long upper_size,
+                      const double* weight, long long weight_size, double total, bool sorted,
+                      int* status, long long* index);
+
+}  // namespace tether::device::simplex_kernels

@@ -1,0 +1,448 @@
+#include <algorithm>
+#include <cmath>
+#include <tether/core/errors.hpp>
+#include <tether/solvers/fiberpo.hpp>
+#include <tether/solvers/ratio_gates.hpp>
+
+namespace tether {
+
+namespace {
+
+// Token count above which the per-trajectory loops run on OpenMP threads. Each trajectory is
+// computed by one thread in a fixed order, so results do not depend on the thread count.
+constexpr Index kParallelTokens = Index{1} << 16;
+
+bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
+
+double clip_eps(double x, double eps) { return std::clamp(x, -eps, eps); }
+
+const char* source_name(LevelSource s) {
+  switch (s) {
+    case LevelSource::kDomain:
+      return "domain";
+    case LevelSource::kGroup:
+      return "group";
+    case LevelSource::kCustom:
+      return "custom";
+  }
+  return "?";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- options
+
+bool GatingHierarchyOptions::is_valid(std::string* why) const {
+  auto fail = [&](const std::string& m) {
+    if (why) *why = m;
+    return false;
+  };
+  if (!finite_nonnegative(budget_positive))
+    return fail(
+        detail::concat("budget_positive (C+) must be finite and >= 0, got ", budget_positive));
+  if (!finite_nonnegative(budget_negative))
+    return fail(
+        detail::concat("budget_negative (C-) must be finite and >= 0, got ", budget_negative));
+  if (!finite_nonnegative(eps))
+    return fail(detail::concat("eps must be finite and >= 0, got ", eps));
+  const std::size_t gated = coarse_levels.size() + 1;
+  if (!level_budgets.empty() && level_budgets.size() != gated)
+    return fail(detail::concat("level_budgets has ", level_budgets.size(),
+                               " entries; it must be empty or have one per gated level (", gated,
+                               ": the coarse levels, then the trajectory level)"));
+  for (std::size_t l = 0; l < level_budgets.size(); ++l) {
+    if (!finite_nonnegative(level_budgets[l].positive))
+      return fail(detail::concat("level_budgets[", l,
+                                 "].positive (C+) must be finite and >= 0, got ",
+                                 level_budgets[l].positive));
+    if (!finite_nonnegative(level_budgets[l].negative))
+      return fail(detail::concat("level_budgets[", l,
+                                 "].negative (C-) must be finite and >= 0, got ",
+                                 level_budgets[l].negative));
+  }
+  for (std::size_t l = 0; l < coarse_levels.size(); ++l) {
+    if (coarse_levels[l].source != LevelSource::kCustom && !coarse_levels[l].ids.empty())
+      return fail(detail::concat("coarse_levels[", l, "] takes its ids from the batch's ",
+                                 source_name(coarse_levels[l].source),
+                                 " but also has custom ids: use LevelSource::kCustom"));
+  }
+  return true;
+}
+
+bool FiberPoGate::Options::is_valid(std::string* why) const {
+  GatingHierarchyOptions h = hierarchy_options(*this);
+  return h.is_valid(why);
+}
+
+GatingHierarchyOptions FiberPoGate::hierarchy_options(const Options& options) {
+  return {.coarse_levels = {},
+          .budget_positive = options.budget_positive,
+          .budget_negative = options.budget_negative,
+          .eps = options.eps};
+}
+
+FiberPoGate::FiberPoGate(const Options& options)
+    : options_(options), hierarchy_([&] {
+        std::string why;
+        require(options.is_valid(&why), "FiberPoGate::Options: ", why);
+        return hierarchy_options(options);
+      }()) {}
+
+GatingHierarchyGate::GatingHierarchyGate(GatingHierarchyOptions options)
+    : options_(std::move(options)) {
+  std::string why;
+  require(options_.is_valid(&why), "GatingHierarchyOptions: ", why);
+}
+
+// ---------------------------------------------------------------- G(r)
+
+GatedRatios GatingHierarchyGate::gated_ratios(const TokenBatch& batch,
+                                              ConstVectorRef new_log_prob) const {
+  GatedRatios s;
+  gated_ratios(batch, new_log_prob, s);
+  return s;
+}
+
+void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                                       GatedRatios& s) const {
+  require_valid_gate_input(batch, new_log_prob);
+  const Index n = batch.size();
+  const double eps = options_.eps;
+  s.traj_ = segment_offsets(batch.trajectory);
+  const Index n_traj = static_cast<Index>(s.traj_.size()) - 1;
+  const auto& traj = s.traj_;
+
+  // Coarse levels: ids per trajectory, checked, then node offsets over trajectories.
+  const std::size_t n_coarse = options_.coarse_levels.size();
+  std::vector<std::vector<int>> level_ids(n_coarse);
+  for (std::size_t l = 0; l < n_coarse; ++l) {
+    const HierarchyLevel& level = options_.coarse_levels[l];
+    const std::vector<int>& ids = level.source == LevelSource::kDomain  ? batch.domain
+                                  : level.source == LevelSource::kGroup ? batch.group
+                                                                        : level.ids;
+    require<ShapeError>(static_cast<Index>(ids.size()) == n, "coarse_levels[", l, "].ids has ",
+                        ids.size(), " entries; the batch has ", n, " tokens");
+    std::vector<int>& per_traj = level_ids[l];
+    per_traj.resize(static_cast<std::size_t>(n_traj));
+    for (Index k = 0; k < n_traj; ++k) {
+      const int id = ids[static_cast<std::size_t>(traj[k])];
+      if (level.source == LevelSource::kCustom) {
+        for (Index i = traj[k]; i < traj[k + 1]; ++i)
+          require(ids[static_cast<std::size_t>(i)] == id, "coarse_levels[", l, "].ids at entry ", i,
+                  " is ", ids[static_cast<std::size_t>(i)], " but ", id,
+                  " at the start of its trajectory: a node must hold whole trajectories");
+      }
+      per_traj[static_cast<std::size_t>(k)] = id;
+      if (k == 0) continue;
+      const int prev = per_traj[static_cast<std::size_t>(k) - 1];
+      require(id >= prev, "coarse_levels[", l, "] (", source_name(level.source),
+              ") ids must be non-decreasing over the trajectories: trajectory ", k, " has ", id,
+              " after ", prev);
+      if (l > 0 && id == prev) {
+        const auto& parent = level_ids[l - 1];
+        require(parent[static_cast<std::size_t>(k)] == parent[static_cast<std::size_t>(k) - 1],
+                "coarse_levels[", l, "] (", source_name(level.source), ") node ", id,
+                " spans two nodes of coarse_levels[", l - 1, "] (",
+                parent[static_cast<std::size_t>(k) - 1], " and ",
+                parent[static_cast<std::size_t>(k)], "): each level must nest in the one above");
+      }
+    }
+  }
+  s.levels_.resize(n_coarse);
+  for (std::size_t l = 0; l < n_coarse; ++l) s.levels_[l].offsets = segment_offsets(level_ids[l]);
+
+  // Trajectory aggregates a^+_tau, a^-_tau and the ratios.
+  s.r_.resize(n);
+  s.inv_r_.resize(n);
+  s.traj_len_.resize(n_traj);
+  Vector a_pos(n_traj), a_neg(n_traj);
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    double sp = 0.0, sn = 0.0;
+    for (Index i = traj[k]; i < traj[k + 1]; ++i) {
+      const double x = new_log_prob[i] - batch.old_log_prob[i];
+      sp += std::max(x, 0.0);
+      sn += std::max(-x, 0.0);
+    }
+    const double len = static_cast<double>(traj[k + 1] - traj[k]);
+    s.traj_len_[k] = len;
+    a_pos[k] = sp / len;
+    a_neg[k] = sn / len;
+  }
+
+  // Node aggregates (mean of the trajectory aggregates) and token counts per coarse level.
+  std::vector<Vector> node_pos(n_coarse), node_neg(n_coarse), node_len(n_coarse);
+  for (std::size_t l = 0; l < n_coarse; ++l) {
+    const auto& off = s.levels_[l].offsets;
+    const Index nodes = static_cast<Index>(off.size()) - 1;
+    node_pos[l].resize(nodes);
+    node_neg[l].resize(nodes);
+    node_len[l].resize(nodes);
+    for (Index m = 0; m < nodes; ++m) {
+      const double count = static_cast<double>(off[m + 1] - off[m]);
+      node_pos[l][m] = a_pos.segment(off[m], off[m + 1] - off[m]).sum() / count;
+      node_neg[l][m] = a_neg.segment(off[m], off[m + 1] - off[m]).sum() / count;
+      node_len[l][m] = static_cast<double>(traj[off[m + 1]] - traj[off[m]]);
+    }
+  }
+
+  // Base weights and slopes, walking each trajectory's chain of nodes.
+  const std::size_t n_gated = n_coarse + 1;
+  auto budget = [&](std::size_t l) {
+    return options_.level_budgets.empty()
+               ? LevelBudget{options_.budget_positive, options_.budget_negative}
+               : options_.level_budgets[l];
+  };
+  s.gamma_pos_.assign(n_gated, Vector(n_traj));
+  s.gamma_neg_.assign(n_gated, Vector(n_traj));
+  s.w_.resize(n_traj);
+  s.traj_regime_.resize(static_cast<std::size_t>(n_traj));
+  std::vector<Index> node(n_coarse, 0);
+  Vector log_w(n_traj);
+  for (Index k = 0; k < n_traj; ++k) {
+    double prev_pos = 0.0, prev_neg = 0.0, exponent = 0.0;
+    bool zeroed = false, rollback = false;
+    for (std::size_t l = 0; l < n_gated; ++l) {
+      double agg_pos, agg_neg, len;
+      if (l < n_coarse) {
+        while (s.levels_[l].offsets[static_cast<std::size_t>(node[l]) + 1] <= k) ++node[l];
+        agg_pos = node_pos[l][node[l]];
+        agg_neg = node_neg[l][node[l]];
+        len = node_len[l][node[l]];
+      } else {
+        agg_pos = a_pos[k];
+        agg_neg = a_neg[k];
+        len = s.traj_len_[k];
+      }
+      const LevelBudget c = budget(l);
+      const double dp = agg_pos - prev_pos, dn = agg_neg - prev_neg;
+      exponent += aggregate_gate(dp, c.positive, len) - aggregate_gate(dn, c.negative, len);
+      const double gp = aggregate_gate_slope(dp, c.positive, len);
+      const double gn = aggregate_gate_slope(dn, c.negative, len);
+      s.gamma_pos_[l][k] = gp;
+      s.gamma_neg_[l][k] = gn;
+      zeroed = zeroed || gp == 0.0 || gn == 0.0;
+      rollback = rollback || gp < 0.0 || gn < 0.0;
+      prev_pos = agg_pos;
+      prev_neg = agg_neg;
+    }
+    log_w[k] = exponent;
+    s.w_[k] = std::exp(exponent);
+    s.traj_regime_[static_cast<std::size_t>(k)] = zeroed ? 2 : (rollback ? 1 : 0);
+  }
+  // beta_l = gamma_l - gamma_{l+1}, gamma beyond the trajectory level = 0.
+  s.beta_pos_.resize(n_gated);
+  s.beta_neg_.resize(n_gated);
+  for (std::size_t l = 0; l < n_gated; ++l) {
+    s.beta_pos_[l] = s.gamma_pos_[l];
+    s.beta_neg_[l] = s.gamma_neg_[l];
+    if (l + 1 < n_gated) {
+      s.beta_pos_[l] -= s.gamma_pos_[l + 1];
+      s.beta_neg_[l] -= s.gamma_neg_[l + 1];
+    }
+  }
+
+  // Fiber gate and G. Per trajectory, every factor but r_i is a constant: with
+  // l u = x - l a^l and clipped opposite term c^l = clip(l v, eps),
+  //   G_i = w exp(l u - c^l) = r_i exp(E - l a^l - c^l)     where |l u| <= eps,
+  //   G_i = exp(E +- eps - c^l)                             where the residual is clipped,
+  // so each token costs one exp (for r_i) and the constants are one exp each per trajectory.
+  s.g_.resize(n);
+  s.flags_.resize(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    const double ap = a_pos[k], an = a_neg[k], e = log_w[k];
+    const double cp = clip_eps(-an, eps),
+                 cn = clip_eps(ap, eps);  // c^+ (lv = -a^-), c^- (lv = a^+)
+    const bool vp_in = std::abs(an) <= eps, vn_in = std::abs(ap) <= eps;
+    const double kp = std::exp(e - ap - cp), kn = std::exp(e + an - cn);
+    const double hi_p = std::exp(e + eps - cp), lo_p = std::exp(e - eps - cp);
+    const double hi_n = std::exp(e + eps - cn), lo_n = std::exp(e - eps - cn);
+    for (Index i = traj[k]; i < traj[k + 1]; ++i) {
+      const double x = new_log_prob[i] - batch.old_log_prob[i];
+      const bool positive = x >= 0.0;
+      const double lu = positive ? x - ap : x + an;
+      const bool u_in = std::abs(lu) <= eps, v_in = positive ? vp_in : vn_in;
+      s.flags_[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(
+          (positive ? GatedRatios::kPositive : 0) | (u_in ? GatedRatios::kUIn : 0) |
+          (v_in ? GatedRatios::kVIn : 0));
+      const double r = std::exp(x);
+      s.r_[i] = r;
+      s.inv_r_[i] = 1.0 / r;
+      s.g_[i] = u_in ? r * (positive ? kp : kn)
+                     : (lu > 0.0 ? (positive ? hi_p : hi_n) : (positive ? lo_p : lo_n));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Jacobian products
+
+void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const {
+  const Index n = size();
+  require<ShapeError>(v.size() == n, "GatedRatios::jvp: v has ", v.size(), " entries; G has ", n);
+  const Index n_traj = num_trajectories();
+  const std::size_t n_coarse = levels_.size();
+  // m^c_tau = (1/T_tau) sum over the tokens of tau with l = c of v_j (/ r_j).
+  Vector m_pos(n_traj), m_neg(n_traj);
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    double sp = 0.0, sn = 0.0;
+    for (Index j = traj_[k]; j < traj_[k + 1]; ++j) {
+      // Branch-free (the signs are random): m x is exactly x or 0.
+      const double x = ratio_space ? v[j] * inv_r_[j] : v[j];
+      const double m = (flags_[static_cast<std::size_t>(j)] & kPositive) ? 1.0 : 0.0;
+      sp += m * x;
+      sn += x - m * x;
+    }
+    m_pos[k] = sp / traj_len_[k];
+    m_neg[k] = sn / traj_len_[k];
+  }
+  // agg_tau = sum_l beta^+_l M^+_{n_l} + beta^-_l M^-_{n_l}, M the node mean of m.
+  Vector agg = beta_pos_[n_coarse].cwiseProduct(m_pos) + beta_neg_[n_coarse].cwiseProduct(m_neg);
+  for (std::size_t l = 0; l < n_coarse; ++l) {
+    const auto& off = levels_[l].offsets;
+    for (std::size_t node = 0; node + 1 < off.size(); ++node) {
+      const Index b = off[node], len = off[node + 1] - off[node];
+      const double mp = m_pos.segment(b, len).sum() / static_cast<double>(len);
+      const double mn = m_neg.segment(b, len).sum() / static_cast<double>(len);
+      agg.segment(b, len) += mp * beta_pos_[l].segment(b, len) + mn * beta_neg_[l].segment(b, len);
+    }
+  }
+  out.resize(n);
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    const double inv_len = 1.0 / traj_len_[k];
+    const double vp = m_pos[k] * traj_len_[k], vn = m_neg[k] * traj_len_[k];
+    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) {
+      const std::uint8_t f = flags_[static_cast<std::size_t>(i)];
+      const double same = (f & kPositive) ? vp : vn, other = (f & kPositive) ? vn : vp;
+      const double own = (f & kUIn) ? (ratio_space ? v[i] * inv_r_[i] : v[i]) : 0.0;
+      const double coupling = ((f & kUIn) ? same : 0.0) + ((f & kVIn) ? other : 0.0);
+      out[i] = g_[i] * (own - coupling * inv_len + agg[k]);
+    }
+  }
+}
+
+void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const {
+  const Index n = size();
+  require<ShapeError>(v.size() == n, "GatedRatios::vjp: v has ", v.size(), " entries; G has ", n);
+  const Index n_traj = num_trajectories();
+  const std::size_t n_coarse = levels_.size();
+  // Per trajectory, with c_i = v_i G_i: P^c = sum_{l_i = c} c_i pu_i + sum_{l_i != c} c_i pv_i,
+  // C = sum c_i; R^c = (-P^c + sum_l Q^c_l) / T_tau, Q^c_l the node mean of beta^c_l C.
+  Vector r_pos(n_traj), r_neg(n_traj), total(n_traj);
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    double pu_pos = 0.0, pv_pos = 0.0, pu_neg = 0.0, pv_neg = 0.0, sum = 0.0;
+    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) {
+      const std::uint8_t f = flags_[static_cast<std::size_t>(i)];
+      const double c = v[i] * g_[i];
+      sum += c;
+      const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
+      const double m = (f & kPositive) ? 1.0 : 0.0;  // branch-free, exact (m in {0, 1})
+      pu_pos += m * cu;
+      pv_pos += m * cv;
+      pu_neg += cu - m * cu;
+      pv_neg += cv - m * cv;
+    }
+    total[k] = sum;
+    r_pos[k] = -(pu_pos + pv_neg) + beta_pos_[n_coarse][k] * sum;
+    r_neg[k] = -(pu_neg + pv_pos) + beta_neg_[n_coarse][k] * sum;
+  }
+  for (std::size_t l = 0; l < n_coarse; ++l) {
+    const auto& off = levels_[l].offsets;
+    for (std::size_t node = 0; node + 1 < off.size(); ++node) {
+      const Index b = off[node], len = off[node + 1] - off[node];
+      const double inv = 1.0 / static_cast<double>(len);
+      const double qp = beta_pos_[l].segment(b, len).dot(total.segment(b, len)) * inv;
+      const double qn = beta_neg_[l].segment(b, len).dot(total.segment(b, len)) * inv;
+      r_pos.segment(b, len).array() += qp;
+      r_neg.segment(b, len).array() += qn;
+    }
+  }
+  out.resize(n);
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    const double inv_len = 1.0 / traj_len_[k];
+    const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
+    for (Index j = traj_[k]; j < traj_[k + 1]; ++j) {
+      const std::uint8_t f = flags_[static_cast<std::size_t>(j)];
+      const double own = (f & kUIn) ? v[j] * g_[j] : 0.0;
+      const double value = own + ((f & kPositive) ? rp : rn);
+      out[j] = ratio_space ? value * inv_r_[j] : value;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- accessors, regimes
+
+Vector GatedRatios::fiber_ratios() const {
+  Vector f(size());
+  for (Index k = 0; k < num_trajectories(); ++k)
+    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) f[i] = g_[i] / w_[k];
+  return f;
+}
+
+double GatedRatios::slope(int level, int channel, Index k) const {
+  require(level >= 0 && level < num_gated_levels(), "GatedRatios::slope: level ", level,
+          " is outside [0, ", num_gated_levels(), ")");
+  require(channel == 1 || channel == -1, "GatedRatios::slope: channel is ", channel,
+          "; it must be +1 or -1");
+  require(k >= 0 && k < num_trajectories(), "GatedRatios::slope: trajectory ", k,
+          " is outside [0, ", num_trajectories(), ")");
+  return channel == 1 ? gamma_pos_[static_cast<std::size_t>(level)][k]
+                      : gamma_neg_[static_cast<std::size_t>(level)][k];
+}
+
+RegimeFractions GatedRatios::trajectory_regimes() const {
+  double counts[3] = {0.0, 0.0, 0.0};
+  for (std::uint8_t r : traj_regime_) counts[r] += 1.0;
+  const double n = static_cast<double>(traj_regime_.size());
+  return {counts[0] / n, counts[1] / n, counts[2] / n};
+}
+
+RegimeFractions GatedRatios::token_regimes() const {
+  double counts[3] = {0.0, 0.0, 0.0};
+  for (Index k = 0; k < num_trajectories(); ++k) {
+    const std::uint8_t tr = traj_regime_[static_cast<std::size_t>(k)];
+    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) {
+      const std::uint8_t f = flags_[static_cast<std::size_t>(i)];
+      const bool clipped = !(f & kUIn) || !(f & kVIn);
+      counts[(tr == 2 || clipped) ? 2 : tr] += 1.0;
+    }
+  }
+  const double n = static_cast<double>(size());
+  return {counts[0] / n, counts[1] / n, counts[2] / n};
+}
+
+// ---------------------------------------------------------------- the objective
+
+GateValue GatingHierarchyGate::evaluate(const TokenBatch& batch,
+                                        ConstVectorRef new_log_prob) const {
+  const GatedRatios g = gated_ratios(batch, new_log_prob);
+  const Index n_traj = g.num_trajectories();
+  const auto& traj = g.trajectory_offsets();
+  // zeta_i = mu_i A_i = A_i / (|Tj| T_tau): J = sum zeta_i G_i, dJ/dx = (dG/dx)^T zeta.
+  Vector zeta(batch.size()), partial(n_traj);
+#pragma omp parallel for schedule(static) if (batch.size() >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
+    const Index len = traj[k + 1] - traj[k];
+    const double mu = 1.0 / (static_cast<double>(n_traj) * static_cast<double>(len));
+    double sum = 0.0;
+    for (Index i = traj[k]; i < traj[k + 1]; ++i) {
+      zeta[i] = mu * batch.advantage[i];
+      sum += g.values()[i] * batch.advantage[i];
+    }
+    partial[k] = mu * sum;
+  }
+  double objective = 0.0;  // summed in trajectory order: independent of the thread count
+  for (Index k = 0; k < n_traj; ++k) objective += partial[k];
+  GateValue value;
+  value.objective = objective;
+  g.vjp_log(zeta, value.gradient);
+  value.tokens = g.token_regimes();
+  value.trajectories = g.trajectory_regimes();
+  return value;
+}
+
+}  // namespace tether

@@ -1,0 +1,283 @@
+#include <algorithm>
+#include <cmath>
+#include <tether/core/errors.hpp>
+#include <tether/solvers/ratio_gates.hpp>
+
+namespace tether {
+
+namespace {
+
+bool fail(std::string* why, const std::string& message) {
+  if (why) *why = message;
+  return false;
+}
+
+bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
+
+// The PPO-clip term of one token: G (r or its clip), and whether the clipped term is the min.
+struct ClippedTerm {
+  double gated;
+  bool clipped;
+};
+
+ClippedTerm ppo_term(double r, double advantage, double eps) {
+  const bool clipped = (advantage > 0.0 && r > 1.0 + eps) || (advantage < 0.0 && r < 1.0 - eps);
+  return {clipped ? std::clamp(r, 1.0 - eps, 1.0 + eps) : r, clipped};
+}
+
+RegimeFractions zeroed_share(Index zeroed, Index total) {
+  RegimeFractions f;
+  f.zeroed = static_cast<double>(zeroed) / static_cast<double>(total);
+  f.pass_through = 1.0 - f.zeroed;
+  return f;
+}
+
+}  // namespace
+
+void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                              const char* name) {
+  batch.validate();
+  require<ShapeError>(new_log_prob.size() == batch.size(), name, " has ", new_log_prob.size(),
+                      " entries; the batch has ", batch.size(), " tokens");
+  for (Index i = 0; i < new_log_prob.size(); ++i) {
+    require(std::isfinite(new_log_prob[i]) && new_log_prob[i] <= 0.0, name, " at entry ", i, " is ",
+            new_log_prob[i], "; it must be finite and <= 0 (a probability in (0, 1])");
+  }
+}
+
+// ---------------------------------------------------------------- PPO-clip
+
+bool PpoClipGate::Options::is_valid(std::string* why) const {
+  if (!finite_nonnegative(eps))
+    return fail(why, detail::concat("eps must be finite and >= 0, got ", eps));
+  return true;
+}
+
+PpoClipGate::PpoClipGate(const Options& options) : options_(options) {
+  std::string why;
+  require(options_.is_valid(&why), "PpoClipGate::Options: ", why);
+}
+
+GateValue PpoClipGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  require_valid_gate_input(batch, new_log_prob);
+  const Index n = batch.size();
+  const double inv_n = 1.0 / static_cast<double>(n);
+  GateValue value;
+  value.gradient.resize(n);
+  double sum = 0.0;
+  Index zeroed = 0;
+  for (Index i = 0; i < n; ++i) {
+    const double r = std::exp(new_log_prob[i] - batch.old_log_prob[i]);
+    const double a = batch.advantage[i];
+    const ClippedTerm term = ppo_term(r, a, options_.eps);
+    sum += term.gated * a;
+    value.gradient[i] = term.clipped ? 0.0 : r * a * inv_n;  // d(r A)/d log r = r A
+    zeroed += term.clipped ? 1 : 0;
+  }
+  value.objective = sum * inv_n;
+  value.tokens = zeroed_share(zeroed, n);
+  value.trajectories = RegimeFractions{};
+  return value;
+}
+
+Vector PpoClipGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  require_valid_gate_input(batch, new_log_prob);
+  Vector g(batch.size());
+  for (Index i = 0; i < batch.size(); ++i)
+    g[i] = ppo_term(std::exp(new_log_prob[i] - batch.old_log_prob[i]), batch.advantage[i],
+                    options_.eps)
+               .gated;
+  return g;
+}
+
+// ---------------------------------------------------------------- GRPO
+
+bool GrpoGate::Options::is_valid(std::string* why) const {
+  if (!finite_nonnegative(eps))
+    return fail(why, detail::concat("eps must be finite and >= 0, got ", eps));
+  if (!finite_nonnegative(beta))
+    return fail(why, detail::concat("beta must be finite and >= 0, got ", beta));
+  return true;
+}
+
+GrpoGate::GrpoGate(const Options& options, Vector reference_log_prob)
+    : options_(options), reference_log_prob_(std::move(reference_log_prob)) {
+  std::string why;
+  require(options_.is_valid(&why), "GrpoGate::Options: ", why);
+  require(options_.beta == 0.0 || reference_log_prob_.size() > 0, "GrpoGate: beta is ",
+          options_.beta, " > 0 but no reference_log_prob was given (one entry per token)");
+  for (Index i = 0; i < reference_log_prob_.size(); ++i) {
+    require(std::isfinite(reference_log_prob_[i]) && reference_log_prob_[i] <= 0.0,
+            "GrpoGate: reference_log_prob at entry ", i, " is ", reference_log_prob_[i],
+            "; it must be finite and <= 0 (a probability in (0, 1])");
+  }
+}
+
+Vector GrpoGate::weights(const TokenBatch& batch) {
+  const std::vector<Index> traj = trajectory_offsets(batch);
+  const Index n_traj = static_cast<Index>(traj.size()) - 1;
+  Vector mu(batch.size());
+  // Walk the trajectories group by group: a group is a run of trajectories with one group id.
+  Index k = 0;
+  while (k < n_traj) {
+    const int g = batch.group[static_cast<std::size_t>(traj[k])];
+    Index end = k;
+    while (end < n_traj && batch.group[static_cast<std::size_t>(traj[end])] == g) ++end;
+    const double group_size = static_cast<double>(end - k);
+    for (Index t = k; t < end; ++t) {
+      const double w = 1.0 / (group_size * static_cast<double>(traj[t + 1] - traj[t]));
+      mu.segment(traj[t], traj[t + 1] - traj[t]).setConstant(w);
+    }
+    k = end;
+  }
+  return mu;
+}
+
+GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  require_valid_gate_input(batch, new_log_prob);
+  const Index n = batch.size();
+  const bool kl = options_.beta > 0.0;
+  require<ShapeError>(!kl || reference_log_prob_.size() == n, "GrpoGate: reference_log_prob has ",
+                      reference_log_prob_.size(), " entries; the batch has ", n, " tokens");
+  const Vector mu = weights(batch);
+  GateValue value;
+  value.gradient.resize(n);
+  double sum = 0.0;
+  Index zeroed = 0;
+  for (Index i = 0; i < n; ++i) {
+    const double r = std::exp(new_log_prob[i] - batch.old_log_prob[i]);
+    const double a = batch.advantage[i];
+    const ClippedTerm term = ppo_term(r, a, options_.eps);
+    double term_value = term.gated * a;
+    double term_grad = term.clipped ? 0.0 : r * a;
+    if (kl) {
+      // k3 = pi_ref/pi - log(pi_ref/pi) - 1 = e^x - x - 1, x = log pi_ref - log pi;
+      // d k3 / d log pi = -(e^x - 1).
+      const double x = reference_log_prob_[i] - new_log_prob[i];
+      const double ex = std::exp(x);
+      term_value -= options_.beta * (ex - x - 1.0);
+      term_grad += options_.beta * (ex - 1.0);
+    }
+    sum += mu[i] * term_value;
+    value.gradient[i] = mu[i] * term_grad;
+    zeroed += term.clipped ? 1 : 0;
+  }
+  value.objective = sum;
+  value.tokens = zeroed_share(zeroed, n);
+  value.trajectories = RegimeFractions{};
+  return value;
+}
+
+Vector GrpoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  return PpoClipGate({.eps = options_.eps}).gated_ratios(batch, new_log_prob);
+}
+
+bool GroupAdvantageOptions::is_valid(std::string* why) const {
+  if (!finite_nonnegative(std_epsilon))
+    return fail(why, detail::concat("std_epsilon must be finite and >= 0, got ", std_epsilon));
+  return true;
+}
+
+Vector grpo_advantages(const TokenBatch& batch, ConstVectorRef trajectory_reward,
+                       const GroupAdvantageOptions& options) {
+  std::string why;
+  require(options.is_valid(&why), "GroupAdvantageOptions: ", why);
+  batch.validate();
+  const std::vector<Index> traj = trajectory_offsets(batch);
+  const Index n_traj = static_cast<Index>(traj.size()) - 1;
+  require<ShapeError>(trajectory_reward.size() == n_traj, "trajectory_reward has ",
+                      trajectory_reward.size(), " entries; the batch has ", n_traj,
+                      " trajectories (one reward per trajectory)");
+  for (Index k = 0; k < n_traj; ++k) {
+    require(std::isfinite(trajectory_reward[k]), "trajectory_reward at entry ", k, " is ",
+            trajectory_reward[k], "; rewards must be finite");
+  }
+  Vector advantage(batch.size());
+  Index k = 0;
+  while (k < n_traj) {
+    const int g = batch.group[static_cast<std::size_t>(traj[k])];
+    Index end = k;
+    while (end < n_traj && batch.group[static_cast<std::size_t>(traj[end])] == g) ++end;
+    const Index size = end - k;
+    const auto rewards = trajectory_reward.segment(k, size);
+    const bool constant = rewards.maxCoeff() == rewards.minCoeff();
+    const double mean = rewards.mean();
+    const double divisor = static_cast<double>(options.unbiased_std ? size - 1 : size);
+    const double sd = constant ? 0.0 : std::sqrt((rewards.array() - mean).square().sum() / divisor);
+    for (Index t = k; t < end; ++t) {
+      const double a = constant ? 0.0 : (trajectory_reward[t] - mean) / (sd + options.std_epsilon);
+      advantage.segment(traj[t], traj[t + 1] - traj[t]).setConstant(a);
+    }
+    k = end;
+  }
+  return advantage;
+}
+
+// ---------------------------------------------------------------- GSPO
+
+bool GspoGate::Options::is_valid(std::string* why) const {
+  if (!finite_nonnegative(eps))
+    return fail(why, detail::concat("eps must be finite and >= 0, got ", eps));
+  return true;
+}
+
+GspoGate::GspoGate(const Options& options) : options_(options) {
+  std::string why;
+  require(options_.is_valid(&why), "GspoGate::Options: ", why);
+}
+
+namespace {
+
+// Per trajectory: s = exp(mean log r), Abar = mean A, and the PPO-clip decision on (s, Abar).
+template <class PerTrajectory>
+void for_each_sequence(const TokenBatch& batch, ConstVectorRef new_log_prob, double eps,
+                       PerTrajectory&& body) {
+  const std::vector<Index> traj = trajectory_offsets(batch);
+  for (std::size_t k = 0; k + 1 < traj.size(); ++k) {
+    const Index begin = traj[k], len = traj[k + 1] - traj[k];
+    const double mean_log_ratio =
+        (new_log_prob.segment(begin, len) - batch.old_log_prob.segment(begin, len)).sum() /
+        static_cast<double>(len);
+    const double s = std::exp(mean_log_ratio);
+    const double abar = batch.advantage.segment(begin, len).sum() / static_cast<double>(len);
+    body(begin, len, s, abar, ppo_term(s, abar, eps), static_cast<Index>(traj.size()) - 1);
+  }
+}
+
+}  // namespace
+
+GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  require_valid_gate_input(batch, new_log_prob);
+  GateValue value;
+  value.gradient.resize(batch.size());
+  double sum = 0.0;
+  Index zeroed_traj = 0, zeroed_tokens = 0, n_traj = 0;
+  for_each_sequence(
+      batch, new_log_prob, options_.eps,
+      [&](Index begin, Index len, double s, double abar, ClippedTerm term, Index trajectories) {
+        n_traj = trajectories;
+        const double inv = 1.0 / static_cast<double>(trajectories);
+        sum += term.gated * abar;
+        // d s / d log r_t = s / T_tau.
+        value.gradient.segment(begin, len)
+            .setConstant(term.clipped ? 0.0 : s * abar * inv / static_cast<double>(len));
+        zeroed_traj += term.clipped ? 1 : 0;
+        zeroed_tokens += term.clipped ? len : 0;
+      });
+  value.objective = sum / static_cast<double>(n_traj);
+  value.tokens = zeroed_share(zeroed_tokens, batch.size());
+  value.trajectories = zeroed_share(zeroed_traj, n_traj);
+  return value;
+}
+
+Vector GspoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  require_valid_gate_input(batch, new_log_prob);
+  Vector g(batch.size());
+  for_each_sequence(batch, new_log_prob, options_.eps,
+                    [&](Index begin, Index len, double, double, ClippedTerm term, Index) {
+                      g.segment(begin, len).setConstant(term.gated);
+                    });
+  return g;
+}
+
+}  // namespace tether

@@ -1,0 +1,151 @@
+// Token- and sequence-level ratio gates: PPO-clip, GRPO and GSPO, in the frame of
+// specs/fiberpo.md, section 1: J = sum_i mu_i G(r)_i A_i with r_i = pi_theta(a_i|s_i) /
+// pi_old(a_i|s_i) = exp(new_log_prob_i - old_log_prob_i). Each gate returns J and
+// dJ / d log pi_theta(a_i|s_i) (the policy supplies d log pi / d theta; core/policy_batch.hpp).
+//
+//   PPO-clip  (Schulman et al. 2017, "Proximal Policy Optimization Algorithms"; spec section 5)
+//     J = (1/T) sum_i min(r_i A_i, clip(r_i, 1 - eps, 1 + eps) A_i),  eps = 0.2.
+//     Gradient in log pi_i: r_i A_i / T where the unclipped term is the min, else 0. Ties (r on
+//     the clip boundary, or A = 0) count as unclipped: the gradient there is r A / T (one-sided).
+//   GRPO  (Shao et al. 2024, "DeepSeekMath"; spec section 5)
+//     J = sum_i mu_i [ min(r_i A_i, clip(r_i, 1 - eps, 1 + eps) A_i) - beta KL_i ],
+//     mu_i = 1 / (|group(i)| T_tau(i)), |group| = trajectories in the prompt group, T_tau = tokens
+//     in the trajectory. The spec's weights sum to the number of groups: J is the SUM over groups
+//     of DeepSeekMath's per-group objective (one group: exactly DeepSeekMath's formula).
+//     KL_i = k3 = pi_ref/pi - log(pi_ref/pi) - 1 with pi = pi_theta (not pi_old), reference
+//     log-probs given per token (GrpoGate::Options::beta > 0 needs them; beta = 0, the default,
+//     ignores them). d KL_i / d log pi_i = 1 - pi_ref / pi.
+//     Advantages: grpo_advantages() turns one reward per trajectory into (R - mean_g R) / std_g R
+//     per prompt group g, repeated on the trajectory's tokens. Rule for std = 0: a group whose
+//     rewards are all equal (max == min, which is what std = 0 means) gets advantage exactly 0:
+//     it carries no learning signal (the numerator is 0 too; this avoids 0/0 and the +-1 noise
+//     that rounding in the mean would give). std is the population std (1/n, the spec's
+//     "std R") unless Options::unbiased_std (1/(n-1), torch.std, what TRL uses); std_epsilon
+//     (TRL: 1e-4) is added to the denominator of non-constant groups.
+//   GSPO  (Zheng et al. 2025, "Group Sequence Policy Optimization"; spec section 5)
+//     s_tau = (prod_t r_t)^(1/T_tau) = exp(mean_t log r_t),
+//     J = (1/|Tj|) sum_tau min(s_tau Abar_tau, clip(s_tau, 1 - eps, 1 + eps) Abar_tau),
+//     eps = 4e-4 (the GSPO paper's order), Abar_tau = mean of the trajectory's token advantages
+//     (= the sequence advantage when, as in GSPO, it is repeated on every token). In the spec's
+//     frame: G_i = the gated s_tau on every token of tau, mu_i = 1 / (|Tj| T_tau), the same
+//     weights as FiberPO (|Tj| = trajectories in the batch); the spec leaves GSPO's weights open
+//     and with it GSPO and FiberPO share one objective at r = 1 (value and gradient).
+//     Gradient in log pi_t: s_tau Abar_tau / (|Tj| T_tau) where unclipped, else 0.
+//     GSPO is not the identity in r (G_i = s_tau, not r_i): the pass-through identity G(r) = r
+//     of spec section 6 does not apply to it; first-order agreement at r = 1 does.
+//
+// Regimes: PPO and GRPO gate tokens only; a token is zeroed where the clipped term is the min
+// (its gradient is cut) and pass-through otherwise; they have no trajectory-level gate, so
+// GateValue::trajectories is all pass-through. GSPO gates trajectories: a clipped trajectory
+// is zeroed, with all its tokens. No gate here has a rollback regime.
+//
+// Input: batch.validate() must pass (ids sorted, one contiguous run each, finite advantages,
+// old log-probs finite and <= 0), and new_log_prob must have one finite entry <= 0 per token
+// (a probability in (0, 1]; -inf, a zero probability, makes r = 0 and log r undefined and is
+// refused as well). Refusals throw ShapeError / InvalidArgumentError naming the argument.
+//
+//   tether::PpoClipGate ppo;                      // eps = 0.2
+//   tether::GateValue v = ppo.evaluate(batch, new_log_prob);
+//   v.objective; v.gradient;                      // J and dJ / d log pi_theta, per token
+//   batch.advantage = tether::grpo_advantages(batch, rewards);   // one reward per trajectory
+//   tether::GrpoGate grpo({.beta = 0.04}, reference_log_prob);
+#pragma once
+
+#include <string>
+#include <tether/core/policy_batch.hpp>
+#include <tether/core/types.hpp>
+
+namespace tether {
+
+/// Refuses a batch that breaks TokenBatch's layout rules (TokenBatch::validate) or new log-probs
+/// that are not one finite value <= 0 per token; `name` names the argument in the message.
+/// Every gate calls it first.
+void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                              const char* name = "new_log_prob");
+
+/// Trajectory run offsets of a (validated) batch: trajectory k is tokens [o[k], o[k+1]).
+inline std::vector<Index> trajectory_offsets(const TokenBatch& batch) {
+  return segment_offsets(batch.trajectory);
+}
+
+/// PPO's clipped surrogate, token-mean weights (spec section 5).
+class PpoClipGate {
+ public:
+  struct Options {
+    double eps = 0.2;  ///< clip range [1 - eps, 1 + eps]; finite, >= 0
+    bool is_valid(std::string* why) const;
+  };
+
+  PpoClipGate() : PpoClipGate(Options{}) {}
+  explicit PpoClipGate(const Options& options);
+
+  GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// G_i: r_i where the unclipped term is the min, clip(r_i, 1 - eps, 1 + eps) where not.
+  Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  const Options& options() const { return options_; }
+
+ private:
+  Options options_;
+};
+
+/// GRPO: PPO-clip per token with weights 1 / (|group| T_tau), optional k3 KL to a reference.
+class GrpoGate {
+ public:
+  struct Options {
+    double eps = 0.2;   ///< clip range; finite, >= 0
+    double beta = 0.0;  ///< KL coefficient; finite, >= 0 (> 0 needs reference log-probs)
+    bool is_valid(std::string* why) const;
+  };
+
+  GrpoGate() : GrpoGate(Options{}) {}
+  /// reference_log_prob: log pi_ref(a_i|s_i) per token (finite, <= 0); needed iff beta > 0.
+  explicit GrpoGate(const Options& options, Vector reference_log_prob = Vector());
+
+  GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).
+  Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// The weights mu_i = 1 / (|group(i)| T_tau(i)).
+  static Vector weights(const TokenBatch& batch);
+  const Options& options() const { return options_; }
+  const Vector& reference_log_prob() const { return reference_log_prob_; }
+
+ private:
+  Options options_;
+  Vector reference_log_prob_;
+};
+
+struct GroupAdvantageOptions {
+  bool unbiased_std = false;  ///< divide the variance by n - 1 (torch.std) instead of n
+  double std_epsilon = 0.0;   ///< added to std in non-constant groups; finite, >= 0
+  bool is_valid(std::string* why) const;
+};
+
+/// Group-normalised advantages (R - mean_g R) / (std_g R + std_epsilon), one reward per
+/// trajectory (in the batch's trajectory order), repeated on every token of the trajectory.
+/// Groups with all rewards equal get 0 (see the header comment). trajectory_reward must have
+/// one finite entry per trajectory of the (validated) batch; with unbiased_std, a group of one
+/// trajectory has no sample std and gets 0 as well.
+Vector grpo_advantages(const TokenBatch& batch, ConstVectorRef trajectory_reward,
+                       const GroupAdvantageOptions& options = {});
+
+/// GSPO: the sequence ratio (prod_t r_t)^(1/T_tau), clipped at 1 +- eps.
+class GspoGate {
+ public:
+  struct Options {
+    double eps = 4e-4;  ///< clip range of the sequence ratio; finite, >= 0
+    bool is_valid(std::string* why) const;
+  };
+
+  GspoGate() : GspoGate(Options{}) {}
+  explicit GspoGate(const Options& options);
+
+  GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// G_i = the gated sequence ratio of i's trajectory.
+  Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  const Options& options() const { return options_; }
+
+ private:
+  Options options_;
+};
+
+}  // namespace tether

@@ -1,0 +1,499 @@
+// The ratio gates of specs/fiberpo.md in one frame: PPO-clip, GRPO (+ its advantage helper and
+// the k3 KL), GSPO, APC-Obj, FiberPO and FiberPO-Domain. One property battery
+// (expect_gate_properties) runs on every gate: first-order agreement with the ungated objective
+// at r = 1 (value and gradient), evaluate's gradient against central differences of the
+// objective in the log-probs at a mixed-regime point (kink crossings detected and skipped),
+// regime shares summing to 1, the pass-through identity G(r) = r where it holds, and every
+// refusal of bad input. Then each gate's own numbers: PPO by hand, GRPO's weights, advantages and
+// KL, GSPO's clip, and APC's single-state example (value 0.05, and that it is the maximum).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <string>
+#include <tether/core/errors.hpp>
+#include <tether/core/rng.hpp>
+#include <tether/solvers/apc_obj.hpp>
+#include <tether/solvers/fiberpo.hpp>
+#include <tether/solvers/ratio_gates.hpp>
+#include <vector>
+
+#include "error_message.hpp"
+
+namespace tether {
+namespace {
+
+using testing::message_of;
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Measured figures go to the XML report (--gtest_output=xml).
+std::string sci(double x) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3e", x);
+  return buffer;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// domains x groups x trajectories; one advantage per trajectory (repeated on its tokens, as
+// GRPO / GSPO assume); states drawn from a small pool so APC's states hold several tokens.
+TokenBatch make_batch(Rng& rng, int domains, int groups_per_domain, int trajectories_per_group,
+                      int min_len, int max_len, int states = 7) {
+  TokenBatch b;
+  int group = 0, trajectory = 0;
+  std::vector<double> adv;
+  for (int d = 0; d < domains; ++d) {
+    for (int g = 0; g < groups_per_domain; ++g, ++group) {
+      for (int t = 0; t < trajectories_per_group; ++t, ++trajectory) {
+        const int len = min_len + static_cast<int>(
+                                      rng.index(static_cast<std::uint64_t>(max_len - min_len + 1)));
+        const double a = rng.normal();
+        for (int p = 0; p < len; ++p) {
+          b.domain.push_back(d);
+          b.group.push_back(group);
+          b.trajectory.push_back(trajectory);
+          b.position.push_back(p);
+          b.state.push_back(static_cast<int>(rng.index(static_cast<std::uint64_t>(states))));
+          b.action.push_back(0);
+          adv.push_back(a);
+        }
+      }
+    }
+  }
+  const Index n = static_cast<Index>(adv.size());
+  b.old_log_prob.resize(n);
+  b.advantage.resize(n);
+  for (Index i = 0; i < n; ++i) {
+    b.old_log_prob[i] = std::log(rng.uniform(0.05, 0.5));
+    b.advantage[i] = adv[static_cast<std::size_t>(i)];
+  }
+  return b;
+}
+
+// mu_i = 1 / (|Tj| T_tau): the weights of GSPO, FiberPO and the hierarchy.
+Vector trajectory_mean_weights(const TokenBatch& b) {
+  const auto o = segment_offsets(b.trajectory);
+  const Index n_traj = static_cast<Index>(o.size()) - 1;
+  Vector mu(b.size());
+  for (Index k = 0; k < n_traj; ++k)
+    mu.segment(o[k], o[k + 1] - o[k])
+        .setConstant(1.0 / (static_cast<double>(n_traj) * static_cast<double>(o[k + 1] - o[k])));
+  return mu;
+}
+
+Vector ratios_of(const PpoClipGate& g, const TokenBatch& b, const Vector& lp) {
+  return g.gated_ratios(b, lp);
+}
+Vector ratios_of(const GrpoGate& g, const TokenBatch& b, const Vector& lp) {
+  return g.gated_ratios(b, lp);
+}
+Vector ratios_of(const GspoGate& g, const TokenBatch& b, const Vector& lp) {
+  return g.gated_ratios(b, lp);
+}
+Vector ratios_of(const ApcObjGate& g, const TokenBatch& b, const Vector& lp) {
+  return g.gated_ratios(b, lp);
+}
+Vector ratios_of(const FiberPoGate& g, const TokenBatch& b, const Vector& lp) {
+  return g.gated_ratios(b, lp).values();
+}
+Vector ratios_of(const GatingHierarchyGate& g, const TokenBatch& b, const Vector& lp) {
+  return g.gated_ratios(b, lp).values();
+}
+
+struct BatteryCase {
+  std::string name;
+  TokenBatch batch;
+  Vector weights;  // mu_i of the ungated objective sum mu r A
+  // Draws x = log r; the battery takes the first draw (seeds 0, 1, ...) whose tokens are in
+  // every regime the gate has: pass-through, zeroed, and rollback where expect_rollback.
+  std::function<Vector(Rng&)> draw;
+  bool identity_holds;   // G(r) = r in the pass-through regime
+  bool expect_rollback;  // the gate has a rollback regime, expected at the mixed point
+};
+
+template <class Gate>
+void expect_gate_properties(const Gate& gate, const BatteryCase& c) {
+  SCOPED_TRACE(c.name);
+  const TokenBatch& b = c.batch;
+  const Index n = b.size();
+
+  // First-order agreement at r = 1: J = sum mu A, dJ/d log pi = mu A.
+  {
+    const GateValue v = gate.evaluate(b, b.old_log_prob);
+    const Vector mu_a = c.weights.cwiseProduct(b.advantage);
+    EXPECT_NEAR(v.objective, mu_a.sum(), 1e-15);
+    EXPECT_LE((v.gradient - mu_a).cwiseAbs().maxCoeff(), 1e-16);
+    EXPECT_EQ(v.tokens.pass_through, 1.0);
+    EXPECT_EQ(v.trajectories.pass_through, 1.0);
+  }
+
+  // Gradient against central differences in the log-probs at a mixed point. A coordinate whose
+  // +-h perturbation crosses a kink (some gradient entry jumps) is skipped and counted.
+  {
+    Vector lp;
+    GateValue v;
+    bool mixed = false;
+    for (std::uint64_t seed = 0; seed < 200 && !mixed; ++seed) {
+      Rng rng(seed);
+      lp = b.old_log_prob + c.draw(rng);
+      v = gate.evaluate(b, lp);
+      mixed = v.tokens.pass_through > 0 && v.tokens.zeroed > 0 &&
+              (!c.expect_rollback || v.tokens.rollback > 0);
+    }
+    ASSERT_TRUE(mixed) << "no mixed-regime point found";
+    EXPECT_NEAR(v.tokens.pass_through + v.tokens.rollback + v.tokens.zeroed, 1.0, 1e-15);
+    EXPECT_NEAR(v.trajectories.pass_through + v.trajectories.rollback + v.trajectories.zeroed, 1.0,
+                1e-15);
+    const double h = 1e-6;
+    double err = 0.0;
+    int skipped = 0;
+    for (Index j = 0; j < n; ++j) {
+      Vector up = lp, down = lp;
+      up[j] += h;
+      down[j] -= h;
+      const GateValue vu = gate.evaluate(b, up), vd = gate.evaluate(b, down);
+      if ((vu.gradient - vd.gradient).cwiseAbs().maxCoeff() > 1e-4) {
+        ++skipped;
+        continue;
+      }
+      err = std::max(err, std::abs((vu.objective - vd.objective) / (2 * h) - v.gradient[j]));
+    }
+    ::testing::Test::RecordProperty(c.name + "_gradient_vs_fd", sci(err));
+    EXPECT_LE(err, 1e-9);
+    EXPECT_LE(skipped, n / 10);
+  }
+
+  // Pass-through identity: |log r| <= 0.01 everywhere gives G(r) = r at rounding level.
+  if (c.identity_holds) {
+    Rng rng(99);
+    double worst = 0.0;
+    for (int rep = 0; rep < 10; ++rep) {
+      Vector x(n);
+      for (Index i = 0; i < n; ++i) x[i] = rng.uniform(-0.01, 0.01);
+      const Vector r = x.array().exp();
+      const Vector g = ratios_of(gate, b, b.old_log_prob + x);
+      worst = std::max(worst, ((g - r).array() / r.array()).abs().maxCoeff());
+      EXPECT_EQ(gate.evaluate(b, b.old_log_prob + x).tokens.pass_through, 1.0);
+    }
+    ::testing::Test::RecordProperty(c.name + "_identity_error", sci(worst));
+    EXPECT_LE(worst, 1e-15);
+  }
+
+  // Bad input: non-positive probabilities, ragged and unsorted batches, NaN advantages.
+  const Vector lp = b.old_log_prob;
+  for (double bad : {kNan, kInf, 0.25}) {
+    Vector x = lp;
+    x[1] = bad;
+    const std::string m = message_of<InvalidArgumentError>([&] { (void)gate.evaluate(b, x); });
+    EXPECT_TRUE(contains(m, "new_log_prob at entry 1")) << m;
+    EXPECT_TRUE(contains(m, "must be finite and <= 0")) << m;
+  }
+  EXPECT_TRUE(contains(message_of<ShapeError>([&] { (void)gate.evaluate(b, lp.head(n - 1)); }),
+                       "new_log_prob has"));
+  {
+    TokenBatch ragged = b;
+    ragged.state.pop_back();
+    EXPECT_TRUE(
+        contains(message_of<ShapeError>([&] { (void)gate.evaluate(ragged, lp); }), "state has"));
+  }
+  {
+    TokenBatch unsorted = b;
+    std::swap(unsorted.group.front(), unsorted.group.back());
+    EXPECT_TRUE(contains(
+        message_of<InvalidArgumentError>([&] { (void)gate.evaluate(unsorted, lp); }), "sorted"));
+  }
+  {
+    TokenBatch nan_adv = b;
+    nan_adv.advantage[0] = kNan;
+    EXPECT_TRUE(
+        contains(message_of<InvalidArgumentError>([&] { (void)gate.evaluate(nan_adv, lp); }),
+                 "advantage at entry 0"));
+  }
+}
+
+// Log-ratios with per-trajectory scales from 0.01 to 0.5 (so some trajectories stay inside
+// every trust region and others leave it).
+Vector mixed_log_ratios(Rng& rng, const TokenBatch& b, const std::vector<double>& scales) {
+  Vector x(b.size());
+  double s = 0.0;
+  for (Index i = 0; i < b.size(); ++i) {
+    if (i == 0 ||
+        b.trajectory[static_cast<std::size_t>(i)] != b.trajectory[static_cast<std::size_t>(i) - 1])
+      s = scales[rng.index(scales.size())];
+    x[i] = std::clamp(s * rng.normal(), -0.65, 0.65);
+  }
+  return x;
+}
+
+static_assert(RatioGate<PpoClipGate> && RatioGate<GrpoGate> && RatioGate<GspoGate> &&
+              RatioGate<ApcObjGate> && RatioGate<FiberPoGate> && RatioGate<GatingHierarchyGate>);
+
+TEST(GateProperties, EveryGate) {
+  Rng rng(1);
+  const TokenBatch b = make_batch(rng, 2, 2, 3, 3, 12);
+  auto scaled = [&b](std::vector<double> scales) {
+    return [&b, scales](Rng& r) { return mixed_log_ratios(r, b, scales); };
+  };
+  const auto x_wide = scaled({0.01, 0.1, 0.3, 0.5});
+  const Vector token_mean = Vector::Constant(b.size(), 1.0 / static_cast<double>(b.size()));
+  expect_gate_properties(PpoClipGate{}, {"ppo", b, token_mean, x_wide, true, false});
+  expect_gate_properties(GrpoGate{}, {"grpo", b, GrpoGate::weights(b), x_wide, true, false});
+  // GSPO: sequence ratios of a few 1e-4 (its eps is 4e-4).
+  const auto x_gspo = scaled({1e-5, 1e-4, 1e-3, 3e-3});
+  expect_gate_properties(GspoGate{}, {"gspo", b, trajectory_mean_weights(b), x_gspo, false, false});
+  // APC with one state per pair of trajectories (states of ~15 tokens), delta 0.1.
+  TokenBatch paired = b;
+  for (std::size_t i = 0; i < paired.state.size(); ++i) paired.state[i] = 6 - b.trajectory[i] / 2;
+  expect_gate_properties(ApcObjGate({.delta = 0.1}),
+                         {"apc", paired, token_mean,
+                          [&paired](Rng& r) {
+                            return mixed_log_ratios(r, paired, {0.01, 0.05, 0.2});
+                          },
+                          true, true});
+  const auto x_fiber = scaled({0.01, 0.05, 0.1, 0.2, 0.35});
+  expect_gate_properties(FiberPoGate{},
+                         {"fiberpo", b, trajectory_mean_weights(b), x_fiber, true, true});
+  expect_gate_properties(GatingHierarchyGate{},
+                         {"fiberpo_domain", b, trajectory_mean_weights(b), x_fiber, true, true});
+}
+
+// ---------------------------------------------------------------- PPO-clip
+
+TokenBatch four_tokens(Vector advantage) {
+  TokenBatch b;
+  b.domain = b.group = {0, 0, 0, 0};
+  b.trajectory = {0, 0, 1, 1};
+  b.position = {0, 1, 0, 1};
+  b.state = {0, 1, 2, 3};
+  b.action = {0, 0, 0, 0};
+  b.old_log_prob = Vector::Constant(4, std::log(0.25));
+  b.advantage = std::move(advantage);
+  return b;
+}
+
+TEST(PpoClip, ValueGradientAndRegimesByHand) {
+  const TokenBatch b = four_tokens(Vector{{1.0, 1.0, -1.0, -1.0}});
+  const Vector r{{1.5, 0.5, 1.1, 0.7}};
+  const Vector lp = b.old_log_prob + r.array().log().matrix();
+  const GateValue v = PpoClipGate{}.evaluate(b, lp);
+  // min(1.5, 1.2) + min(0.5, 0.8) + min(-1.1, -1.1) + min(-0.7, -0.8) = 1.2 + 0.5 - 1.1 - 0.8.
+  EXPECT_NEAR(v.objective, -0.2 / 4, 1e-15);
+  EXPECT_EQ(v.gradient[0], 0.0);
+  EXPECT_NEAR(v.gradient[1], 0.5 / 4, 1e-16);
+  EXPECT_NEAR(v.gradient[2], -1.1 / 4, 1e-16);
+  EXPECT_EQ(v.gradient[3], 0.0);
+  EXPECT_EQ(v.tokens.zeroed, 0.5);
+  const Vector g = PpoClipGate{}.gated_ratios(b, lp);
+  EXPECT_NEAR(g[0], 1.2, 1e-15);
+  EXPECT_NEAR(g[3], 0.8, 1e-15);
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] { PpoClipGate gate({.eps = -0.2}); }),
+                       "PpoClipGate::Options: eps must be finite and >= 0, got -0.2"));
+}
+
+// ---------------------------------------------------------------- GRPO
+
+TokenBatch grpo_batch() {
+  // group 0: trajectories of 2 and 3 tokens; group 1: one trajectory of 4 tokens.
+  TokenBatch b;
+  b.domain = std::vector<int>(9, 0);
+  b.group = {0, 0, 0, 0, 0, 1, 1, 1, 1};
+  b.trajectory = {0, 0, 1, 1, 1, 2, 2, 2, 2};
+  b.position = {0, 1, 0, 1, 2, 0, 1, 2, 3};
+  b.state = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  b.action = std::vector<int>(9, 0);
+  b.old_log_prob = Vector::Constant(9, std::log(0.5));
+  b.advantage = Vector::Ones(9);
+  return b;
+}
+
+TEST(Grpo, WeightsAreOneOverGroupSizeTimesLength) {
+  const Vector mu = GrpoGate::weights(grpo_batch());
+  const Vector expected{
+      {1 / 4.0, 1 / 4.0, 1 / 6.0, 1 / 6.0, 1 / 6.0, 1 / 4.0, 1 / 4.0, 1 / 4.0, 1 / 4.0}};
+  EXPECT_EQ((mu - expected).cwiseAbs().maxCoeff(), 0.0);
+}
+
+TEST(Grpo, GroupNormalisedAdvantages) {
+  const TokenBatch b = grpo_batch();
+  // Group 0: rewards (1, 0): mean 0.5, population std 0.5 -> (+1, -1). Group 1 has one
+  // trajectory: std 0 -> advantage 0 (the std = 0 rule).
+  const Vector a = grpo_advantages(b, Vector{{1.0, 0.0, 7.0}});
+  EXPECT_EQ((a - Vector{{1.0, 1.0, -1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0}}).cwiseAbs().maxCoeff(),
+            0.0);
+  // Sample std (torch.std): sqrt(0.5).
+  const Vector u = grpo_advantages(b, Vector{{1.0, 0.0, 7.0}}, {.unbiased_std = true});
+  EXPECT_NEAR(u[0], std::sqrt(0.5), 1e-15);
+  EXPECT_NEAR(u[2], -std::sqrt(0.5), 1e-15);
+  EXPECT_EQ(u[5], 0.0);
+  const Vector e = grpo_advantages(b, Vector{{1.0, 0.0, 7.0}}, {.std_epsilon = 1e-4});
+  EXPECT_NEAR(e[0], 0.5 / 0.5001, 1e-15);
+  // All rewards equal: exactly 0, even where rounding makes the mean differ from them.
+  const Vector z = grpo_advantages(b, Vector{{0.1, 0.1, 0.3}});
+  EXPECT_EQ(z.cwiseAbs().maxCoeff(), 0.0);
+  EXPECT_TRUE(contains(message_of<ShapeError>([&] { (void)grpo_advantages(b, Vector::Ones(2)); }),
+                       "trajectory_reward has 2 entries; the batch has 3 trajectories"));
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([&] {
+                         (void)grpo_advantages(b, Vector{{1.0, kNan, 0.0}});
+                       }),
+                       "trajectory_reward at entry 1"));
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>(
+                           [&] { (void)grpo_advantages(b, Vector::Ones(3), {.std_epsilon = -1}); }),
+                       "std_epsilon must be finite and >= 0"));
+}
+
+TEST(Grpo, KlToReference) {
+  TokenBatch b = grpo_batch();
+  Rng rng(3);
+  Vector ref(9), x(9);
+  for (Index i = 0; i < 9; ++i) {
+    ref[i] = std::log(rng.uniform(0.1, 0.9));
+    x[i] = std::clamp(0.3 * rng.normal(), -0.6, 0.6);  // new log-probs stay <= 0
+  }
+  b.advantage.setZero();  // J = -beta sum mu k3
+  const double beta = 0.04;
+  const GrpoGate gate({.beta = beta}, ref);
+  const Vector lp = b.old_log_prob + x;
+  const Vector mu = GrpoGate::weights(b);
+  double expected = 0.0;
+  for (Index i = 0; i < 9; ++i) {
+    const double q = ref[i] - lp[i];
+    expected -= beta * mu[i] * (std::exp(q) - q - 1.0);
+  }
+  const GateValue v = gate.evaluate(b, lp);
+  EXPECT_NEAR(v.objective, expected, 1e-16);
+  double err = 0.0;
+  for (Index j = 0; j < 9; ++j) {
+    Vector up = lp, down = lp;
+    up[j] += 1e-6;
+    down[j] -= 1e-6;
+    err = std::max(
+        err, std::abs((gate.evaluate(b, up).objective - gate.evaluate(b, down).objective) / 2e-6 -
+                      v.gradient[j]));
+  }
+  EXPECT_LE(err, 1e-10);
+  // At pi = pi_ref the KL and its gradient vanish.
+  EXPECT_EQ(GrpoGate({.beta = beta}, lp).evaluate(b, lp).objective, 0.0);
+  EXPECT_EQ(GrpoGate({.beta = beta}, lp).evaluate(b, lp).gradient.cwiseAbs().maxCoeff(), 0.0);
+  // Refusals.
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] { GrpoGate g({.eps = -0.2}); }),
+                       "GrpoGate::Options: eps must be finite and >= 0"));
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] { GrpoGate g({.beta = 0.1}); }),
+                       "no reference_log_prob"));
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] { GrpoGate g({.beta = -0.1}); }),
+                       "beta must be finite and >= 0, got -0.10000000000000001"));
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] {
+                         GrpoGate g({.beta = 0.1}, Vector{{-0.1, 0.2}});
+                       }),
+                       "reference_log_prob at entry 1 is 0.2"));
+  EXPECT_TRUE(contains(message_of<ShapeError>([&] {
+                         (void)GrpoGate({.beta = 0.1}, Vector::Constant(3, -1.0)).evaluate(b, lp);
+                       }),
+                       "reference_log_prob has 3 entries"));
+}
+
+// ---------------------------------------------------------------- GSPO
+
+TEST(Gspo, SequenceRatioAndClip) {
+  const TokenBatch b = four_tokens(Vector{{1.0, 1.0, -1.0, -1.0}});
+  // Trajectory 0: log r = (3e-4, 1e-4): s = e^2e-4, inside 1 +- 4e-4. Trajectory 1 (A < 0):
+  // log r = (-1e-3, -5e-4): s = e^-7.5e-4 < 1 - 4e-4: clipped, zeroed.
+  const Vector x{{3e-4, 1e-4, -1e-3, -5e-4}};
+  const GspoGate gate;
+  const GateValue v = gate.evaluate(b, b.old_log_prob + x);
+  const Vector g = gate.gated_ratios(b, b.old_log_prob + x);
+  EXPECT_NEAR(g[0], std::exp(2e-4), 1e-16);
+  EXPECT_EQ(g[1], g[0]);
+  EXPECT_EQ(g[2], 1.0 - 4e-4);
+  EXPECT_NEAR(v.objective, 0.5 * (std::exp(2e-4) - (1.0 - 4e-4)), 1e-16);
+  EXPECT_NEAR(v.gradient[0], std::exp(2e-4) / 4, 1e-16);  // s A / (|Tj| T_tau)
+  EXPECT_EQ(v.gradient[2], 0.0);
+  EXPECT_EQ(v.trajectories.zeroed, 0.5);
+  EXPECT_EQ(v.tokens.zeroed, 0.5);
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] { GspoGate g({.eps = kNan}); }),
+                       "GspoGate::Options: eps must be finite and >= 0"));
+}
+
+// ---------------------------------------------------------------- APC-Obj
+
+// The paper's single-state example: actions with counts n = (1, 2, 1), so pi_old = (1/4, 1/2,
+// 1/4) and four tokens at one state; A = (1, 0, -2); delta = 0.2.
+struct ApcExample {
+  TokenBatch batch;
+  ApcExample() {
+    batch.domain = batch.group = batch.trajectory = {0, 0, 0, 0};
+    batch.position = {0, 1, 2, 3};
+    batch.state = {5, 5, 5, 5};
+    batch.action = {0, 1, 1, 2};
+    batch.old_log_prob = Vector{{std::log(0.25), std::log(0.5), std::log(0.5), std::log(0.25)}};
+    batch.advantage = Vector{{1.0, 0.0, 0.0, -2.0}};
+  }
+  // J at Delta = r - 1 per action.
+  double value(const ApcObjGate& gate, double d0, double d1, double d2) const {
+    const Vector r{{1 + d0, 1 + d1, 1 + d1, 1 + d2}};
+    return gate.evaluate(batch, batch.old_log_prob + r.array().log().matrix()).objective;
+  }
+};
+
+TEST(ApcObj, SingleStateExampleValueAndMaximiser) {
+  const ApcExample ex;
+  const ApcObjGate gate({.delta = 0.2});
+  const double at_lp = ex.value(gate, 0.4, 0.0, -0.4);
+  RecordProperty("apc_value_error", sci(std::abs(at_lp - 0.05)));
+  EXPECT_NEAR(at_lp, 0.05, 1e-15);
+  // Over normalised ratios (sum_a pi_old(a) r_a = 1, r > 0): Delta_1 = -(Delta_0 + Delta_2)/2.
+  // A grid (step 0.01) and 20000 random points never beat 0.05.
+  double best = -1e9;
+  for (int i = -99; i <= 300; ++i) {
+    for (int k = -99; k <= 300; ++k) {
+      const double d0 = i / 100.0, d2 = k / 100.0, d1 = -(d0 + d2) / 2;
+      if (d1 <= -1.0 || (1 + d0) * 0.25 > 1.0 || (1 + d2) * 0.25 > 1.0 || (1 + d1) * 0.5 > 1.0)
+        continue;
+      best = std::max(best, ex.value(gate, d0, d1, d2));
+    }
+  }
+  Rng rng(4);
+  for (int s = 0; s < 20000; ++s) {
+    const double d0 = rng.uniform(-0.999, 3.0), d2 = rng.uniform(-0.999, 3.0), d1 = -(d0 + d2) / 2;
+    if (d1 <= -1.0 || (1 + d1) * 0.5 > 1.0) continue;
+    best = std::max(best, ex.value(gate, d0, d1, d2));
+  }
+  RecordProperty("apc_search_best", sci(best));
+  EXPECT_LE(best, 0.05 + 1e-15);
+  EXPECT_GE(best, 0.05 - 1e-15);  // the grid contains the maximiser
+  // At the maximiser the state's TV is exactly delta: G = r (the unmoved tokens sit at the
+  // kink B = 0, where G = 1 = r as well).
+  const Vector x_opt{{std::log(1.4), 0.0, 0.0, std::log(0.6)}};
+  const Vector g = gate.gated_ratios(ex.batch, ex.batch.old_log_prob + x_opt);
+  EXPECT_LE((g - x_opt.array().exp().matrix()).cwiseAbs().maxCoeff(), 1e-15);
+}
+
+TEST(ApcObj, RegimesAndBudgets) {
+  const ApcExample ex;
+  const ApcObjGate gate({.delta = 0.2});
+  // Delta = (0.6, 0, -0.6): TV = 0.3 > 0.2; B_0 = 0.8 - 0.6 = 0.2 < 0.6: rollback on both moved
+  // tokens; J = (0.2 * 1 + (-0.2) * (-2) + (1 - 2)) / 4 = -0.1.
+  const Vector x{{std::log(1.6), 0.0, 0.0, std::log(0.4)}};
+  const GateValue v = gate.evaluate(ex.batch, ex.batch.old_log_prob + x);
+  EXPECT_NEAR(v.objective, -0.1, 1e-15);
+  EXPECT_EQ(v.tokens.rollback, 0.5);
+  // dJ/dr_0 = -sign(r_0 - 1) * (sign(r_3 - 1) A_3) / 4 = -(1)(2)/4; d log: times r_0 = 1.6.
+  EXPECT_NEAR(v.gradient[0], -0.5 * 1.6, 1e-15);
+  EXPECT_NEAR(v.gradient[3], -(-1.0) * (1.0) * 0.4 / 4, 1e-15);
+  // Delta = (2, 0, -0.9): B <= 0 for both: zeroed, G = 1.
+  const Vector far{{std::log(3.0), 0.0, 0.0, std::log(0.1)}};
+  const Vector g = gate.gated_ratios(ex.batch, ex.batch.old_log_prob + far);
+  EXPECT_EQ(g[0], 1.0);
+  EXPECT_EQ(g[3], 1.0);
+  EXPECT_EQ(gate.evaluate(ex.batch, ex.batch.old_log_prob + far).tokens.zeroed, 1.0);
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([] { ApcObjGate a({.delta = -0.1}); }),
+                       "ApcObjGate::Options: delta must be finite and >= 0"));
+}
+
+}  // namespace
+}  // namespace tether

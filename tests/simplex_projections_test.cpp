@@ -1,0 +1,763 @@
+// core/simplex_projections: the simplex, the l1 ball and the box section against their
+// definitions (exact feasibility, the variational inequality, idempotence), against each other
+// (the two algorithms of each set), against a generic QP solver and closed forms on small
+// cases, batch = per row, the same bits for any thread count, and every refusal.
+//
+// Each property test prints the largest error it measured ("measured: ..."), in units of
+// eps = 2^-52 times the scale named there.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <tether/core/dense_qp.hpp>
+#include <tether/core/errors.hpp>
+#include <tether/core/projections.hpp>
+#include <tether/core/rng.hpp>
+#include <tether/core/simplex_projections.hpp>
+#include <tether/core/simplex_row.hpp>
+#include <type_traits>
+#include <vector>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "error_message.hpp"
+
+namespace tether {
+namespace {
+
+using ::testing::HasSubstr;
+using tether::testing::message_of;
+
+constexpr double kEps = std::numeric_limits<double>::epsilon();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+static_assert(ConvexSet<Simplex>);
+static_assert(ConvexSet<L1Ball>);
+static_assert(ConvexSet<BoxSection>);
+// The device launchers take exactly the CPU batch functions' arguments.
+static_assert(
+    std::is_same_v<decltype(&project_simplex_rows), decltype(&device::project_simplex_rows)>);
+static_assert(
+    std::is_same_v<decltype(&project_l1_ball_rows), decltype(&device::project_l1_ball_rows)>);
+static_assert(std::is_same_v<decltype(&project_box_section_rows),
+                             decltype(&device::project_box_section_rows)>);
+
+/// N x n Gaussian rows, each row with its own scale 10^U(-3, 3) and offset, so that the active
+/// sets range from one entry to all of them.
+Matrix random_rows(Rng& rng, Index rows, Index n) {
+  Matrix x(rows, n);
+  for (Index r = 0; r < rows; ++r) {
+    const double scale = std::pow(10.0, rng.uniform(-3.0, 3.0));
+    const double offset = scale * rng.uniform(-1.0, 1.0);
+    for (Index j = 0; j < n; ++j) x(r, j) = offset + scale * rng.normal();
+  }
+  return x;
+}
+
+template <class Set>
+Vector projected(const Set& set, Vector x) {
+  set.project(x);
+  return x;
+}
+
+double dot(const Vector& a, const Vector& b) { return a.dot(b); }
+
+/// Largest ratio seen, for the "measured" lines.
+struct Worst {
+  double value = 0.0;
+  void see(double v) { value = std::max(value, v); }
+};
+
+// ---- Simplex -------------------------------------------------------------------------------
+
+/// |sum p - z| in units of eps z (the sum of the p_i, compensated).
+double simplex_sum_error(const Vector&, const Vector& p, double z) {
+  simplex_row::Sum s;
+  for (Index i = 0; i < p.size(); ++i) s.add(p[i]);
+  return std::abs(s.value() - z) / (kEps * z);
+}
+
+void check_simplex_properties(SimplexAlgorithm algorithm, std::uint64_t seed) {
+  Rng rng(seed);
+  Worst sum_error, vi, idempotence;
+  for (Index n : {1, 2, 3, 10, 100, 1000}) {
+    for (double z : {1.0, 1e-6, 37.5}) {
+      const Simplex simplex(n, z, algorithm);
+      const Matrix x = random_rows(rng, 20, n);
+      for (Index r = 0; r < x.rows(); ++r) {
+        const Vector y = x.row(r).transpose();
+        const Vector p = projected(simplex, y);
+        for (Index i = 0; i < n; ++i) ASSERT_GE(p[i], 0.0) << "n " << n << " row " << r;
+        const double e = simplex_sum_error(y, p, z);
+        sum_error.see(e);
+        EXPECT_LE(e, 4.0) << "n " << n << " z " << z << " row " << r;
+        // Variational inequality against every vertex z e_j (it then holds on the whole set):
+        // <y - p, z e_j - p> <= 0.
+        const Vector g = y - p;
+        const double scale = g.norm() * (z + p.norm()) + 1e-300;
+        for (Index j = 0; j < n; ++j) {
+          const double inner = g[j] * z - dot(g, p);
+          vi.see(inner / (kEps * scale));
+          EXPECT_LE(inner, 1e-12 * scale) << "n " << n << " vertex " << j;
+        }
+        // And against random feasible points (normalised exponentials).
+        for (int k = 0; k < 5; ++k) {
+          Vector s(n);
+          for (Index i = 0; i < n; ++i) s[i] = -std::log(rng.uniform());
+          s *= z / s.sum();
+          EXPECT_LE(dot(g, s - p), 1e-12 * (g.norm() * (s.norm() + p.norm()) + 1e-300));
+        }
+        const Vector pp = projected(simplex, p);
+        const double moved = (pp - p).cwiseAbs().maxCoeff() / (kEps * (z + 1e-300));
+        idempotence.see(moved);
+        EXPECT_LE(moved, 8.0) << "n " << n << " z " << z;
+      }
+    }
+  }
+  std::printf(
+      "measured (simplex, %s): |sum p - z| <= %.2f eps z; VI <= %.2f eps "
+      "|y - p| (z + |p|); idempotence moves <= %.2f eps z\n",
+      algorithm == SimplexAlgorithm::kSort ? "sort" : "condat", sum_error.value, vi.value,
+      idempotence.value);
+}
+
+TEST(Simplex, SortBasedIsFeasibleOptimalAndIdempotent) {
+  check_simplex_properties(SimplexAlgorithm::kSort, 1);
+}
+
+TEST(Simplex, CondatIsFeasibleOptimalAndIdempotent) {
+  check_simplex_properties(SimplexAlgorithm::kCondat, 2);
+}
+
+TEST(Simplex, ClosedFormCases) {
+  const Simplex simplex(3, 1.0);
+  Vector y(3);
+  y << 0.5, 0.2, 0.1;  // all active: tau = (0.8 - 1) / 3
+  Vector p = projected(simplex, y);
+  EXPECT_NEAR(p[0], 0.5 + 0.2 / 3, 4e-16);
+  EXPECT_NEAR(p[1], 0.2 + 0.2 / 3, 4e-16);
+  EXPECT_NEAR(p[2], 0.1 + 0.2 / 3, 4e-16);
+  y << 3.0, 0.0, -1.0;  // one active entry: the vertex e_0
+  p = projected(simplex, y);
+  EXPECT_EQ(p, Vector::Unit(3, 0));
+  y << 0.25, 0.25, 0.5;  // inside: left where it is
+  p = projected(simplex, y);
+  EXPECT_EQ(p, y);
+  y << 2.0, 2.0, 2.0;  // ties: the barycentre
+  p = projected(simplex, y);
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(p[i], 1.0 / 3.0, 4e-16);
+  // The multiplier is carried to twice the precision: far from the set, the answer keeps its
+  // digits (a single-double tau = 1e3 - 1e-6 would leave p = 1e3 - fl(1e3 - 1e-6) != 1e-6).
+  Vector far(1);
+  far << 1e3;
+  EXPECT_EQ(projected(Simplex(1, 1e-6), far)[0], 1e-6);
+  Vector far2(2);
+  far2 << 1e8, 1e8;
+  EXPECT_EQ(projected(Simplex(2, 2e-9), far2), Vector::Constant(2, 1e-9));
+  // n = 1: the point z; z = 0: the origin.
+  Vector one(1);
+  one << -5.0;
+  EXPECT_EQ(projected(Simplex(1, 2.5), one)[0], 2.5);
+  EXPECT_EQ(projected(Simplex(3, 0.0), y), Vector::Zero(3));
+}
+
+TEST(Simplex, MatchesAGenericQpSolverOnSmallCases) {
+  Rng rng(3);
+  Worst worst;
+  for (int trial = 0; trial < 200; ++trial) {
+    const Index n = 1 + static_cast<Index>(rng.index(12));
+    const double z = rng.uniform(0.1, 5.0);
+    const Vector y = random_rows(rng, 1, n).row(0).transpose();
+    // min 0.5 |p|^2 - y^T p  s.t.  -p <= 0,  1^T p = z.
+    const DenseQpResult qp =
+        solve_dense_qp(Eigen::MatrixXd::Identity(n, n), -y, -Eigen::MatrixXd::Identity(n, n),
+                       Vector::Zero(n), Eigen::MatrixXd::Ones(1, n), Vector::Constant(1, z));
+    ASSERT_TRUE(qp.converged);
+    for (SimplexAlgorithm a : {SimplexAlgorithm::kSort, SimplexAlgorithm::kCondat}) {
+      const Vector p = projected(Simplex(n, z, a), y);
+      const double d = (p - qp.x).cwiseAbs().maxCoeff() / (z + y.cwiseAbs().maxCoeff());
+      worst.see(d);
+      EXPECT_LE(d, 1e-12) << "trial " << trial << ", n " << n;
+    }
+  }
+  std::printf("measured (simplex vs DenseQp, n <= 12): max |p - p_qp| <= %.2e (z + |y|_inf)\n",
+              worst.value);
+}
+
+TEST(Simplex, TheTwoAlgorithmsAgree) {
+  Rng rng(4);
+  int identical = 0, rows = 0;
+  Worst worst;
+  for (Index n : {2, 5, 50, 1000, 4096}) {
+    Matrix a = random_rows(rng, 40, n);
+    Matrix b = a;
+    const double scale = a.cwiseAbs().maxCoeff() + 1.0;
+    project_simplex_rows(a, 1.0, SimplexAlgorithm::kSort);
+    project_simplex_rows(b, 1.0, SimplexAlgorithm::kCondat);
+    for (Index r = 0; r < a.rows(); ++r) {
+      ++rows;
+      if (a.row(r) == b.row(r)) ++identical;
+      const double d = (a.row(r) - b.row(r)).cwiseAbs().maxCoeff() / scale;
+      worst.see(d);
+      EXPECT_LE(d, 1e-12) << "n " << n << " row " << r;
+    }
+  }
+  std::printf("measured (simplex sort vs condat): %d of %d rows bitwise equal, max diff %.2e\n",
+              identical, rows, worst.value);
+}
+
+TEST(Simplex, StructuredInputsAgreeAcrossAlgorithms) {
+  // Sorted either way (Condat's online pass restarts its candidate list at every new maximum
+  // on ascending input), all equal, two clusters, one spike: both algorithms, both sets.
+  const Index n = 2000;
+  std::vector<Vector> inputs;
+  inputs.push_back(Vector::LinSpaced(n, -1.0, 1.0));
+  inputs.push_back(Vector::LinSpaced(n, 1.0, -1.0));
+  inputs.push_back(Vector::Constant(n, 0.25));
+  Vector clusters(n), spike = Vector::Zero(n);
+  for (Index i = 0; i < n; ++i) clusters[i] = (i % 2 ? 5.0 : -5.0) + 1e-9 * static_cast<double>(i);
+  spike[n / 3] = 1e3;
+  inputs.push_back(clusters);
+  inputs.push_back(spike);
+  for (const Vector& y : inputs) {
+    for (double z : {1.0, 1e-3, 1e3}) {
+      const Vector a = projected(Simplex(n, z, SimplexAlgorithm::kSort), y);
+      const Vector b = projected(Simplex(n, z, SimplexAlgorithm::kCondat), y);
+      EXPECT_LE((a - b).cwiseAbs().maxCoeff(), 1e-12 * (z + y.cwiseAbs().maxCoeff()));
+      EXPECT_LE(simplex_sum_error(y, b, z), 4.0);
+      EXPECT_GE(b.minCoeff(), 0.0);
+      const Vector c = projected(L1Ball(n, z, SimplexAlgorithm::kSort), y);
+      const Vector d = projected(L1Ball(n, z, SimplexAlgorithm::kCondat), y);
+      EXPECT_LE((c - d).cwiseAbs().maxCoeff(), 1e-12 * (z + y.cwiseAbs().maxCoeff()));
+      simplex_row::Sum norm;  // |d|_1 = z up to the rounding of the entries
+      for (Index i = 0; i < n; ++i) norm.add(std::abs(d[i]));
+      if (d != y) EXPECT_LE(std::abs(norm.value() - z), 4 * kEps * z);
+    }
+  }
+}
+
+TEST(Simplex, SumIsExactAcrossScalesAndOnOneLongVector) {
+  Rng rng(5);
+  Worst worst;
+  // Entries spread over 20 orders of magnitude, radii from 1e-8 to 1e8.
+  for (double z : {1e-8, 1.0, 1e8}) {
+    Matrix x(10, 500);
+    for (Index i = 0; i < x.size(); ++i)
+      x.data()[i] = (rng.uniform() < 0.5 ? -1.0 : 1.0) * std::pow(10.0, rng.uniform(-10, 10));
+    for (SimplexAlgorithm a : {SimplexAlgorithm::kSort, SimplexAlgorithm::kCondat}) {
+      Matrix p = x;
+      project_simplex_rows(p, z, a);
+      for (Index r = 0; r < x.rows(); ++r) {
+        const double e = simplex_sum_error(x.row(r).transpose(), p.row(r).transpose(), z);
+        worst.see(e);
+        EXPECT_LE(e, 4.0) << "z " << z << " row " << r;
+      }
+    }
+  }
+  // One vector of 2^20 entries.
+  Vector big(1 << 20);
+  for (Index i = 0; i < big.size(); ++i) big[i] = rng.normal();
+  Vector a = big, b = big;
+  Simplex(big.size(), 100.0, SimplexAlgorithm::kSort).project(a);
+  Simplex(big.size(), 100.0, SimplexAlgorithm::kCondat).project(b);
+  EXPECT_LE((a - b).cwiseAbs().maxCoeff(), 1e-12);
+  worst.see(simplex_sum_error(big, a, 100.0));
+  worst.see(simplex_sum_error(big, b, 100.0));
+  EXPECT_LE(simplex_sum_error(big, b, 100.0), 4.0);
+  std::printf("measured (simplex, wide scales and n = 2^20): |sum p - z| <= %.2f eps z\n",
+              worst.value);
+}
+
+// ---- L1Ball --------------------------------------------------------------------------------
+
+void check_l1_properties(SimplexAlgorithm algorithm, std::uint64_t seed) {
+  Rng rng(seed);
+  Worst sum_error, vi;
+  int inside = 0;
+  for (Index n : {1, 2, 7, 100, 1000}) {
+    for (double z : {1.0, 1e-4, 50.0}) {
+      const L1Ball ball(n, z, algorithm);
+      const Matrix x = random_rows(rng, 20, n);
+      for (Index r = 0; r < x.rows(); ++r) {
+        const Vector y = x.row(r).transpose();
+        const Vector p = projected(ball, y);
+        simplex_row::Sum norm;
+        for (Index i = 0; i < n; ++i) {
+          norm.add(std::abs(p[i]));
+          ASSERT_TRUE(p[i] == 0.0 || (p[i] > 0.0) == (y[i] > 0.0)) << "sign of entry " << i;
+          ASSERT_LE(std::abs(p[i]), std::abs(y[i]));
+        }
+        if (p == y) {
+          ++inside;
+          EXPECT_LE(y.lpNorm<1>(), z * (1 + 1e-15));
+          continue;
+        }
+        const double e = std::abs(norm.value() - z) / (kEps * z);
+        sum_error.see(e);
+        EXPECT_LE(e, 4.0) << "n " << n << " z " << z << " row " << r;
+        // Variational inequality against every vertex +-z e_j.
+        const Vector g = y - p;
+        const double scale = g.norm() * (z + p.norm());
+        for (Index j = 0; j < n; ++j) {
+          const double inner = std::abs(g[j]) * z - dot(g, p);
+          vi.see(inner / (kEps * scale));
+          EXPECT_LE(inner, 1e-12 * scale);
+        }
+        const Vector pp = projected(ball, p);
+        EXPECT_LE((pp - p).cwiseAbs().maxCoeff(), 8 * kEps * z);
+      }
+    }
+  }
+  EXPECT_GT(inside, 10);  // some points were inside the ball and came back bit for bit
+  std::printf(
+      "measured (l1 ball, %s): ||p|_1 - z| <= %.2f eps z; VI <= %.2f eps "
+      "|y - p| (z + |p|); %d points inside, unchanged\n",
+      algorithm == SimplexAlgorithm::kSort ? "sort" : "condat", sum_error.value, vi.value, inside);
+}
+
+TEST(L1Ball, SortBasedIsFeasibleOptimalAndIdempotent) {
+  check_l1_properties(SimplexAlgorithm::kSort, 6);
+}
+
+TEST(L1Ball, CondatIsFeasibleOptimalAndIdempotent) {
+  check_l1_properties(SimplexAlgorithm::kCondat, 7);
+}
+
+TEST(L1Ball, MatchesAQpOverTheFacetsOnSmallCases) {
+  // |p|_1 <= z as the 2^n facets s^T p <= z, s in {-1, 1}^n (n <= 6: at most 64 rows).
+  Rng rng(8);
+  Worst worst;
+  for (int trial = 0; trial < 150; ++trial) {
+    const Index n = 1 + static_cast<Index>(rng.index(6));
+    const double z = rng.uniform(0.1, 3.0);
+    const Vector y = random_rows(rng, 1, n).row(0).transpose();
+    const Index m = Index{1} << n;
+    Eigen::MatrixXd facets(m, n);
+    for (Index f = 0; f < m; ++f)
+      for (Index j = 0; j < n; ++j) facets(f, j) = (f >> j) & 1 ? 1.0 : -1.0;
+    const DenseQpResult qp =
+        solve_dense_qp(Eigen::MatrixXd::Identity(n, n), -y, facets, Vector::Constant(m, z));
+    ASSERT_TRUE(qp.converged);
+    for (SimplexAlgorithm a : {SimplexAlgorithm::kSort, SimplexAlgorithm::kCondat}) {
+      const Vector p = projected(L1Ball(n, z, a), y);
+      const double d = (p - qp.x).cwiseAbs().maxCoeff() / (z + y.cwiseAbs().maxCoeff());
+      worst.see(d);
+      EXPECT_LE(d, 1e-12) << "trial " << trial;
+    }
+  }
+  std::printf("measured (l1 ball vs DenseQp, n <= 6): max |p - p_qp| <= %.2e (z + |y|_inf)\n",
+              worst.value);
+}
+
+TEST(L1Ball, TheTwoAlgorithmsAgreeAndInsidePointsAreUntouched) {
+  Rng rng(9);
+  Matrix a = random_rows(rng, 200, 300);
+  Matrix b = a;
+  project_l1_ball_rows(a, 5.0, SimplexAlgorithm::kSort);
+  project_l1_ball_rows(b, 5.0, SimplexAlgorithm::kCondat);
+  EXPECT_LE((a - b).cwiseAbs().maxCoeff(), 1e-12 * (1.0 + a.cwiseAbs().maxCoeff()));
+  Vector inside(4);
+  inside << 0.1, -0.2, 0.3, -0.39999999999999997;
+  const Vector before = inside;
+  L1Ball(4, 1.0).project(inside);
+  EXPECT_EQ(inside, before);
+  EXPECT_EQ(projected(L1Ball(4, 0.0), before), Vector::Zero(4));
+}
+
+// ---- BoxSection ----------------------------------------------------------------------------
+
+struct BoxCase {
+  Vector lower, upper, weights;
+  double total;
+};
+
+/// Random per-entry bounds and weights with c strictly inside [w^T l, w^T u].
+BoxCase random_box(Rng& rng, Index n) {
+  BoxCase b{Vector(n), Vector(n), Vector(n), 0.0};
+  for (Index i = 0; i < n; ++i) {
+    b.lower[i] = rng.uniform(-2.0, 1.0);
+    b.upper[i] = b.lower[i] + (rng.uniform() < 0.1 ? 0.0 : rng.uniform(0.0, 3.0));
+    b.weights[i] = std::pow(10.0, rng.uniform(-2.0, 2.0));
+  }
+  const double wl = b.weights.dot(b.lower), wu = b.weights.dot(b.upper);
+  b.total = wl + rng.uniform(0.0, 1.0) * (wu - wl);
+  return b;
+}
+
+/// |w^T p - c| in units of eps (|c| + sum w |p|); bounds are checked exactly.
+double box_error(const BoxSection& set, const Vector&, const Vector& p) {
+  simplex_row::Sum s;
+  double scale = std::abs(set.total());
+  for (Index i = 0; i < p.size(); ++i) {
+    EXPECT_GE(p[i], set.lower(i));
+    EXPECT_LE(p[i], set.upper(i));
+    s.add(set.weight(i) * p[i]);
+    scale += set.weight(i) * std::abs(p[i]);
+  }
+  s.add(-set.total());
+  return std::abs(s.value()) / (kEps * scale);
+}
+
+void check_box_properties(BoxSectionAlgorithm algorithm, std::uint64_t seed) {
+  Rng rng(seed);
+  Worst sum_error, vi, idempotence;
+  for (Index n : {1, 2, 5, 40, 1000}) {
+    for (int set_trial = 0; set_trial < 6; ++set_trial) {
+      const BoxCase c = random_box(rng, n);
+      const BoxSection set = set_trial % 3 == 2
+                                 ? BoxSection::capped_simplex(
+                                       n, 0.0, 3.0 / static_cast<double>(n) + 0.01, 1.0, algorithm)
+                                 : BoxSection(c.lower, c.upper, c.weights, c.total, algorithm);
+      const Matrix x = random_rows(rng, 10, n);
+      // Feasible points: projections of random points, plus the section of the box diagonal.
+      std::vector<Vector> feasible;
+      for (int k = 0; k < 6; ++k)
+        feasible.push_back(projected(set, random_rows(rng, 1, n).row(0).transpose()));
+      for (Index r = 0; r < x.rows(); ++r) {
+        const Vector y = x.row(r).transpose();
+        const Vector p = projected(set, y);
+        const double e = box_error(set, y, p);
+        sum_error.see(e);
+        EXPECT_LE(e, 4.0) << "n " << n << " row " << r;
+        const Vector g = y - p;
+        for (const Vector& s : feasible) {
+          const double scale = g.norm() * (s.norm() + p.norm()) + 1e-300;
+          const double inner = dot(g, s - p);
+          vi.see(inner / (kEps * scale));
+          EXPECT_LE(inner, 1e-12 * scale) << "n " << n << " row " << r;
+        }
+        const Vector pp = projected(set, p);
+        const double moved =
+            (pp - p).cwiseAbs().maxCoeff() / (kEps * (p.cwiseAbs().maxCoeff() + 1e-300));
+        idempotence.see(moved);
+        EXPECT_LE(moved, 64.0) << "n " << n;
+      }
+    }
+  }
+  std::printf(
+      "measured (box section, %s): |w^T p - c| <= %.2f eps (|c| + sum w |p|); VI <= "
+      "%.2f eps |y - p| (|s| + |p|); idempotence moves <= %.2f eps |p|_inf\n",
+      algorithm == BoxSectionAlgorithm::kSort ? "sort" : "newton", sum_error.value, vi.value,
+      idempotence.value);
+}
+
+TEST(BoxSection, SortBasedIsFeasibleOptimalAndIdempotent) {
+  check_box_properties(BoxSectionAlgorithm::kSort, 10);
+}
+
+TEST(BoxSection, NewtonIsFeasibleOptimalAndIdempotent) {
+  check_box_properties(BoxSectionAlgorithm::kNewton, 11);
+}
+
+// DenseQp's own answers carry |w^T x - c| up to ~4e-14 here (weights over four decades), ours
+// ~1e-16: the 1e-12 bound is DenseQp's accuracy, not ours.
+TEST(BoxSection, MatchesAGenericQpSolverOnSmallCases) {
+  Rng rng(12);
+  Worst worst;
+  for (int trial = 0; trial < 200; ++trial) {
+    const Index n = 1 + static_cast<Index>(rng.index(12));
+    const BoxCase c = random_box(rng, n);
+    const Vector y = random_rows(rng, 1, n).row(0).transpose();
+    Eigen::MatrixXd a(2 * n, n);
+    a << Eigen::MatrixXd::Identity(n, n), -Eigen::MatrixXd::Identity(n, n);
+    Vector b(2 * n);
+    b << c.upper, -c.lower;
+    const DenseQpResult qp = solve_dense_qp(Eigen::MatrixXd::Identity(n, n), -y, a, b,
+                                            c.weights.transpose(), Vector::Constant(1, c.total));
+    ASSERT_TRUE(qp.converged);
+    for (BoxSectionAlgorithm alg : {BoxSectionAlgorithm::kSort, BoxSectionAlgorithm::kNewton}) {
+      const Vector p = projected(BoxSection(c.lower, c.upper, c.weights, c.total, alg), y);
+      const double d = (p - qp.x).cwiseAbs().maxCoeff() / (1.0 + y.cwiseAbs().maxCoeff());
+      worst.see(d);
+      EXPECT_LE(d, 1e-12) << "trial " << trial << ", n " << n;
+    }
+  }
+  std::printf("measured (box section vs DenseQp, n <= 12): max |p - p_qp| <= %.2e (1 + |y|_inf)\n",
+              worst.value);
+}
+
+TEST(BoxSection, FarFromTheSetTheConstraintHoldsToTheAnswersOwnRounding) {
+  // |y| ~ 1e6 and c ~ 1: a single-double lambda would leave |w^T p - c| ~ 1e-10 * n.
+  Rng rng(132);
+  Worst worst;
+  for (BoxSectionAlgorithm a : {BoxSectionAlgorithm::kSort, BoxSectionAlgorithm::kNewton}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const Index n = 50;
+      Vector w(n);
+      for (Index i = 0; i < n; ++i) w[i] = rng.uniform(0.5, 2.0);
+      const BoxSection set(Vector::Zero(n), Vector::Constant(n, 0.05), w, 1.0, a);
+      Vector y(n);
+      for (Index i = 0; i < n; ++i) y[i] = 1e6 + rng.normal();
+      const Vector p = projected(set, y);
+      const double e = box_error(set, y, p);
+      worst.see(e);
+      EXPECT_LE(e, 4.0) << "trial " << trial;
+    }
+  }
+  std::printf(
+      "measured (box section, |y| ~ 1e6, c = 1): |w^T p - c| <= %.2f eps (|c| + sum w |p|)\n",
+      worst.value);
+}
+
+TEST(BoxSection, ClosedFormCasesAndTheSimplexAsASpecialCase) {
+  // Capped simplex 0 <= p <= 0.4, sum p = 1 on y = (1, 0, 0, 0): (0.4, 0.2, 0.2, 0.2).
+  Vector y(4);
+  y << 1.0, 0.0, 0.0, 0.0;
+  for (BoxSectionAlgorithm a : {BoxSectionAlgorithm::kSort, BoxSectionAlgorithm::kNewton}) {
+    const Vector p = projected(BoxSection::capped_simplex(4, 0.0, 0.4, 1.0, a), y);
+    EXPECT_EQ(p[0], 0.4);
+    for (int i = 1; i < 4; ++i) EXPECT_NEAR(p[i], 0.2, 4e-16);
+    // Far from the set: the multiplier's second half keeps the answer's digits.
+    Vector far(2);
+    far << 1e8, 1e8;
+    EXPECT_EQ(projected(BoxSection::capped_simplex(2, 0.0, 1.0, 2e-9, a), far),
+              Vector::Constant(2, 1e-9));
+    // c = sum u: the set is the single point u.
+    EXPECT_EQ(projected(BoxSection::capped_simplex(4, 0.0, 0.25, 1.0, a), y),
+              Vector::Constant(4, 0.25));
+  }
+  // Degenerate sets: every box of width 0 (the set is the point l), and c at an end.
+  Rng degenerate(131);
+  for (BoxSectionAlgorithm a : {BoxSectionAlgorithm::kSort, BoxSectionAlgorithm::kNewton}) {
+    Vector l(6), w(6);
+    for (Index i = 0; i < 6; ++i) {
+      l[i] = degenerate.uniform(-1.0, 1.0);
+      w[i] = degenerate.uniform(0.1, 10.0);
+    }
+    simplex_row::Sum wl;
+    for (Index i = 0; i < 6; ++i) wl.add(w[i] * l[i]);
+    const Vector x = random_rows(degenerate, 1, 6).row(0).transpose();
+    EXPECT_EQ(projected(BoxSection(l, l, w, wl.value(), a), x), l);
+    // c = w^T l up to the rounding of the products w_i l_i (the closing pass sums them
+    // exactly), so p = l up to that rounding.
+    const Vector p = projected(BoxSection(l, l + Vector::Ones(6), w, wl.value(), a), x);
+    EXPECT_LE((p - l).cwiseAbs().maxCoeff(), 4 * kEps);
+    EXPECT_TRUE((p.array() >= l.array()).all());
+  }
+  // With caps that never bind it is the simplex.
+  Rng rng(13);
+  const Matrix x = random_rows(rng, 50, 64);
+  Matrix simplex = x, box = x;
+  project_simplex_rows(simplex, 1.0);
+  BoxSection::capped_simplex(64, 0.0, 1.0, 1.0).project_rows(box);
+  EXPECT_LE((simplex - box).cwiseAbs().maxCoeff(), 1e-13);
+}
+
+TEST(BoxSection, TheTwoAlgorithmsAgreeAndNewtonNeedsAFewPasses) {
+  Rng rng(14);
+  int identical = 0, rows = 0, max_passes = 0;
+  double passes = 0;
+  Worst worst;
+  for (Index n : {3, 100, 1000}) {
+    for (int t = 0; t < 5; ++t) {
+      const BoxCase c = random_box(rng, n);
+      const BoxSection sorted(c.lower, c.upper, c.weights, c.total, BoxSectionAlgorithm::kSort);
+      const BoxSection newton(c.lower, c.upper, c.weights, c.total, BoxSectionAlgorithm::kNewton);
+      Matrix a = random_rows(rng, 20, n);
+      Matrix b = a;
+      for (Index r = 0; r < a.rows(); ++r) {
+        Vector y = a.row(r).transpose();
+        const simplex_row::BoxSectionRow s{
+            c.lower.data(), c.upper.data(), c.weights.data(), 1, 1, 1, c.total};
+        const simplex_row::RowResult result = simplex_row::box_section_newton(y.data(), n, s);
+        EXPECT_EQ(result.status, simplex_row::kOk);
+        passes += result.iterations;
+        max_passes = std::max(max_passes, result.iterations);
+      }
+      sorted.project_rows(a);
+      newton.project_rows(b);
+      for (Index r = 0; r < a.rows(); ++r) {
+        ++rows;
+        if (a.row(r) == b.row(r)) ++identical;
+        const double d =
+            (a.row(r) - b.row(r)).cwiseAbs().maxCoeff() / (1.0 + a.row(r).cwiseAbs().maxCoeff());
+        worst.see(d);
+        EXPECT_LE(d, 1e-12);
+      }
+    }
+  }
+  EXPECT_LE(passes / rows, 8.0);
+  EXPECT_LE(max_passes, 64);
+  std::printf(
+      "measured (box section sort vs newton): %d of %d rows bitwise equal, max diff %.2e; "
+      "Newton passes mean %.2f, max %d\n",
+      identical, rows, worst.value, passes / rows, max_passes);
+}
+
+// ---- batches -------------------------------------------------------------------------------
+
+TEST(SimplexBatch, RowsEqualPerRowCallsAndStridedBlocksWork) {
+  Rng rng(15);
+  const Matrix x = random_rows(rng, 64, 300);
+  const BoxCase c = random_box(rng, 300);
+  for (SimplexAlgorithm a : {SimplexAlgorithm::kSort, SimplexAlgorithm::kCondat}) {
+    Matrix batch = x;
+    project_simplex_rows(batch, 2.0, a);
+    Matrix ball = x;
+    project_l1_ball_rows(ball, 2.0, a);
+    for (Index r = 0; r < x.rows(); ++r) {
+      EXPECT_EQ(Vector(batch.row(r).transpose()),
+                projected(Simplex(300, 2.0, a), x.row(r).transpose()));
+      EXPECT_EQ(Vector(ball.row(r).transpose()),
+                projected(L1Ball(300, 2.0, a), x.row(r).transpose()));
+    }
+  }
+  const BoxSection set(c.lower, c.upper, c.weights, c.total);
+  Matrix batch = x;
+  set.project_rows(batch);
+  for (Index r = 0; r < x.rows(); ++r)
+    EXPECT_EQ(Vector(batch.row(r).transpose()), projected(set, x.row(r).transpose()));
+  // A block of a wider matrix (row stride 400): only the block moves.
+  Matrix wide = Matrix::Constant(64, 400, 7.0);
+  wide.block(0, 50, 64, 300) = x;
+  project_simplex_rows(wide.block(0, 50, 64, 300), 2.0);
+  Matrix expected = x;
+  project_simplex_rows(expected, 2.0);
+  EXPECT_EQ(Matrix(wide.block(0, 50, 64, 300)), expected);
+  EXPECT_TRUE((wide.leftCols(50).array() == 7.0).all());
+  EXPECT_TRUE((wide.rightCols(50).array() == 7.0).all());
+}
+
+TEST(SimplexBatch, EmptyBatchesAndSignedZeros) {
+  Matrix empty(0, 5);
+  project_simplex_rows(empty, 1.0);
+  project_l1_ball_rows(empty, 1.0);
+  BoxSection::capped_simplex(5, 0.0, 1.0, 1.0).project_rows(empty);
+  EXPECT_EQ(empty.rows(), 0);
+  // The l1 ball keeps signs and writes +0 where an entry is cut to zero.
+  Vector y(4);
+  y << -0.0, -3.0, 0.5, 2.0;
+  const Vector p = projected(L1Ball(4, 1.0), y);
+  EXPECT_EQ(p[1], -1.0);
+  EXPECT_EQ(p[3], 0.0);
+  EXPECT_EQ(p[0], 0.0);
+  EXPECT_EQ(p[2], 0.0);
+}
+
+TEST(SimplexBatch, SameBitsForAnyThreadCount) {
+#if defined(_OPENMP)
+  Rng rng(16);
+  const Matrix x = random_rows(rng, 512, 200);
+  const BoxCase c = random_box(rng, 200);
+  const BoxSection set(c.lower, c.upper, c.weights, c.total);
+  const int saved = omp_get_max_threads();
+  std::vector<Matrix> simplex, ball, box;
+  for (int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    simplex.push_back(x);
+    project_simplex_rows(simplex.back(), 1.0);
+    ball.push_back(x);
+    project_l1_ball_rows(ball.back(), 1.0, SimplexAlgorithm::kSort);
+    box.push_back(x);
+    set.project_rows(box.back());
+  }
+  omp_set_num_threads(saved);
+  for (std::size_t k = 1; k < simplex.size(); ++k) {
+    EXPECT_EQ(simplex[k], simplex[0]);
+    EXPECT_EQ(ball[k], ball[0]);
+    EXPECT_EQ(box[k], box[0]);
+  }
+#else
+  GTEST_SKIP() << "built without OpenMP: every batch runs on one thread";
+#endif
+}
+
+// ---- refusals ------------------------------------------------------------------------------
+
+TEST(SimplexRefusals, InfeasibleSetsNameTheBound) {
+  EXPECT_THAT(message_of<InfeasibleError>([] { Simplex(3, -1.0); }), HasSubstr("z = -1 < 0"));
+  EXPECT_THAT(message_of<InfeasibleError>([] { L1Ball(3, -0.5); }), HasSubstr("z = -0.5 < 0"));
+  Matrix x = Matrix::Ones(2, 3);
+  EXPECT_THAT(message_of<InfeasibleError>([&] { project_simplex_rows(x, -2.0); }),
+              HasSubstr("z = -2 < 0"));
+  Vector l = Vector::Zero(3), u = Vector::Ones(3), w = Vector::Ones(3);
+  EXPECT_THAT(message_of<InfeasibleError>([&] { BoxSection(l, u, w, 3.5); }),
+              HasSubstr("sum_i w_i upper_i = 3 < total c = 3.5"));
+  EXPECT_THAT(message_of<InfeasibleError>([&] { BoxSection(l, u, w, -0.1); }),
+              HasSubstr("sum_i w_i lower_i = 0 > total c = -0.10000000000000001"));
+  Vector bad_u = u;
+  bad_u[1] = -1.0;
+  EXPECT_THAT(message_of<InfeasibleError>([&] { BoxSection(l, bad_u, w, 0.0); }),
+              HasSubstr("lower[1] = 0 > upper[1] = -1"));
+  EXPECT_THAT(message_of<InfeasibleError>([] { BoxSection::capped_simplex(4, 0.0, 0.2, 1.0); }),
+              HasSubstr("< total c = 1"));
+}
+
+TEST(SimplexRefusals, BadArgumentsAreRefused) {
+  EXPECT_THAT(message_of<InvalidArgumentError>([] { Simplex(0, 1.0); }),
+              HasSubstr("dimension n must be >= 1"));
+  EXPECT_THAT(message_of<InvalidArgumentError>([] { Simplex(3, kNaN); }),
+              HasSubstr("z must be finite"));
+  EXPECT_THAT(message_of<InvalidArgumentError>([] { L1Ball(3, kInf); }),
+              HasSubstr("z must be finite"));
+  Vector l = Vector::Zero(3), u = Vector::Ones(3), w = Vector::Ones(3);
+  Vector bad_w = w;
+  bad_w[2] = 0.0;
+  EXPECT_THAT(message_of<InvalidArgumentError>([&] { BoxSection(l, u, bad_w, 1.0); }),
+              HasSubstr("weights[2] = 0 must be > 0"));
+  bad_w[2] = -1.0;
+  EXPECT_THAT(message_of<InvalidArgumentError>([&] { BoxSection(l, u, bad_w, 1.0); }),
+              HasSubstr("weights[2] = -1 must be > 0"));
+  Vector bad_l = l;
+  bad_l[0] = -kInf;
+  EXPECT_THAT(message_of<InvalidArgumentError>([&] { BoxSection(bad_l, u, w, 1.0); }),
+              HasSubstr("lower[0] = -inf must be finite"));
+  EXPECT_THAT(message_of<InvalidArgumentError>([&] { BoxSection(l, u, w, kNaN); }),
+              HasSubstr("total c must be finite"));
+  EXPECT_THROW(BoxSection(l, Vector::Ones(2), w, 1.0), ShapeError);
+  Vector x3 = Vector::Ones(3);
+  EXPECT_THROW(Simplex(4, 1.0).project(x3), ShapeError);
+  Matrix m = Matrix::Ones(2, 3);
+  EXPECT_THROW(BoxSection::capped_simplex(4, 0.0, 1.0, 1.0).project_rows(m), ShapeError);
+  EXPECT_THROW(Simplex(3).contains(x3, -1.0), InvalidArgumentError);
+  EXPECT_FALSE(Simplex(4).contains(x3, 1.0));
+}
+
+TEST(SimplexRefusals, NonFiniteInputIsRefusedAndItsRowLeftAsItWas) {
+  Rng rng(17);
+  for (double bad : {kNaN, kInf, -kInf}) {
+    for (int algorithm = 0; algorithm < 2; ++algorithm) {
+      const auto a = algorithm == 0 ? SimplexAlgorithm::kSort : SimplexAlgorithm::kCondat;
+      const auto b = algorithm == 0 ? BoxSectionAlgorithm::kSort : BoxSectionAlgorithm::kNewton;
+      Matrix x = random_rows(rng, 6, 5);
+      x(3, 2) = bad;
+      x(5, 0) = bad;
+      const Matrix before = x;
+      Matrix y = x, z = x;
+      const std::string simplex_message =
+          message_of<InvalidArgumentError>([&] { project_simplex_rows(x, 1.0, a); });
+      EXPECT_THAT(simplex_message, HasSubstr("x(3, 2) = "));
+      EXPECT_THAT(simplex_message, HasSubstr("must be finite"));
+      for (Index j : {0, 1, 3, 4}) EXPECT_EQ(x(3, j), before(3, j)) << "the refused row moved";
+      EXPECT_THAT(message_of<InvalidArgumentError>([&] { project_l1_ball_rows(y, 1.0, a); }),
+                  HasSubstr("project_l1_ball_rows: x(3, 2)"));
+      const BoxSection set = BoxSection::capped_simplex(5, 0.0, 1.0, 1.0, b);
+      EXPECT_THAT(message_of<InvalidArgumentError>([&] { set.project_rows(z); }),
+                  HasSubstr("project_box_section_rows: x(3, 2)"));
+      Vector v = before.row(3).transpose();
+      EXPECT_THROW(Simplex(5, 1.0, a).project(v), InvalidArgumentError);
+      EXPECT_FALSE(Simplex(5).contains(v, 10.0));
+    }
+  }
+}
+
+TEST(SimplexRefusals, OverflowingMultipliersAreNumericalErrors) {
+  Vector huge = Vector::Constant(3, 1.5e308);
+  EXPECT_THAT(message_of<NumericalError>([&] { Simplex(3, 1.0).project(huge); }),
+              HasSubstr("overflowed"));
+  // Large but representable: a finite answer (z is below the rounding of tau here, so the
+  // answer is 0 up to that rounding).
+  Vector large = Vector::Constant(3, 1e300);
+  Simplex(3, 3.0).project(large);
+  EXPECT_TRUE(large.allFinite());
+  EXPECT_GE(large.minCoeff(), 0.0);
+}
+
+}  // namespace
+}  // namespace tether

@@ -114,4 +114,59 @@ Vector ApcObjGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_
   return g;
 }
 
+Vector ApcObjGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                       ConstVectorRef v) const {
+  const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
+  require_token_vector(batch, v, "ApcObjGate::jvp", "v");
+  const Index n = batch.size();
+  // S_s = sum over all tokens j at s of sign(r_j - 1) v_j; a rollback row i takes
+  // -sign(r_i - 1) (S_s - sign(r_i - 1) v_i).
+  std::vector<double> signed_sum(static_cast<std::size_t>(t.n_states), 0.0);
+  for (Index j = 0; j < n; ++j)
+    signed_sum[static_cast<std::size_t>(t.slot[static_cast<std::size_t>(j)])] +=
+        sign_of(t.r[j] - 1.0) * v[j];
+  Vector out(n);
+  for (Index i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    switch (t.regime[k]) {
+      case ApcRegime::kPass:
+        out[i] = v[i];
+        break;
+      case ApcRegime::kRollback: {
+        const double sigma = sign_of(t.r[i] - 1.0);
+        out[i] = -sigma * (signed_sum[static_cast<std::size_t>(t.slot[k])] - sigma * v[i]);
+        break;
+      }
+      case ApcRegime::kZeroed:
+        out[i] = 0.0;
+        break;
+    }
+  }
+  return out;
+}
+
+Vector ApcObjGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                       ConstVectorRef w) const {
+  const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
+  require_token_vector(batch, w, "ApcObjGate::vjp", "w");
+  const Index n = batch.size();
+  // D_s = sum over rollback tokens i at s of sign(r_i - 1) w_i (evaluate's D_s with w = A/T).
+  std::vector<double> rollback_pull(static_cast<std::size_t>(t.n_states), 0.0);
+  for (Index i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    if (t.regime[k] == ApcRegime::kRollback)
+      rollback_pull[static_cast<std::size_t>(t.slot[k])] += sign_of(t.r[i] - 1.0) * w[i];
+  }
+  Vector out(n);
+  for (Index j = 0; j < n; ++j) {
+    const auto k = static_cast<std::size_t>(j);
+    const double sigma = sign_of(t.r[j] - 1.0);
+    double others = rollback_pull[static_cast<std::size_t>(t.slot[k])];
+    if (t.regime[k] == ApcRegime::kRollback) others -= sigma * w[j];
+    const double own = t.regime[k] == ApcRegime::kPass ? w[j] : 0.0;
+    out[j] = own - sigma * others;
+  }
+  return out;
+}
+
 }  // namespace tether

@@ -57,6 +57,15 @@ class ApcObjGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// G_i = 1 + clip(r_i - 1, B_i).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// Jacobian products with J = dG/dr (ratio space, G = gated_ratios()). J is block diagonal
+  /// over STATES (TokenBatch::state), not trajectories. Row i by regime: pass-through,
+  /// dG_i/dr_j = delta_ij; rollback, G_i = 1 + sign(r_i - 1) B_i, so dG_i/dr_j =
+  /// -sign(r_i - 1) sign(r_j - 1) for j != i at i's state and 0 for j = i; zeroed, row 0. The
+  /// conventions are evaluate's (sign(0) = 0, B_i = 0 zeroed, |r_i - 1| = B_i pass-through), so
+  /// evaluate's gradient is r .* vjp(A / T). jvp returns J v, vjp J^T w; input is checked as in
+  /// evaluate, v / w must have one entry per token. O(T log T).
+  Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
+  Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;
   const Options& options() const { return options_; }
 
  private:

@@ -45,6 +45,29 @@ void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_pr
   }
 }
 
+void require_token_vector(const TokenBatch& batch, ConstVectorRef v, const char* where,
+                          const char* name) {
+  require<ShapeError>(v.size() == batch.size(), where, ": ", name, " has ", v.size(),
+                      " entries; the batch has ", batch.size(), " tokens");
+}
+
+namespace {
+
+// J x for the diagonal PPO-clip Jacobian (J = J^T): x_i where unclipped, 0 where clipped.
+Vector ppo_jacobian_product(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef x,
+                            double eps, const char* where, const char* name) {
+  require_valid_gate_input(batch, new_log_prob);
+  require_token_vector(batch, x, where, name);
+  Vector out(batch.size());
+  for (Index i = 0; i < batch.size(); ++i) {
+    const double r = std::exp(new_log_prob[i] - batch.old_log_prob[i]);
+    out[i] = ppo_term(r, batch.advantage[i], eps).clipped ? 0.0 : x[i];
+  }
+  return out;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- PPO-clip
 
 bool PpoClipGate::Options::is_valid(std::string* why) const {
@@ -88,6 +111,16 @@ Vector PpoClipGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log
                     options_.eps)
                .gated;
   return g;
+}
+
+Vector PpoClipGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        ConstVectorRef v) const {
+  return ppo_jacobian_product(batch, new_log_prob, v, options_.eps, "PpoClipGate::jvp", "v");
+}
+
+Vector PpoClipGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        ConstVectorRef w) const {
+  return ppo_jacobian_product(batch, new_log_prob, w, options_.eps, "PpoClipGate::vjp", "w");
 }
 
 // ---------------------------------------------------------------- GRPO
@@ -170,6 +203,14 @@ GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
 
 Vector GrpoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
   return PpoClipGate({.eps = options_.eps}).gated_ratios(batch, new_log_prob);
+}
+
+Vector GrpoGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const {
+  return ppo_jacobian_product(batch, new_log_prob, v, options_.eps, "GrpoGate::jvp", "v");
+}
+
+Vector GrpoGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const {
+  return ppo_jacobian_product(batch, new_log_prob, w, options_.eps, "GrpoGate::vjp", "w");
 }
 
 bool GroupAdvantageOptions::is_valid(std::string* why) const {
@@ -278,6 +319,43 @@ Vector GspoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_pr
                       g.segment(begin, len).setConstant(term.gated);
                     });
   return g;
+}
+
+Vector GspoGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const {
+  require_valid_gate_input(batch, new_log_prob);
+  require_token_vector(batch, v, "GspoGate::jvp", "v");
+  Vector out(batch.size());
+  for_each_sequence(batch, new_log_prob, options_.eps,
+                    [&](Index begin, Index len, double s, double, ClippedTerm term, Index) {
+                      if (term.clipped) {
+                        out.segment(begin, len).setZero();
+                        return;
+                      }
+                      // (J v)_i = (s / T) sum_{j in tau} v_j / r_j, the same for every i in tau.
+                      double dot = 0.0;
+                      for (Index j = begin; j < begin + len; ++j)
+                        dot += v[j] / std::exp(new_log_prob[j] - batch.old_log_prob[j]);
+                      out.segment(begin, len).setConstant(s * dot / static_cast<double>(len));
+                    });
+  return out;
+}
+
+Vector GspoGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const {
+  require_valid_gate_input(batch, new_log_prob);
+  require_token_vector(batch, w, "GspoGate::vjp", "w");
+  Vector out(batch.size());
+  for_each_sequence(batch, new_log_prob, options_.eps,
+                    [&](Index begin, Index len, double s, double, ClippedTerm term, Index) {
+                      if (term.clipped) {
+                        out.segment(begin, len).setZero();
+                        return;
+                      }
+                      // (J^T w)_j = (s / (T r_j)) sum_{i in tau} w_i.
+                      const double c = s * w.segment(begin, len).sum() / static_cast<double>(len);
+                      for (Index j = begin; j < begin + len; ++j)
+                        out[j] = c / std::exp(new_log_prob[j] - batch.old_log_prob[j]);
+                    });
+  return out;
 }
 
 }  // namespace tether

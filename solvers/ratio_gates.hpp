@@ -63,6 +63,11 @@ namespace tether {
 void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_prob,
                               const char* name = "new_log_prob");
 
+/// Refuses a Jacobian-product argument `name` (v or w) that does not have one entry per token
+/// (ShapeError); `where` names the method in the message.
+void require_token_vector(const TokenBatch& batch, ConstVectorRef v, const char* where,
+                          const char* name);
+
 /// Trajectory run offsets of a (validated) batch: trajectory k is tokens [o[k], o[k+1]).
 inline std::vector<Index> trajectory_offsets(const TokenBatch& batch) {
   return segment_offsets(batch.trajectory);
@@ -82,6 +87,12 @@ class PpoClipGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// G_i: r_i where the unclipped term is the min, clip(r_i, 1 - eps, 1 + eps) where not.
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// Jacobian products with J = dG/dr (in ratio space, G = gated_ratios()): J is diagonal,
+  /// J_ii = 1 where the unclipped term is the min (ties, r on the boundary or A = 0, count as
+  /// unclipped, as in evaluate) and 0 where the clipped term is. jvp returns J v, vjp J^T w
+  /// (equal here); input is checked as in evaluate, v / w must have one entry per token.
+  Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
+  Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;
   const Options& options() const { return options_; }
 
  private:
@@ -104,6 +115,10 @@ class GrpoGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// J = dG/dr of the PPO-clip G above (the KL term is not in G, so not in J): diagonal, 1 where
+  /// unclipped (ties included), 0 where clipped, exactly as PpoClipGate::jvp / vjp.
+  Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
+  Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;
   /// The weights mu_i = 1 / (|group(i)| T_tau(i)).
   static Vector weights(const TokenBatch& batch);
   const Options& options() const { return options_; }
@@ -142,6 +157,13 @@ class GspoGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// G_i = the gated sequence ratio of i's trajectory.
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// Jacobian products with J = dG/dr (ratio space, G = gated_ratios()). J is block diagonal
+  /// over trajectories; the block of trajectory tau is 0 where tau is clipped (same rule as
+  /// evaluate) and rank one where not: dG_i/dr_j = s_tau / (T_tau r_j) for i, j in tau, i.e.
+  /// the block is (s_tau / T_tau) 1 (1 / r)^T. jvp returns J v, vjp J^T w; input is checked as
+  /// in evaluate, v / w must have one entry per token.
+  Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
+  Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;
   const Options& options() const { return options_; }
 
  private:

@@ -495,5 +495,256 @@ TEST(ApcObj, RegimesAndBudgets) {
                        "ApcObjGate::Options: delta must be finite and >= 0"));
 }
 
+// ---------------------------------------------------------------- Jacobians (spec section 6)
+
+// J = dG/dr through each gate's jvp / vjp, in ratio space. At a seeded mixed-regime point that
+// is kink-free (every column of J and the regime shares unchanged at r_j +- h, checked): J
+// against central differences of gated_ratios() in r column by column; block structure (FD and
+// jvp exactly 0 outside a block: off the diagonal for PPO / GRPO, across trajectories for
+// GSPO, across states for APC); vjp = jvp transposed; the identity Jacobian near r = 1 (GSPO:
+// its rank-one blocks); evaluate's gradient = r .* vjp(mu .* A); and the ShapeErrors.
+struct JacobianCase {
+  std::string name;
+  TokenBatch batch;
+  Vector weights;  // mu_i: evaluate's objective is sum mu G A (+ a constant for APC)
+  std::function<Vector(Rng&)> draw;
+  std::function<bool(Index, Index)> coupled;  // (i, j) may be nonzero in J
+  bool expect_rollback;
+  bool trajectory_gate;  // the mixed point needs zeroed trajectories (GSPO)
+};
+
+template <class Gate>
+Matrix dense_jacobian(const Gate& gate, const TokenBatch& b, const Vector& lp) {
+  const Index n = b.size();
+  Matrix jac(n, n);
+  for (Index j = 0; j < n; ++j) jac.col(j) = gate.jvp(b, lp, Vector::Unit(n, j));
+  return jac;
+}
+
+// lp with r_j replaced by r_j + dr.
+Vector shift_ratio(const TokenBatch& b, const Vector& lp, Index j, double dr) {
+  Vector out = lp;
+  out[j] = b.old_log_prob[j] + std::log(std::exp(lp[j] - b.old_log_prob[j]) + dr);
+  return out;
+}
+
+bool same_shares(const GateValue& a, const GateValue& b) {
+  return a.tokens.pass_through == b.tokens.pass_through && a.tokens.rollback == b.tokens.rollback &&
+         a.tokens.zeroed == b.tokens.zeroed &&
+         a.trajectories.pass_through == b.trajectories.pass_through &&
+         a.trajectories.zeroed == b.trajectories.zeroed;
+}
+
+template <class Gate>
+void expect_jacobian_properties(const Gate& gate, const JacobianCase& c) {
+  SCOPED_TRACE(c.name);
+  const TokenBatch& b = c.batch;
+  const Index n = b.size();
+  const double h = 1e-6;
+
+  // A mixed-regime point with no kink within +-h of any r_j.
+  Vector lp;
+  Matrix jac;
+  bool found = false;
+  for (std::uint64_t seed = 0; seed < 200 && !found; ++seed) {
+    Rng rng(seed);
+    lp = b.old_log_prob + c.draw(rng);
+    const GateValue v = gate.evaluate(b, lp);
+    const bool mixed = c.trajectory_gate
+                           ? v.trajectories.pass_through > 0 && v.trajectories.zeroed > 0
+                           : v.tokens.pass_through > 0 && v.tokens.zeroed > 0 &&
+                                 (!c.expect_rollback || v.tokens.rollback > 0);
+    if (!mixed) continue;
+    jac = dense_jacobian(gate, b, lp);
+    found = true;
+    for (Index j = 0; j < n && found; ++j) {
+      for (double dr : {-h, h}) {
+        const Vector moved = shift_ratio(b, lp, j, dr);
+        if (!same_shares(gate.evaluate(b, moved), v) ||
+            (gate.jvp(b, moved, Vector::Unit(n, j)) - jac.col(j)).cwiseAbs().maxCoeff() > 1e-4)
+          found = false;
+      }
+    }
+  }
+  ASSERT_TRUE(found) << "no mixed-regime kink-free point found";
+
+  // (1) J against central differences of G in r, (2) exact zeros outside the blocks.
+  double fd_err = 0.0;
+  Index outside = 0, outside_nonzero = 0;
+  for (Index j = 0; j < n; ++j) {
+    const Vector fd = (gate.gated_ratios(b, shift_ratio(b, lp, j, h)) -
+                       gate.gated_ratios(b, shift_ratio(b, lp, j, -h))) /
+                      (2 * h);
+    fd_err = std::max(fd_err, (fd - jac.col(j)).cwiseAbs().maxCoeff());
+    for (Index i = 0; i < n; ++i) {
+      if (c.coupled(i, j)) continue;
+      ++outside;
+      outside_nonzero += (fd[i] != 0.0 || jac(i, j) != 0.0) ? 1 : 0;
+    }
+  }
+  ::testing::Test::RecordProperty(c.name + "_jacobian_vs_fd", sci(fd_err));
+  EXPECT_LE(fd_err, 1e-8);
+  EXPECT_GT(outside, 0);
+  EXPECT_EQ(outside_nonzero, 0);
+
+  // (3) vjp = jvp transposed: densely, and w'(J v) = (J'w)'v for random v, w.
+  {
+    double dense_err = 0.0;
+    for (Index i = 0; i < n; ++i)
+      dense_err = std::max(
+          dense_err,
+          (gate.vjp(b, lp, Vector::Unit(n, i)) - jac.row(i).transpose()).cwiseAbs().maxCoeff());
+    Rng rng(7);
+    double pair_err = 0.0;
+    for (int rep = 0; rep < 10; ++rep) {
+      Vector v(n), w(n);
+      for (Index i = 0; i < n; ++i) {
+        v[i] = rng.normal();
+        w[i] = rng.normal();
+      }
+      pair_err =
+          std::max(pair_err, std::abs(w.dot(gate.jvp(b, lp, v)) - gate.vjp(b, lp, w).dot(v)));
+    }
+    ::testing::Test::RecordProperty(c.name + "_vjp_dense_error", sci(dense_err));
+    ::testing::Test::RecordProperty(c.name + "_vjp_adjoint_error", sci(pair_err));
+    EXPECT_LE(dense_err, 1e-14);
+    EXPECT_LE(pair_err, 1e-14);
+  }
+
+  // (5) evaluate's gradient in the log-probs = r .* vjp(mu .* A).
+  {
+    const Vector r = (lp - b.old_log_prob).array().exp();
+    const Vector chain = r.cwiseProduct(gate.vjp(b, lp, c.weights.cwiseProduct(b.advantage)));
+    const double err = (gate.evaluate(b, lp).gradient - chain).cwiseAbs().maxCoeff();
+    ::testing::Test::RecordProperty(c.name + "_gradient_chain_error", sci(err));
+    EXPECT_LE(err, 1e-12);
+  }
+
+  // (6) Wrong-length v / w.
+  const Vector short_v = Vector::Ones(n - 1);
+  EXPECT_TRUE(contains(message_of<ShapeError>([&] { (void)gate.jvp(b, lp, short_v); }), "v has"));
+  EXPECT_TRUE(contains(message_of<ShapeError>([&] { (void)gate.vjp(b, lp, short_v); }), "w has"));
+  EXPECT_TRUE(
+      contains(message_of<ShapeError>([&] { (void)gate.jvp(b, lp.head(n - 1), Vector::Ones(n)); }),
+               "new_log_prob has"));
+}
+
+// (4) Near r = 1 (|log r| <= 0.01, all pass-through): J v == v to rounding.
+template <class Gate>
+void expect_identity_jacobian(const Gate& gate, const TokenBatch& b, const std::string& name) {
+  const Index n = b.size();
+  Rng rng(99);
+  double worst = 0.0;
+  for (int rep = 0; rep < 10; ++rep) {
+    Vector x(n), v(n);
+    for (Index i = 0; i < n; ++i) {
+      x[i] = rng.uniform(-0.01, 0.01);
+      v[i] = rng.normal();
+    }
+    const Vector lp = b.old_log_prob + x;
+    worst = std::max(worst, (gate.jvp(b, lp, v) - v).cwiseAbs().maxCoeff());
+    worst = std::max(worst, (gate.vjp(b, lp, v) - v).cwiseAbs().maxCoeff());
+  }
+  ::testing::Test::RecordProperty(name + "_identity_jacobian_error", sci(worst));
+  EXPECT_EQ(worst, 0.0) << name;
+}
+
+struct JacobianSetup {
+  TokenBatch b, paired;
+  JacobianSetup() {
+    Rng rng(1);
+    b = make_batch(rng, 2, 2, 3, 3, 12);
+    paired = b;  // APC: one state per pair of trajectories, ~15 tokens each
+    for (std::size_t i = 0; i < paired.state.size(); ++i) paired.state[i] = 6 - b.trajectory[i] / 2;
+  }
+  std::function<Vector(Rng&)> scaled(const TokenBatch& batch, std::vector<double> scales) const {
+    return [&batch, scales](Rng& r) { return mixed_log_ratios(r, batch, scales); };
+  }
+  std::function<bool(Index, Index)> diagonal() const {
+    return [](Index i, Index j) { return i == j; };
+  }
+  std::function<bool(Index, Index)> same_trajectory(const TokenBatch& batch) const {
+    return [&batch](Index i, Index j) {
+      return batch.trajectory[static_cast<std::size_t>(i)] ==
+             batch.trajectory[static_cast<std::size_t>(j)];
+    };
+  }
+  std::function<bool(Index, Index)> same_state(const TokenBatch& batch) const {
+    return [&batch](Index i, Index j) {
+      return batch.state[static_cast<std::size_t>(i)] == batch.state[static_cast<std::size_t>(j)];
+    };
+  }
+};
+
+TEST(Jacobian, PpoClip) {
+  const JacobianSetup s;
+  const PpoClipGate gate;
+  const Vector token_mean = Vector::Constant(s.b.size(), 1.0 / static_cast<double>(s.b.size()));
+  expect_jacobian_properties(gate, {"ppo", s.b, token_mean, s.scaled(s.b, {0.01, 0.1, 0.3, 0.5}),
+                                    s.diagonal(), false, false});
+  expect_identity_jacobian(gate, s.b, "ppo");
+}
+
+TEST(Jacobian, Grpo) {
+  const JacobianSetup s;
+  const GrpoGate gate;
+  expect_jacobian_properties(
+      gate, {"grpo", s.b, GrpoGate::weights(s.b), s.scaled(s.b, {0.01, 0.1, 0.3, 0.5}),
+             s.diagonal(), false, false});
+  expect_identity_jacobian(gate, s.b, "grpo");
+}
+
+TEST(Jacobian, Gspo) {
+  const JacobianSetup s;
+  const GspoGate gate;
+  expect_jacobian_properties(
+      gate, {"gspo", s.b, trajectory_mean_weights(s.b), s.scaled(s.b, {1e-5, 1e-4, 1e-3, 3e-3}),
+             s.same_trajectory(s.b), false, true});
+  // (4) GSPO is not the identity in r: unclipped (|log r| <= 1e-5, sequence ratios well inside
+  // 1 +- 4e-4), each trajectory's block is (s_tau / T_tau) 1 (1 / r)^T.
+  const TokenBatch& b = s.b;
+  const Index n = b.size();
+  const auto o = segment_offsets(b.trajectory);
+  Rng rng(99);
+  double worst = 0.0;
+  for (int rep = 0; rep < 5; ++rep) {
+    Vector x(n);
+    for (Index i = 0; i < n; ++i) x[i] = rng.uniform(-1e-5, 1e-5);
+    const Vector lp = b.old_log_prob + x;
+    const Vector r = x.array().exp();
+    Matrix expected = Matrix::Zero(n, n);
+    for (std::size_t k = 0; k + 1 < o.size(); ++k) {
+      const Index begin = o[k], len = o[k + 1] - o[k];
+      const double st = std::exp(x.segment(begin, len).mean());
+      expected.block(begin, begin, len, len) = (st / static_cast<double>(len)) * Vector::Ones(len) *
+                                               r.segment(begin, len).cwiseInverse().transpose();
+    }
+    worst = std::max(worst, (dense_jacobian(gate, b, lp) - expected).cwiseAbs().maxCoeff());
+  }
+  RecordProperty("gspo_rank_one_block_error", sci(worst));
+  EXPECT_LE(worst, 1e-15);
+}
+
+TEST(Jacobian, ApcObj) {
+  const JacobianSetup s;
+  const ApcObjGate gate({.delta = 0.1});
+  const Vector token_mean =
+      Vector::Constant(s.paired.size(), 1.0 / static_cast<double>(s.paired.size()));
+  expect_jacobian_properties(gate,
+                             {"apc", s.paired, token_mean, s.scaled(s.paired, {0.01, 0.05, 0.2}),
+                              s.same_state(s.paired), true, false});
+  expect_identity_jacobian(gate, s.paired, "apc");
+  // The single-state example in rollback (Delta = (0.6, 0, -0.6)): rows 0 and 3 are
+  // -sign(r_i - 1) sign(r_j - 1) off the diagonal (0 against the r = 1 tokens, sign(0) = 0) and
+  // 0 on it; the r = 1 tokens have B = 0.8 - 1.2 < 0: zeroed, rows 0.
+  const ApcExample ex;
+  const ApcObjGate example_gate({.delta = 0.2});
+  const Vector x{{std::log(1.6), 0.0, 0.0, std::log(0.4)}};
+  const Matrix jac = dense_jacobian(example_gate, ex.batch, ex.batch.old_log_prob + x);
+  const Matrix expected{
+      {0.0, 0.0, 0.0, 1.0}, {0.0, 0.0, 0.0, 0.0}, {0.0, 0.0, 0.0, 0.0}, {1.0, 0.0, 0.0, 0.0}};
+  EXPECT_EQ(jac, expected);
+}
+
 }  // namespace
 }  // namespace tether

@@ -20,6 +20,7 @@ namespace {
 
 using problems::B1;
 using problems::B2;
+using testing::contains;
 using testing::message_of;
 
 constexpr double kEps = std::numeric_limits<double>::epsilon();
@@ -43,10 +44,6 @@ std::string sci(double x) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.6e", x);
   return buffer;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 // The solver's loop written out with the free function and a StepRule: the trajectory the

@@ -27,20 +27,11 @@
 namespace tether {
 namespace {
 
+using testing::contains;
 using testing::message_of;
+using testing::sci;
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// Measured figures go to the XML report (--gtest_output=xml).
-std::string sci(double x) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3e", x);
-  return buffer;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // domains x groups_per_domain x trajectories_per_group, lengths in [min_len, max_len]; old
 // probabilities in (0.05, 0.5) so that new = old + x stays <= 0 for x <= 0.69.

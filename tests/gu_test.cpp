@@ -24,19 +24,11 @@ namespace tether {
 namespace {
 
 using problems::B1;
+using testing::contains;
 using testing::message_of;
+using testing::sci;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-std::string sci(double x) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3e", x);
-  return buffer;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 Vector gaussian(Rng& rng, Index n) {
   Vector v(n);

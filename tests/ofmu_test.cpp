@@ -21,6 +21,7 @@ namespace {
 
 using problems::B2;
 using problems::O1;
+using testing::contains;
 using testing::message_of;
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
@@ -37,10 +38,6 @@ std::string sci(double x) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.6e", x);
   return buffer;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
 }
 
 // beta = 0, T = 0, fixed rho: the outer step is gradient descent on F_rho.

@@ -30,6 +30,7 @@
 namespace tether {
 namespace {
 
+using testing::contains;
 using testing::message_of;
 constexpr auto kUnsquared = OrthoRegNorm::kFrobenius;
 constexpr auto kSquared = OrthoRegNorm::kSquaredFrobenius;
@@ -39,10 +40,6 @@ const char* norm_tag(OrthoRegNorm norm) {
   return norm == kUnsquared ? "_unsquared" : norm == kSquared ? "_squared" : "_smoothed";
 }
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // Measured figures go to the XML report (--gtest_output=xml) in full precision.
 std::string sci(double x) {

@@ -21,11 +21,8 @@
 namespace tether::problems {
 namespace {
 
+using testing::contains;
 using testing::message_of;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 Vector gaussian(Rng& rng, Index n, double scale = 1.0) {
   Vector v(n);

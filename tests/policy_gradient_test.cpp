@@ -32,16 +32,13 @@ using problems::ContextualBandit;
 using problems::LinearSoftmaxPolicy;
 using problems::SequenceTask;
 using problems::TabularSoftmaxPolicy;
+using testing::contains;
 using testing::message_of;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 static_assert(Policy<TabularSoftmaxPolicy> && problems::TabularPolicy<TabularSoftmaxPolicy>);
 static_assert(Policy<LinearSoftmaxPolicy> && problems::TabularPolicy<LinearSoftmaxPolicy>);
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 Vector gaussian(Rng& rng, Index n, double scale = 1.0) {
   Vector v(n);

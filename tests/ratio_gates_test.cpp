@@ -26,20 +26,11 @@
 namespace tether {
 namespace {
 
+using testing::contains;
 using testing::message_of;
+using testing::sci;
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// Measured figures go to the XML report (--gtest_output=xml).
-std::string sci(double x) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3e", x);
-  return buffer;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // domains x groups x trajectories; one advantage per trajectory (repeated on its tokens, as
 // GRPO / GSPO assume); states drawn from a small pool so APC's states hold several tokens.

@@ -40,21 +40,13 @@ extern "C" void* malloc(std::size_t n) {
 namespace tether {
 namespace {
 
+using testing::contains;
 using testing::message_of;
+using testing::sci;
 using Mat = Eigen::MatrixXd;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::string sci(double x) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3e", x);
-  return buffer;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 Vector gaussian(Rng& rng, Index n) {
   Vector v(n);

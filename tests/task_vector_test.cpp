@@ -18,12 +18,9 @@
 namespace tether {
 namespace {
 
+using testing::contains;
 using testing::message_of;
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 Matrix random_matrix(Rng& rng, Index rows, Index cols) {
   Matrix m(rows, cols);

@@ -60,6 +60,18 @@ void require_batch_fits(const TokenBatch& batch, Index states, Index actions, co
   }
 }
 
+// Everything log_prob_vjp needs of its arguments (both policies share the checks).
+void require_vjp_arguments(const Vector& theta, const TokenBatch& batch, const Vector& c,
+                           const Vector& grad, Index parameters, Index states, Index actions,
+                           const char* who) {
+  require_theta(theta, parameters, who);
+  require_batch_fits(batch, states, actions, who);
+  require<ShapeError>(c.size() == batch.size(), who, ": c has ", c.size(),
+                      " entries, the batch has ", batch.size(), " tokens");
+  require<ShapeError>(grad.size() == parameters, who, ": grad has size ", grad.size(),
+                      ", expected num_parameters() = ", parameters);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -330,13 +342,8 @@ Vector TabularSoftmaxPolicy::log_prob(const Vector& theta, const TokenBatch& bat
 
 void TabularSoftmaxPolicy::log_prob_vjp(const Vector& theta, const TokenBatch& batch,
                                         const Vector& c, Vector& grad) const {
-  const char* who = "TabularSoftmaxPolicy::log_prob_vjp";
-  require_theta(theta, num_parameters(), who);
-  require_batch_fits(batch, num_states_, num_actions_, who);
-  require<ShapeError>(c.size() == batch.size(), who, ": c has ", c.size(),
-                      " entries, the batch has ", batch.size(), " tokens");
-  require<ShapeError>(grad.size() == num_parameters(), who, ": grad has size ", grad.size(),
-                      ", expected num_parameters() = ", num_parameters());
+  require_vjp_arguments(theta, batch, c, grad, num_parameters(), num_states_, num_actions_,
+                        "TabularSoftmaxPolicy::log_prob_vjp");
   const Index V = num_actions_;
   grad.setZero();
   Vector row(V);
@@ -399,13 +406,8 @@ Vector LinearSoftmaxPolicy::log_prob(const Vector& theta, const TokenBatch& batc
 
 void LinearSoftmaxPolicy::log_prob_vjp(const Vector& theta, const TokenBatch& batch,
                                        const Vector& c, Vector& grad) const {
-  const char* who = "LinearSoftmaxPolicy::log_prob_vjp";
-  require_theta(theta, num_parameters(), who);
-  require_batch_fits(batch, num_states_, num_actions_, who);
-  require<ShapeError>(c.size() == batch.size(), who, ": c has ", c.size(),
-                      " entries, the batch has ", batch.size(), " tokens");
-  require<ShapeError>(grad.size() == num_parameters(), who, ": grad has size ", grad.size(),
-                      ", expected num_parameters() = ", num_parameters());
+  require_vjp_arguments(theta, batch, c, grad, num_parameters(), num_states_, num_actions_,
+                        "LinearSoftmaxPolicy::log_prob_vjp");
   const Index V = num_actions_;
   grad.setZero();
   Vector z(V), row(V), w(V);

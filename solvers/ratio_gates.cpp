@@ -76,6 +76,33 @@ bool PpoClipGate::Options::is_valid(std::string* why) const {
   return true;
 }
 
+GateValue UngatedGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  const Vector r = gated_ratios(batch, new_log_prob);
+  GateValue v;
+  v.gradient = r.cwiseProduct(batch.advantage) / static_cast<double>(batch.size());
+  v.objective = v.gradient.sum();  // d (r A) / d log r = r A: J and its gradient share terms
+  return v;
+}
+
+Vector UngatedGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  require_valid_gate_input(batch, new_log_prob);
+  return (new_log_prob - batch.old_log_prob).array().exp();
+}
+
+Vector UngatedGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        ConstVectorRef v) const {
+  require_valid_gate_input(batch, new_log_prob);
+  require_token_vector(batch, v, "UngatedGate::jvp", "v");
+  return v;
+}
+
+Vector UngatedGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        ConstVectorRef w) const {
+  require_valid_gate_input(batch, new_log_prob);
+  require_token_vector(batch, w, "UngatedGate::vjp", "w");
+  return w;
+}
+
 PpoClipGate::PpoClipGate(const Options& options) : options_(options) {
   std::string why;
   require(options_.is_valid(&why), "PpoClipGate::Options: ", why);

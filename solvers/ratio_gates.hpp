@@ -73,6 +73,17 @@ inline std::vector<Index> trajectory_offsets(const TokenBatch& batch) {
   return segment_offsets(batch.trajectory);
 }
 
+/// The ungated surrogate J = (1/T) sum_i r_i A_i: G(r) = r, J = identity. Every gate agrees
+/// with it to first order at r = 1 (spec section 6); experiments use it as the reference
+/// without a trust region. Every token and trajectory is pass-through.
+class UngatedGate {
+ public:
+  GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
+  Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;
+};
+
 /// PPO's clipped surrogate, token-mean weights (spec section 5).
 class PpoClipGate {
  public:

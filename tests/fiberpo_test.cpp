@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "error_message.hpp"
+#include "policy_test_batch.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -33,38 +34,11 @@ using testing::sci;
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// domains x groups_per_domain x trajectories_per_group, lengths in [min_len, max_len]; old
-// probabilities in (0.05, 0.5) so that new = old + x stays <= 0 for x <= 0.69.
+// Per-token advantages, one state per token (tests/policy_test_batch.hpp).
 TokenBatch make_batch(Rng& rng, int domains, int groups_per_domain, int trajectories_per_group,
                       int min_len, int max_len) {
-  TokenBatch b;
-  int group = 0, trajectory = 0, state = 0;
-  for (int d = 0; d < domains; ++d) {
-    for (int g = 0; g < groups_per_domain; ++g, ++group) {
-      for (int t = 0; t < trajectories_per_group; ++t, ++trajectory) {
-        const int len = min_len + static_cast<int>(
-                                      rng.index(static_cast<std::uint64_t>(max_len - min_len + 1)));
-        const double adv = rng.normal();
-        for (int p = 0; p < len; ++p) {
-          b.domain.push_back(d);
-          b.group.push_back(group);
-          b.trajectory.push_back(trajectory);
-          b.position.push_back(p);
-          b.state.push_back(state++);
-          b.action.push_back(0);
-        }
-        (void)adv;
-      }
-    }
-  }
-  const Index n = static_cast<Index>(b.domain.size());
-  b.old_log_prob.resize(n);
-  b.advantage.resize(n);
-  for (Index i = 0; i < n; ++i) {
-    b.old_log_prob[i] = std::log(rng.uniform(0.05, 0.5));
-    b.advantage[i] = rng.normal();
-  }
-  return b;
+  return testing::make_test_batch(rng, domains, groups_per_domain, trajectories_per_group, min_len,
+                                  max_len, /*states=*/0, /*advantage_per_token=*/true);
 }
 
 // new_log_prob with log r_i = x_i.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "error_message.hpp"
+#include "policy_test_batch.hpp"
 
 namespace tether {
 namespace {
@@ -32,39 +33,11 @@ using testing::sci;
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// domains x groups x trajectories; one advantage per trajectory (repeated on its tokens, as
-// GRPO / GSPO assume); states drawn from a small pool so APC's states hold several tokens.
+// One advantage per trajectory, states from a pool of `states` (tests/policy_test_batch.hpp).
 TokenBatch make_batch(Rng& rng, int domains, int groups_per_domain, int trajectories_per_group,
                       int min_len, int max_len, int states = 7) {
-  TokenBatch b;
-  int group = 0, trajectory = 0;
-  std::vector<double> adv;
-  for (int d = 0; d < domains; ++d) {
-    for (int g = 0; g < groups_per_domain; ++g, ++group) {
-      for (int t = 0; t < trajectories_per_group; ++t, ++trajectory) {
-        const int len = min_len + static_cast<int>(
-                                      rng.index(static_cast<std::uint64_t>(max_len - min_len + 1)));
-        const double a = rng.normal();
-        for (int p = 0; p < len; ++p) {
-          b.domain.push_back(d);
-          b.group.push_back(group);
-          b.trajectory.push_back(trajectory);
-          b.position.push_back(p);
-          b.state.push_back(static_cast<int>(rng.index(static_cast<std::uint64_t>(states))));
-          b.action.push_back(0);
-          adv.push_back(a);
-        }
-      }
-    }
-  }
-  const Index n = static_cast<Index>(adv.size());
-  b.old_log_prob.resize(n);
-  b.advantage.resize(n);
-  for (Index i = 0; i < n; ++i) {
-    b.old_log_prob[i] = std::log(rng.uniform(0.05, 0.5));
-    b.advantage[i] = adv[static_cast<std::size_t>(i)];
-  }
-  return b;
+  return testing::make_test_batch(rng, domains, groups_per_domain, trajectories_per_group, min_len,
+                                  max_len, states, /*advantage_per_token=*/false);
 }
 
 // mu_i = 1 / (|Tj| T_tau): the weights of GSPO, FiberPO and the hierarchy.
@@ -666,6 +639,40 @@ struct JacobianSetup {
     };
   }
 };
+
+// The ungated reference: G = r, J = I, J = (1/T) sum r A, its gradient by central differences.
+TEST(Ungated, IsTheIdentityGateWithTheTokenMeanSurrogate) {
+  Rng rng(17);
+  const TokenBatch b = make_batch(rng, 2, 2, 3, 1, 6);
+  Vector x(b.size());
+  for (Index i = 0; i < b.size(); ++i) x[i] = rng.uniform(-0.5, 0.5);
+  const Vector lp = b.old_log_prob + x;
+  const UngatedGate gate;
+  const Vector r = x.array().exp();
+  // lp - old recovers x to rounding only: G = r to a few ulps.
+  EXPECT_LE((gate.gated_ratios(b, lp) - r).cwiseQuotient(r).cwiseAbs().maxCoeff(), 1e-15);
+  const GateValue v = gate.evaluate(b, lp);
+  const double T = static_cast<double>(b.size());
+  EXPECT_NEAR(v.objective, r.dot(b.advantage) / T, 1e-15);
+  EXPECT_EQ(v.tokens.pass_through, 1.0);
+  EXPECT_EQ(v.trajectories.pass_through, 1.0);
+  double worst = 0.0;
+  for (Index j = 0; j < b.size(); ++j) {
+    Vector up = lp, down = lp;
+    up[j] += 1e-6;
+    down[j] -= 1e-6;
+    const double fd = (gate.evaluate(b, up).objective - gate.evaluate(b, down).objective) / 2e-6;
+    worst = std::max(worst, std::abs(fd - v.gradient[j]));
+  }
+  EXPECT_LE(worst, 1e-9);
+  const Vector w = Vector::Random(b.size());
+  EXPECT_EQ(gate.jvp(b, lp, w), w);
+  EXPECT_EQ(gate.vjp(b, lp, w), w);
+  EXPECT_THROW(gate.jvp(b, lp, Vector::Zero(b.size() + 1)), ShapeError);
+  Vector bad = lp;
+  bad[0] = kNan;
+  EXPECT_THROW(gate.evaluate(b, bad), InvalidArgumentError);
+}
 
 TEST(Jacobian, PpoClip) {
   const JacobianSetup s;

@@ -32,24 +32,6 @@ namespace ex = tether::experiments;
 using Clock = std::chrono::steady_clock;
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
-// ---- the ungated reference: J = (1/T) sum_i r_i A_i (the gradient every gate agrees with at r =
-// 1)
-
-struct UngatedGate {
-  GateValue evaluate(const TokenBatch& batch, const Vector& new_log_prob) const {
-    require_valid_gate_input(batch, new_log_prob);
-    const double inv_t = 1.0 / static_cast<double>(batch.size());
-    GateValue v;
-    v.gradient.resize(batch.size());
-    for (Index i = 0; i < batch.size(); ++i) {
-      const double r = std::exp(new_log_prob[i] - batch.old_log_prob[i]);
-      v.objective += inv_t * r * batch.advantage[i];
-      v.gradient[i] = inv_t * r * batch.advantage[i];  // d(r A)/d log r = r A
-    }
-    return v;  // every token passes through: RegimeFractions' defaults
-  }
-};
-
 // ---- tasks -------------------------------------------------------------------------------------
 
 struct TaskSetting {

@@ -44,12 +44,19 @@ void Adam::update(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Apply 
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t_));
   const double lr = options_.learning_rate, eps = options_.epsilon, wd = options_.weight_decay;
-#pragma omp parallel for schedule(static) if (x.size() >= (Index{1} << 16))
-  for (Index j = 0; j < x.size(); ++j) {
-    m_[j] = b1 * m_[j] + (1.0 - b1) * g[j];
-    v_[j] = b2 * v_[j] + (1.0 - b2) * g[j] * g[j];
-    double delta = -lr * (m_[j] / c1) / (std::sqrt(v_[j] / c2) + eps);
-    if (wd != 0.0) delta -= lr * wd * x[j];  // (never 0 x inf: -inf logits mask an option)
+  // Raw pointers and `simd`: the entries are independent, which the compiler cannot prove
+  // through the members and Eigen::Refs, so without them the loop stays scalar.
+  double* m = m_.data();
+  double* v = v_.data();
+  const double* gj = g.data();
+  const double* xj = x.data();
+  const Index n = x.size();
+#pragma omp parallel for simd schedule(static) if (n >= (Index{1} << 16))
+  for (Index j = 0; j < n; ++j) {
+    m[j] = b1 * m[j] + (1.0 - b1) * gj[j];
+    v[j] = b2 * v[j] + (1.0 - b2) * gj[j] * gj[j];
+    double delta = -lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + eps);
+    if (wd != 0.0) delta -= lr * wd * xj[j];  // (never 0 x inf: -inf logits mask an option)
     apply(j, delta);
   }
 }
@@ -59,6 +66,15 @@ void Adam::direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
   require<ShapeError>(out.size() == x.size(), "Adam: output size ", out.size(),
                       " != parameter size ", x.size());
   update(x, g, [&out](Index j, double delta) { out[j] = delta; });
+}
+
+void Adam::trial(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g,
+                 Eigen::Ref<Vector> out) {
+  require<ShapeError>(out.size() == x.size(), "Adam: output size ", out.size(),
+                      " != parameter size ", x.size());
+  double* o = out.data();
+  const double* xj = x.data();
+  update(x, g, [o, xj](Index j, double delta) { o[j] = xj[j] + delta; });
 }
 
 void Adam::preconditioner(Eigen::Ref<Vector> h) const {

@@ -31,6 +31,9 @@ class Adam {
   void step(Eigen::Ref<Vector> x, Eigen::Ref<const Vector> g);
   /// The step Adam would take (x_new - x) without applying it; advances the moments.
   void direction(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Eigen::Ref<Vector> out);
+  /// out = x + direction(x, g), bit for bit, in one pass; x is left as it is (the trial point
+  /// that a Riemannian step then retracts). out must not overlap x or g.
+  void trial(Eigen::Ref<const Vector> x, Eigen::Ref<const Vector> g, Eigen::Ref<Vector> out);
 
   void reset() {
     t_ = 0;

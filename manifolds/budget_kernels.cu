@@ -119,11 +119,6 @@ __device__ double row_spread(const double* c, int k) {
   return hi - lo;
 }
 
-__device__ void shift_row(double* a, const double* c, int k, double t, bool recentre) {
-  for (int j = 0; j < k; ++j) a[j] = a[j] + t * c[j];
-  if (recentre) budget_row::recentre(a, k);
-}
-
 __device__ RetractionOutcome outcome_of(const budget_root::SafeguardedNewton& root) {
   RetractionOutcome o;
   o.shift = root.t;
@@ -186,7 +181,7 @@ __global__ void retract_instances_kernel(double* alpha, const double* costs, int
   if (more == -1) return;  // a feasible start (at most): nothing is shifted
   const double t = t_query;
   for (long long i = r0 + threadIdx.x; i < r1; i += blockDim.x)
-    shift_row(alpha + i * k, costs + i * k, k, t, recentre != 0);
+    budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
 }
 
 // One instance over the whole grid (cooperative launch). Each pass: block sums into
@@ -262,7 +257,7 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
   if (more == -1) return;
   const double t = t_query;
   for (long long i = first; i < n; i += stride)
-    shift_row(alpha + i * k, costs + i * k, k, t, recentre != 0);
+    budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
 }
 
 // Rows above which a single instance uses the whole grid instead of one block.

@@ -20,15 +20,32 @@ struct PhiValue {
 // instances use every core.
 constexpr Index kRowsPerChunk = 4096;
 
-PhiValue phi_at(const Matrix& alpha, const Matrix& costs, Index begin, Index end, double t) {
+// phi(t) and phi'(t) over rows [begin, end). With shift_into (alpha itself), the pass also
+// moves those rows to alpha + t c (recentred if asked): the moments returned are then those of
+// the new rows at t = 0, bit for bit (budget_row::moments_padded_block).
+PhiValue phi_at(const Matrix& alpha, const Matrix& costs, Index begin, Index end, double t,
+                Matrix* shift_into = nullptr, bool recentre = true) {
   const int k = static_cast<int>(costs.cols());
   auto rows = [&](Index r0, Index r1) {
+    // Blocks of rows (bit-identical to row by row; see budget_row.hpp), summed in row order.
     PhiValue v;
-    for (Index i = r0; i < r1; ++i) {
-      const budget_row::Moments m =
-          budget_row::moments_shifted(alpha.row(i).data(), costs.row(i).data(), k, t);
-      v.phi += m.expected;
-      v.dphi += m.variance;
+    budget_row::Moments m[budget_row::kBlockRows];
+    auto out = [&](Index i) { return shift_into ? shift_into->row(i).data() : nullptr; };
+    Index i = r0;
+    for (; i + budget_row::kBlockRows <= r1; i += budget_row::kBlockRows) {
+      budget_row::moments_shifted_block(alpha.row(i).data(), costs.row(i).data(), k, t, m, out(i),
+                                        recentre);
+      for (const budget_row::Moments& row : m) {
+        v.phi += row.expected;
+        v.dphi += row.variance;
+      }
+    }
+    for (; i < r1; ++i) {
+      m[0] = budget_row::moments_shifted(alpha.row(i).data(), costs.row(i).data(), k, t);
+      if (shift_into)
+        budget_row::shift_row(alpha.row(i).data(), costs.row(i).data(), k, t, out(i), recentre);
+      v.phi += m[0].expected;
+      v.dphi += m[0].variance;
     }
     return v;
   };
@@ -127,20 +144,50 @@ bool BudgetManifold::project(const Matrix& alpha, MatrixRef v) const {
 bool BudgetManifold::project_with_normal(const Matrix& alpha, const Matrix& n, MatrixRef v) const {
   check_shape(v.rows(), v.cols(), "v");
   check_shape(n.rows(), n.cols(), "normal");
+  const Index k = costs_.cols();
   std::vector<double> coef(static_cast<std::size_t>(blocks()), 0.0);
   for (Index b = 0; b < blocks(); ++b) {
     if (!active(alpha, b)) continue;
-    const Index r0 = block_begin(b), nr = block_end(b) - r0;
-    const double nn = n.middleRows(r0, nr).squaredNorm();
+    // <n, n> and <n, v> in one pass, over fixed chunks of rows summed in chunk order (the
+    // same bits for any thread count).
+    const Index r0 = block_begin(b), r1 = block_end(b);
+    const Index chunks = (r1 - r0 + kRowsPerChunk - 1) / kRowsPerChunk;
+    std::vector<double> nn_part(static_cast<std::size_t>(chunks)),
+        nv_part(static_cast<std::size_t>(chunks));
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (Index c = 0; c < chunks; ++c) {
+      double nn = 0.0, nv = 0.0;
+      for (Index i = r0 + c * kRowsPerChunk; i < std::min(r1, r0 + (c + 1) * kRowsPerChunk); ++i) {
+        const double* ni = n.row(i).data();
+        const double* vi = v.row(i).data();
+#pragma omp simd reduction(+ : nn, nv)
+        for (Index j = 0; j < k; ++j) {
+          nn += ni[j] * ni[j];
+          nv += ni[j] * vi[j];
+        }
+      }
+      nn_part[static_cast<std::size_t>(c)] = nn;
+      nv_part[static_cast<std::size_t>(c)] = nv;
+    }
+    double nn = 0.0, nv = 0.0;
+    for (Index c = 0; c < chunks; ++c) {
+      nn += nn_part[static_cast<std::size_t>(c)];
+      nv += nv_part[static_cast<std::size_t>(c)];
+    }
     // <n, n> below this is all round-off: every row of the block is (numerically) one-hot.
     if (!(nn > 1e-300)) return false;
-    coef[static_cast<std::size_t>(b)] =
-        n.middleRows(r0, nr).cwiseProduct(v.middleRows(r0, nr)).sum() / nn;
+    coef[static_cast<std::size_t>(b)] = nv / nn;
   }
   for (Index b = 0; b < blocks(); ++b) {
-    const Index r0 = block_begin(b), nr = block_end(b) - r0;
-    if (coef[static_cast<std::size_t>(b)] != 0.0)
-      v.middleRows(r0, nr) -= coef[static_cast<std::size_t>(b)] * n.middleRows(r0, nr);
+    const double cb = coef[static_cast<std::size_t>(b)];
+    if (cb == 0.0) continue;
+#pragma omp parallel for schedule(static) if (block_end(b) - block_begin(b) >= kRowsPerChunk)
+    for (Index i = block_begin(b); i < block_end(b); ++i) {
+      const double* ni = n.row(i).data();
+      double* vi = v.row(i).data();
+#pragma omp simd
+      for (Index j = 0; j < k; ++j) vi[j] -= cb * ni[j];
+    }
   }
   return true;
 }
@@ -154,29 +201,60 @@ RetractionReport BudgetManifold::retract(Matrix& alpha) const {
     const Index r0 = block_begin(b), r1 = block_end(b);
     const double target = budgets_[b], tol = tolerance(b);
     // The safeguarded Newton iteration of budget_root.hpp; this loop owns the passes.
+    // Rows [r0, r1) of alpha move to alpha + t c, recentred if asked (no moments needed).
+    auto shift_rows = [&](Matrix& a, Index begin, Index end, double t) {
+#pragma omp parallel for schedule(static) if (end - begin >= kRowsPerChunk)
+      for (Index i = begin; i < end; ++i)
+        budget_row::shift_row(a.row(i).data(), costs_.row(i).data(), k, t, a.row(i).data(),
+                              options_.recentre);
+    };
     double spread = 0.0;  // the widest row's cost range sets the first open-bracket step
     for (Index i = r0; i < r1; ++i)
       spread = std::max(spread, costs_.row(i).maxCoeff() - costs_.row(i).minCoeff());
-    budget_root::SafeguardedNewton root;
-    budget_root::start(root, target, tol, options_.max_passes, sense_ == BudgetSense::kAtMost,
-                       spread);
-    PhiValue cur;
-    do {
-      cur = phi_at(alpha, costs_, r0, r1, budget_root::query(root));
-    } while (budget_root::feed(root, cur.phi, cur.dphi));
-    const double t = root.t;
-    const int passes = root.passes;
-    const bool converged = root.converged, saturated = root.saturated;
-    cur = {root.phi, root.slope};
-    if (!root.feasible_start) {
-#pragma omp parallel for schedule(static) if (r1 - r0 >= kRowsPerChunk)
-      for (Index i = r0; i < r1; ++i) {
-        double* a = alpha.row(i).data();
-        const double* c = costs_.row(i).data();
-        for (int j = 0; j < k; ++j) a[j] = a[j] + t * c[j];
-        if (options_.recentre) budget_row::recentre(a, k);
-      }
+    // One search from the current alpha. With move, every pass after the first (which measures
+    // the start point) also moves the rows to the shift it measures, so the pass that ends the
+    // search has already made the final move: no separate pass over the data for it. alpha then
+    // holds the shift `applied`, and the moments of every pass are exactly those of the rows it
+    // wrote (budget_row::moments_padded_block).
+    struct Search {
+      budget_root::SafeguardedNewton root;
+      bool moved = false;
+      double applied = 0.0;
+    };
+    auto search = [&](bool move) {
+      Search s;
+      budget_root::start(s.root, target, tol, options_.max_passes,
+                         sense_ == BudgetSense::kAtMost, spread);
+      PhiValue cur;
+      do {
+        const double q = budget_root::query(s.root);
+        const bool move_now = move && s.root.passes >= 1;
+        cur = phi_at(alpha, costs_, r0, r1, q - s.applied, move_now ? &alpha : nullptr,
+                     options_.recentre);
+        if (move_now) {
+          s.moved = true;
+          s.applied = q;
+        }
+      } while (budget_root::feed(s.root, cur.phi, cur.dphi));
+      return s;
+    };
+    const Search first = search(true);
+    budget_root::SafeguardedNewton root = first.root;
+    double t = root.t;
+    int passes = root.passes;
+    if (first.moved && first.applied != root.t) {
+      // Only after a rejected polishing trial (budget_root.hpp): alpha sits at the trial. A move
+      // back by t - trial would not land on the same bits, so search again from where alpha is,
+      // this time with one final move (rare).
+      root = search(false).root;
+      t = first.applied + root.t;
+      passes += root.passes;
+      if (!root.feasible_start) shift_rows(alpha, r0, r1, root.t);
+    } else if (!first.moved && !root.feasible_start) {
+      shift_rows(alpha, r0, r1, t);  // one pass, at t = 0: recentre
     }
+    const bool converged = root.converged, saturated = root.saturated;
+    const PhiValue cur{root.phi, root.slope};
     report.passes = std::max(report.passes, passes);
     report.max_abs_residual = std::max(
         report.max_abs_residual, sense_ == BudgetSense::kAtMost ? std::max(0.0, cur.phi - target)

@@ -13,7 +13,9 @@
 //               Var_{p_i(t)}(c_i). tether uses a safeguarded Newton iteration (phi' comes from the
 //               same pass) with a bracket and bisection fallback, to |C - B| <= 1e-12 max(1, |B|)
 //               by default. The reference bisects to 1e-4 in up to 100 passes; this needs a
-//               handful.
+//               handful. Every pass after the first also moves alpha to the shift it measures
+//               (so the last pass is the move), and the residual reported is that of the
+//               returned alpha, bit for bit.
 //   transport   project the vector onto the tangent space at the new point (Riemannian Adam
 //               transports its first moment this way; the second moment is left as it is).
 // Invariants (tested): the normal equals the finite-difference gradient of C; projection is

@@ -54,7 +54,13 @@ void mask_logits(const AssignmentObjective& objective, Matrix& alpha) {
 }
 
 bool has_nan_or_positive_infinity(const Matrix& m) {
-  return m.hasNaN() || (m.array() == std::numeric_limits<double>::infinity()).any();
+  // One pass: x < +inf fails exactly for NaN and +inf (-inf, a masked option, passes).
+  const double* x = m.data();
+  const Index n = m.size();
+  int bad = 0;
+#pragma omp parallel for simd reduction(| : bad) schedule(static) if (n >= (Index{1} << 16))
+  for (Index j = 0; j < n; ++j) bad |= !(x[j] < std::numeric_limits<double>::infinity());
+  return bad != 0;
 }
 
 std::optional<double> evaluate(const AssignmentObjective& objective, const Matrix& y,

@@ -21,9 +21,8 @@ RiemannianStepReport RiemannianAdam::step(Matrix& alpha, Matrix& gradient, Start
     report.degenerate = true;
     return report;
   }
-  delta_.resize(alpha.rows(), alpha.cols());
-  adam_.direction(flat(alpha), flat(gradient), flat(delta_));
-  trial_ = alpha + delta_;
+  trial_.resize(alpha.rows(), alpha.cols());
+  adam_.trial(flat(alpha), flat(gradient), flat(trial_));  // alpha + Adam's step, one pass
   report.retraction = manifold_.retract(trial_);
   // -inf logits are masked options (probability 0); NaN or +inf is a failure: the caller stops.
   if (!report.retraction.converged || assignment::has_nan_or_positive_infinity(trial_))

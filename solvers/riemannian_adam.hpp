@@ -38,7 +38,7 @@ class RiemannianAdam {
  private:
   const BudgetManifold& manifold_;
   Adam adam_;
-  Matrix normal_, trial_, delta_;
+  Matrix normal_, trial_;
   bool normal_is_current_ = false;  // normal_ is the normal at the alpha last returned
 };
 

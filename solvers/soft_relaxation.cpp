@@ -150,7 +150,7 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& input,
   };
 
   Adam adam(s.adam);
-  Matrix grad(n, k), step(n, k), next(n, k);
+  Matrix grad(n, k), next(n, k);
   double best_soft = kInf, max_drift = 0.0;
   bool numerical_error = false;
   callbacks.begin(s.steps);
@@ -173,10 +173,9 @@ AssignmentResult run_soft_relaxation(const AssignmentObjective& input,
     if (s.round_every > 0 && t % s.round_every == 0) consider_rounded(alpha);
     best_soft = std::min(best_soft, value->loss);
 
-    adam.direction(Eigen::Map<const Vector>(alpha.data(), alpha.size()),
-                   Eigen::Map<const Vector>(grad.data(), grad.size()),
-                   Eigen::Map<Vector>(step.data(), step.size()));
-    next = alpha + step;
+    adam.trial(Eigen::Map<const Vector>(alpha.data(), alpha.size()),
+               Eigen::Map<const Vector>(grad.data(), grad.size()),
+               Eigen::Map<Vector>(next.data(), next.size()));
     recentre_rows(next);
     if (has_nan_or_positive_infinity(next)) {
       numerical_error = true;

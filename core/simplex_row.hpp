@@ -107,8 +107,23 @@ struct RowResult {
   int iterations = 0;       ///< passes of the Newton iteration (box section, kNewton)
 };
 
-/// Index of the first non-finite y_i, or -1.
+/// Lanes of the branch-free row scans below: fixed-length inner loops over this many partial
+/// results, which the compiler turns into vector operations (a plain running reduction would
+/// be one serial chain, since floating-point addition and max may not be reordered).
+constexpr int kScanLanes = 8;
+
+/// Index of the first non-finite y_i, or -1. The common all-finite row takes one branch-free
+/// pass (y - y is 0 for finite y, NaN otherwise, and NaN survives the sums), which
+/// vectorises; only a row that fails it is searched.
 TETHER_HD inline long long first_non_finite(const double* y, long long n) {
+  double probe[kScanLanes] = {};
+  const long long full = n - n % kScanLanes;
+  for (long long i = 0; i < full; i += kScanLanes)
+    for (int l = 0; l < kScanLanes; ++l) probe[l] += y[i + l] - y[i + l];
+  for (long long i = full; i < n; ++i) probe[0] += y[i] - y[i];
+  double all = 0.0;
+  for (int l = 0; l < kScanLanes; ++l) all += probe[l];
+  if (all == 0.0) return -1;
   for (long long i = 0; i < n; ++i)
     if (!finite(y[i])) return i;
   return -1;
@@ -224,16 +239,17 @@ template <bool kAbs>
 TETHER_HD Split simplex_closed_form(const double* y, long long n, double z, const Split& t) {
   Sum sum;
   long long count = 0;
-  double largest = value<kAbs>(y, 0);
   for (long long i = 0; i < n; ++i) {
     const double v = value<kAbs>(y, i);
-    if (v > largest) largest = v;
     if ((v - t.hi) - t.lo > 0.0) {
       sum.add(v);
       ++count;
     }
   }
   if (count == 0) {  // only when z is below the rounding of the largest entries
+    double largest = value<kAbs>(y, 0);
+    for (long long i = 1; i < n; ++i)
+      if (value<kAbs>(y, i) > largest) largest = value<kAbs>(y, i);
     for (long long i = 0; i < n; ++i) {
       const double v = value<kAbs>(y, i);
       if (v == largest) {

@@ -5,6 +5,9 @@
 //                                   uploaded again before each call, outside the timing
 //   BM_BudgetRetractionGpuBlocks/N/8   the same rows split into N / 1000 independent instances,
 //                                   one CUDA block each
+//   BM_TangentProjectionGpu/N/8     the device tangent projection of a resident vector (normal,
+//                                   C, <n, n>, <n, v> fused; then the update); 7 x 8 N K bytes:
+//                                   read alpha, costs, v and write n, then read v, n, write v
 //   BM_DeviceMemoryCopy/bytes        device-to-device copy: the bandwidth reference
 // bytes_per_second counts (2 passes + 2) x 8 N K bytes per retraction, like BM_BudgetRetraction
 // on the CPU; the outcome copy back (a few bytes) synchronises, so the time is the kernel's.
@@ -72,6 +75,26 @@ void retraction_gpu(benchmark::State& state, Index blocks) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
 }
 
+void projection_gpu(benchmark::State& state) {
+  const Index n = state.range(0), k = state.range(1);
+  Instance inst = make_instance(n, k, 1);
+  const tether::BudgetManifold manifold(inst.costs, inst.starts, inst.budgets);
+  manifold.retract(inst.alpha);
+  tether::Rng rng(5);
+  Matrix g(n, k);
+  for (Index j = 0; j < g.size(); ++j) g.data()[j] = rng.normal();
+  tether::device::DeviceBudgetManifold on_device(manifold);
+  on_device.upload(inst.alpha);
+  for (auto _ : state) {
+    state.PauseTiming();
+    on_device.upload_vector(g);  // the same gradient every time, not timed
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(on_device.project());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(7.0 * sizeof(double) * static_cast<double>(n * k)) *
+                          state.iterations());
+}
+
 void sizes(benchmark::internal::Benchmark* b) {
   for (const Index n : {1250, 12500, 125000, 1250000, 12500000}) b->Args({n, 8});
   b->Unit(benchmark::kMicrosecond);
@@ -85,6 +108,7 @@ const bool kGpuRegistered = [] {
   benchmark::RegisterBenchmark("BM_BudgetRetractionGpuBlocks", [](benchmark::State& s) {
     retraction_gpu(s, std::max<Index>(1, s.range(0) / 1000));
   })->Apply(sizes);
+  benchmark::RegisterBenchmark("BM_TangentProjectionGpu", projection_gpu)->Apply(sizes);
   benchmark::RegisterBenchmark("BM_DeviceMemoryCopy",
                                [](benchmark::State& s) {
                                  const auto bytes = static_cast<std::size_t>(s.range(0));

@@ -130,6 +130,51 @@ RetractionReport DeviceBudgetManifold::retract(const RetractionOptions& options)
 #endif
 }
 
+void DeviceBudgetManifold::upload_vector(const Matrix& v) {
+  require<ShapeError>(v.rows() == groups_ && v.cols() == options_,
+                      "DeviceBudgetManifold::upload_vector: v is ", v.rows(), " x ", v.cols(),
+                      ", the manifold's costs are ", groups_, " x ", options_);
+#if defined(TETHER_HAVE_CUDA)
+  kernels::upload_vector(resident_, v.data());
+  has_vector_ = true;
+#endif
+}
+
+void DeviceBudgetManifold::download_vector(Matrix& v) const {
+  require(has_vector_, "DeviceBudgetManifold::download_vector: no vector was uploaded");
+  v.resize(groups_, options_);
+#if defined(TETHER_HAVE_CUDA)
+  kernels::download_vector(resident_, v.data());
+#endif
+}
+
+bool DeviceBudgetManifold::project(const RetractionOptions& options) {
+  check_retraction_options(options);
+  require(has_vector_, "DeviceBudgetManifold::project: no vector was uploaded (upload_vector)");
+#if defined(TETHER_HAVE_CUDA)
+  return kernels::project_resident(resident_, options.tolerance, sense_ == BudgetSense::kAtMost);
+#else
+  return false;
+#endif
+}
+
+bool project(const BudgetManifold& manifold, const Matrix& alpha, Matrix& v,
+             const RetractionOptions& options) {
+  require<ShapeError>(alpha.rows() == manifold.groups() && alpha.cols() == manifold.options(),
+                      "device::project: alpha is ", alpha.rows(), " x ", alpha.cols(),
+                      ", the manifold's costs are ", manifold.groups(), " x ", manifold.options());
+  require<ShapeError>(v.rows() == manifold.groups() && v.cols() == manifold.options(),
+                      "device::project: v is ", v.rows(), " x ", v.cols(),
+                      ", the manifold's costs are ", manifold.groups(), " x ", manifold.options());
+  check_retraction_options(options);
+  DeviceBudgetManifold on_device(manifold);
+  on_device.upload(alpha);
+  on_device.upload_vector(v);
+  const bool projected = on_device.project(options);
+  if (projected) on_device.download_vector(v);
+  return projected;
+}
+
 double device_copy_bandwidth(std::size_t bytes, int repetitions) {
   require(bytes > 0 && repetitions >= 1,
           "device_copy_bandwidth: bytes and repetitions must be >= 1");

@@ -2,6 +2,7 @@
 // (manifolds/budget_row.hpp) and the same root finder (manifolds/budget_root.hpp):
 //   expected_cost_and_slope   phi(t) = sum_i E_i(alpha_i + t c_i) and phi'(t) = sum_i Var_i
 //   retract                   the whole retraction, its Newton passes on the device
+//   project                   the tangent projection, normal and dot products fused
 // Deterministic: every sum is added in a fixed order. In builds without CUDA, or on machines
 // without a device, cuda_available() is false and the functions throw.
 #pragma once
@@ -52,12 +53,29 @@ class DeviceBudgetManifold {
   void download(Matrix& alpha) const;
   /// Retracts the device's logits in place.
   RetractionReport retract(const RetractionOptions& options = {});
+  /// Copies a vector v (N x K, e.g. a gradient) to the device / the device's vector back.
+  void upload_vector(const Matrix& v);
+  void download_vector(Matrix& v) const;
+  /// BudgetManifold::project on the device: the device's vector is projected onto the tangent
+  /// space at the device's logits, in place (the normal, C, <n, n> and <n, v> in one fused
+  /// pass per instance, then the update). At most, a block is active when C >= B - tol with
+  /// tol = options.tolerance max(1, |B|), as on the CPU with the same options. Returns false,
+  /// leaving the vector unchanged, when an active block is degenerate (every row one-hot).
+  /// Throws tether::Error when no vector was uploaded.
+  bool project(const RetractionOptions& options = {});
 
  private:
   Index groups_, options_;
   BudgetSense sense_;
+  bool has_vector_ = false;
   kernels::ResidentInstances* resident_ = nullptr;
 };
+
+/// BudgetManifold::project on the device for one call: alpha and v copied there, v projected
+/// and copied back. The same contract as the CPU function (its tolerance for at-most blocks
+/// is options.tolerance); agrees with it to rounding (sums in another order).
+bool project(const BudgetManifold& manifold, const Matrix& alpha, Matrix& v,
+             const RetractionOptions& options = {});
 
 /// Device-to-device copy bandwidth (read + write bytes per second) of `bytes`-byte buffers,
 /// the best of `repetitions` timed copies: the reference the GPU benchmarks report against.

@@ -260,6 +260,120 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
     budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
 }
 
+// ---- the tangent projection: v <- v - (<n, v> / <n, n>) n per instance, n the normal ----
+
+// Sums a, b and c over the block into a[0], b[0], c[0] (fixed tree). Ends synchronised.
+__device__ void block_sum3(double* a, double* b, double* c) {
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      a[threadIdx.x] += a[threadIdx.x + stride];
+      b[threadIdx.x] += b[threadIdx.x + stride];
+      c[threadIdx.x] += c[threadIdx.x + stride];
+    }
+    __syncthreads();
+  }
+}
+
+// The normal of rows [r0, r1) with stride `step` from `first` (budget_row::normal, the CPU's
+// row code), written to n, and this thread's share of C, <n, n> and <n, v>.
+__device__ void normal_and_dots(const double* alpha, const double* costs, const double* v,
+                                double* n, int k, long long first, long long r1, long long step,
+                                double* expected, double* nn, double* nv) {
+  *expected = 0.0;
+  *nn = 0.0;
+  *nv = 0.0;
+  for (long long i = first; i < r1; i += step) {
+    double* ni = n + i * k;
+    *expected += budget_row::normal(alpha + i * k, costs + i * k, k, ni);
+    for (int j = 0; j < k; ++j) {
+      *nn += ni[j] * ni[j];
+      *nv += ni[j] * v[i * k + j];
+    }
+  }
+}
+
+// <n, v> / <n, n> of one instance from its sums; NaN marks a degenerate (one-hot) instance,
+// 0 an inactive at-most one.
+__device__ double projection_coefficient(double expected, double nn, double nv, double budget,
+                                         double relative_tolerance, int at_most) {
+  const double tol = relative_tolerance * (fabs(budget) > 1.0 ? fabs(budget) : 1.0);
+  if (at_most && expected < budget - tol) return 0.0;  // inactive: v is already tangent
+  if (!(nn > 1e-300)) return nan("");
+  return nv / nn;
+}
+
+// Many instances: one block each computes its normal, sums and coefficient.
+__global__ void projection_coefficients_kernel(const double* alpha, const double* costs,
+                                               const double* v, double* n, int k,
+                                               const long long* starts, const double* budgets,
+                                               double relative_tolerance, int at_most,
+                                               double* coefficients) {
+  __shared__ double se[kThreads];
+  __shared__ double snn[kThreads];
+  __shared__ double snv[kThreads];
+  const long long r0 = starts[blockIdx.x], r1 = starts[blockIdx.x + 1];
+  normal_and_dots(alpha, costs, v, n, k, r0 + threadIdx.x, r1, blockDim.x, &se[threadIdx.x],
+                  &snn[threadIdx.x], &snv[threadIdx.x]);
+  block_sum3(se, snn, snv);
+  if (threadIdx.x == 0)
+    coefficients[blockIdx.x] = projection_coefficient(se[0], snn[0], snv[0], budgets[blockIdx.x],
+                                                      relative_tolerance, at_most);
+}
+
+// One large instance, step 1 of 2: every block writes its partial sums.
+__global__ void projection_partials_kernel(const double* alpha, const double* costs,
+                                           const double* v, double* n, long long rows, int k,
+                                           double* partials) {
+  __shared__ double se[kThreads];
+  __shared__ double snn[kThreads];
+  __shared__ double snv[kThreads];
+  const long long first = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  normal_and_dots(alpha, costs, v, n, k, first, rows, step, &se[threadIdx.x], &snn[threadIdx.x],
+                  &snv[threadIdx.x]);
+  block_sum3(se, snn, snv);
+  if (threadIdx.x == 0) {
+    partials[blockIdx.x] = se[0];
+    partials[gridDim.x + blockIdx.x] = snn[0];
+    partials[2 * gridDim.x + blockIdx.x] = snv[0];
+  }
+}
+
+// Step 2 of 2: one thread adds the partials in block order (deterministic).
+__global__ void projection_total_kernel(const double* partials, int blocks, double budget,
+                                        double relative_tolerance, int at_most,
+                                        double* coefficient) {
+  double e = 0.0, nn = 0.0, nv = 0.0;
+  for (int b = 0; b < blocks; ++b) {
+    e += partials[b];
+    nn += partials[blocks + b];
+    nv += partials[2 * blocks + b];
+  }
+  *coefficient = projection_coefficient(e, nn, nv, budget, relative_tolerance, at_most);
+}
+
+// v <- v - coefficient_b n for every row of every instance (one block per instance).
+__global__ void projection_update_instances_kernel(double* v, const double* n, int k,
+                                                   const long long* starts,
+                                                   const double* coefficients) {
+  const double coef = coefficients[blockIdx.x];
+  if (coef == 0.0) return;
+  const long long e0 = starts[blockIdx.x] * k, e1 = starts[blockIdx.x + 1] * k;
+  for (long long e = e0 + threadIdx.x; e < e1; e += blockDim.x) v[e] -= coef * n[e];
+}
+
+// The same for one large instance, over the whole grid.
+__global__ void projection_update_kernel(double* v, const double* n, long long entries,
+                                         const double* coefficient) {
+  const double coef = *coefficient;
+  if (coef == 0.0) return;
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long e = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; e < entries;
+       e += step)
+    v[e] -= coef * n[e];
+}
+
 // Rows above which a single instance uses the whole grid instead of one block.
 constexpr long long kCooperativeRows = 1 << 16;
 
@@ -272,6 +386,10 @@ struct ResidentInstances {
   double* budgets = nullptr;    // device copy
   RetractionOutcome* outcomes = nullptr;
   double* partials = nullptr;  // the cooperative kernel's (5 per grid block)
+  double* vector = nullptr;    // the tangent projection's v (allocated at first use)
+  double* normal = nullptr;    // and the normal it computes
+  double* projection_partials = nullptr;  // 3 per grid block (large) or per instance
+  double* coefficients = nullptr;         // <n, v> / <n, n> per instance (0: inactive)
   std::vector<double> host_budgets;
   long long n = 0;
   int k = 0, instances = 0, grid_blocks = 0;
@@ -330,6 +448,10 @@ void destroy_resident(ResidentInstances* r) {
   cudaFree(r->budgets);
   cudaFree(r->outcomes);
   cudaFree(r->partials);
+  cudaFree(r->vector);
+  cudaFree(r->normal);
+  cudaFree(r->projection_partials);
+  cudaFree(r->coefficients);
   delete r;
 }
 
@@ -409,6 +531,63 @@ void retract(double* alpha, const double* costs, long long n, int k, const long 
     throw;
   }
   destroy_resident(r);
+}
+
+void upload_vector(ResidentInstances* r, const double* v) {
+  const std::size_t bytes = sizeof(double) * static_cast<std::size_t>(r->n) * r->k;
+  if (r->vector == nullptr) {
+    check(cudaMalloc(&r->vector, bytes), "cudaMalloc vector");
+    check(cudaMalloc(&r->normal, bytes), "cudaMalloc normal");
+    const int partial_count = r->cooperative ? 3 * r->grid_blocks : 1;
+    check(cudaMalloc(&r->projection_partials, sizeof(double) * partial_count),
+          "cudaMalloc projection partials");
+    check(cudaMalloc(&r->coefficients, sizeof(double) * r->instances), "cudaMalloc coefficients");
+  }
+  check(cudaMemcpy(r->vector, v, bytes, cudaMemcpyHostToDevice), "copy vector");
+}
+
+void download_vector(const ResidentInstances* r, double* v) {
+  check(cudaMemcpy(v, r->vector, sizeof(double) * static_cast<std::size_t>(r->n) * r->k,
+                   cudaMemcpyDeviceToHost),
+        "copy vector back");
+}
+
+bool project_resident(ResidentInstances* r, double relative_tolerance, bool at_most) {
+  if (r->vector == nullptr) throw Error("project_resident: no vector was uploaded");
+  const int at_most_flag = at_most ? 1 : 0;
+  if (r->cooperative) {
+    projection_partials_kernel<<<r->grid_blocks, kThreads>>>(r->alpha, r->costs, r->vector,
+                                                              r->normal, r->n, r->k,
+                                                              r->projection_partials);
+    check(cudaGetLastError(), "projection_partials_kernel launch");
+    projection_total_kernel<<<1, 1>>>(r->projection_partials, r->grid_blocks, r->host_budgets[0],
+                                      relative_tolerance, at_most_flag, r->coefficients);
+    check(cudaGetLastError(), "projection_total_kernel launch");
+  } else {
+    projection_coefficients_kernel<<<r->instances, kThreads>>>(
+        r->alpha, r->costs, r->vector, r->normal, r->k, r->starts, r->budgets, relative_tolerance,
+        at_most_flag, r->coefficients);
+    check(cudaGetLastError(), "projection_coefficients_kernel launch");
+  }
+  // A degenerate instance (NaN coefficient) leaves every instance's v unchanged, as on the CPU:
+  // the coefficients come back (one double per instance) before any update.
+  std::vector<double> coefficients(static_cast<std::size_t>(r->instances));
+  check(cudaMemcpy(coefficients.data(), r->coefficients, sizeof(double) * r->instances,
+                   cudaMemcpyDeviceToHost),
+        "copy coefficients");
+  for (double c : coefficients)
+    if (c != c) return false;
+  if (r->cooperative) {
+    projection_update_kernel<<<r->grid_blocks, kThreads>>>(r->vector, r->normal, r->n * r->k,
+                                                           r->coefficients);
+    check(cudaGetLastError(), "projection_update_kernel launch");
+  } else {
+    projection_update_instances_kernel<<<r->instances, kThreads>>>(r->vector, r->normal, r->k,
+                                                                   r->starts, r->coefficients);
+    check(cudaGetLastError(), "projection_update_instances_kernel launch");
+  }
+  check(cudaDeviceSynchronize(), "projection update");
+  return true;
 }
 
 }  // namespace tether::device::kernels

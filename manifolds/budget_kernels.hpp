@@ -45,6 +45,16 @@ void download_alpha(const ResidentInstances* resident, double* alpha);
 void retract_resident(ResidentInstances* resident, double relative_tolerance, int max_passes,
                       bool at_most, bool recentre, RetractionOutcome* outcomes);
 
+/// The tangent projection on the resident logits: a vector v (host, n x k) is uploaded once
+/// (buffers allocated at the first upload), projected in place on the device, downloaded.
+/// Per instance: the normal n (budget_row::normal), C, <n, n>, <n, v> in one pass (sums in a
+/// fixed order), then v -= (<n, v> / <n, n>) n where the instance is active (always for
+/// equality; C >= B - tol at most). Returns false, leaving v unchanged, when an active
+/// instance's <n, n> is below 1e-300 (every row one-hot), as BudgetManifold::project does.
+void upload_vector(ResidentInstances* resident, const double* v);
+void download_vector(const ResidentInstances* resident, double* v);
+bool project_resident(ResidentInstances* resident, double relative_tolerance, bool at_most);
+
 /// Device-to-device copy bandwidth, read + write bytes per second, best of `repetitions`.
 double copy_bandwidth(unsigned long long bytes, int repetitions);
 

@@ -91,5 +91,61 @@ TEST(BudgetDevice, RetractionMatchesTheCpuRetraction) {
   }
 }
 
+TEST(BudgetDevice, ProjectionMatchesTheCpuProjection) {
+  if (!device::cuda_available()) {
+    BudgetManifold manifold(Matrix::Constant(2, 2, 1.0) + Matrix::Identity(2, 2), 3.0);
+    Matrix a = Matrix::Zero(2, 2), v = Matrix::Ones(2, 2);
+    EXPECT_THROW(device::project(manifold, a, v), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  Rng rng(9);
+  struct Case {
+    Index n, k, blocks;
+    BudgetSense sense;
+  };
+  for (const Case c :
+       {Case{300, 7, 1, BudgetSense::kEqual}, Case{20000, 8, 40, BudgetSense::kEqual},
+        Case{20000, 8, 40, BudgetSense::kAtMost}, Case{300000, 8, 1, BudgetSense::kEqual}}) {
+    Matrix alpha(c.n, c.k), costs(c.n, c.k), v(c.n, c.k);
+    for (Index j = 0; j < alpha.size(); ++j) {
+      alpha.data()[j] = rng.uniform(-5, 5);
+      costs.data()[j] = rng.uniform(1.0, 8.0);
+      v.data()[j] = rng.normal();
+    }
+    std::vector<Index> starts;
+    Vector budgets(c.blocks);
+    const Index rows = c.n / c.blocks;
+    for (Index b = 0; b < c.blocks; ++b) {
+      starts.push_back(b * rows);
+      const Index r1 = b + 1 == c.blocks ? c.n : (b + 1) * rows;
+      const Matrix block = costs.middleRows(b * rows, r1 - b * rows);
+      const double lo = block.rowwise().minCoeff().sum(), hi = block.rowwise().maxCoeff().sum();
+      budgets[b] = lo + rng.uniform(0.1, 0.9) * (hi - lo);
+    }
+    const BudgetManifold manifold(costs, starts, budgets, c.sense);
+    manifold.retract(alpha);
+    if (c.sense == BudgetSense::kAtMost)  // half the blocks near their cheapest: inactive
+      for (Index b = 0; b < c.blocks; b += 2) {
+        const Index r0 = manifold.block_begin(b), nr = manifold.block_end(b) - r0;
+        alpha.middleRows(r0, nr) = -10.0 * costs.middleRows(r0, nr);
+        ASSERT_FALSE(manifold.active(alpha, b));
+      }
+    Matrix on_cpu = v, on_gpu = v;
+    ASSERT_TRUE(manifold.project(alpha, on_cpu));
+    ASSERT_TRUE(device::project(manifold, alpha, on_gpu)) << "n = " << c.n;
+    EXPECT_LE((on_gpu - on_cpu).cwiseAbs().maxCoeff(), 1e-12 * v.cwiseAbs().maxCoeff())
+        << "n = " << c.n;
+  }
+  // Degenerate (one-hot rows): both refuse and leave v as it was.
+  const Matrix costs = Matrix::Constant(4, 3, 1.0) + Matrix::Identity(4, 3);
+  const BudgetManifold manifold(costs, 5.5);
+  Matrix one_hot = Matrix::Constant(4, 3, -1e4);
+  for (Index i = 0; i < 4; ++i) one_hot(i, 0) = 1e4;
+  Matrix v = Matrix::Ones(4, 3), on_gpu = v;
+  EXPECT_FALSE(manifold.project(one_hot, v));
+  EXPECT_FALSE(device::project(manifold, one_hot, on_gpu));
+  EXPECT_EQ(on_gpu, Matrix::Ones(4, 3));
+}
+
 }  // namespace
 }  // namespace tether

@@ -46,7 +46,7 @@ __global__ void threshold_kernel(double* x, long long rows, long long n, long lo
   const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   double* y = x + r * stride;
-  double* work = scratch + r * n;
+  double* work = scratch + 2 * r * n;
   row::RowResult result;
   if (l1)
     result = sorted ? row::project_sorted<true>(y, n, z, work, row::HeapSort{})
@@ -95,7 +95,7 @@ void threshold_rows(double* x, long long rows, long long n, long long stride, do
                     bool sorted, int* status, long long* index) {
   const std::size_t doubles = span(rows, n, stride);
   DeviceBuffer d_x(sizeof(double) * doubles);
-  DeviceBuffer d_scratch(sizeof(double) * static_cast<std::size_t>(rows * n));
+  DeviceBuffer d_scratch(sizeof(double) * static_cast<std::size_t>(2 * rows * n));
   DeviceBuffer d_status(sizeof(int) * rows), d_index(sizeof(long long) * rows);
   check(cudaMemcpy(d_x.data, x, sizeof(double) * doubles, cudaMemcpyHostToDevice), "copy x");
   const long long blocks = (rows + kThreads - 1) / kThreads;

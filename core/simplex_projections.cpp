@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <tether/core/errors.hpp>
 #include <tether/core/simplex_projections.hpp>
 #include <tether/core/simplex_row.hpp>
@@ -66,10 +67,13 @@ void for_each_row(const char* who, MatrixRef x, Index workspace_per_row, RowFn f
   [[maybe_unused]] const bool parallel = rows > 1 && rows * n >= (Index{1} << 14);
 #pragma omp parallel if (parallel) reduction(min : first_failure)
   {
-    std::vector<double> work(static_cast<std::size_t>(workspace_per_row));
+    // Uninitialised: the threshold projections touch only their candidates' share of it, so
+    // a long row does not pay for zeroing (and faulting in) 2 n doubles it never reads.
+    const std::unique_ptr<double[]> work =
+        std::make_unique_for_overwrite<double[]>(static_cast<std::size_t>(workspace_per_row));
 #pragma omp for schedule(static)
     for (Index r = 0; r < rows; ++r) {
-      const row::RowResult result = fn(data + r * stride, static_cast<long long>(n), work.data());
+      const row::RowResult result = fn(data + r * stride, static_cast<long long>(n), work.get());
       if (result.status != row::kOk) {
         failure_index[static_cast<std::size_t>(r)] = result.index;
         first_failure = std::min(first_failure, static_cast<long long>(r) * 4 + result.status);
@@ -89,7 +93,7 @@ void threshold_rows_cpu(const char* who, MatrixRef x, double z, SimplexAlgorithm
   require_radius(who, z);
   if (x.rows() == 0) return;
   const bool sorted = algorithm == SimplexAlgorithm::kSort;
-  for_each_row(who, x, x.cols(), [&](double* y, long long n, double* work) {
+  for_each_row(who, x, 2 * x.cols(), [&](double* y, long long n, double* work) {
     if (l1)
       return sorted ? row::project_sorted<true>(y, n, z, work, StdSort{})
                     : row::project_condat<true>(y, n, z, work);

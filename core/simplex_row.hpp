@@ -12,7 +12,10 @@
 // Threshold sets (simplex {p >= 0, sum p = z} and l1 ball {|p|_1 <= z}): with v_i = y_i
 // (simplex) or |y_i| (l1 ball, when |y|_1 > z), P(y)_i = max(v_i - tau, 0) (times sign(y_i)),
 // where tau solves sum_i max(v_i - tau, 0) = z. Each algorithm returns an estimate of tau that
-// fixes the active set A = {i : v_i > tau}; simplex_finish() then recomputes tau in closed form,
+// fixes the active set A = {i : v_i > tau}. Only candidates can be active: tau >= max v - z, so
+// threshold_candidates() keeps the v_i above that bound (less a margin), usually a small part of
+// the row, and both algorithms and the closed form run on them (project_threshold());
+// simplex_finish() recomputes tau in closed form,
 //   tau = (sum_{i in A} v_i - z) / |A|          (compensated sum, quotient as hi + lo),
 // so two algorithms that find the same active set give the same bits, and writes
 // (v_i - hi) - lo, exact up to its own rounding.
@@ -267,23 +270,41 @@ TETHER_HD Split simplex_closed_form(const double* y, long long n, double z, cons
 /// Recomputes tau in closed form on the active set of tau_estimate, then once more on the
 /// active set of that tau (classified in double-double: an entry within rounding of a
 /// single-double threshold is placed by the precise one), and writes the projection. z > 0.
+/// tau in closed form twice from an estimate (see simplex_finish); false when it overflows.
 template <bool kAbs>
-TETHER_HD RowResult simplex_finish(double* y, long long n, double z, double tau_estimate) {
-  Split tau;
-  tau.hi = tau_estimate;
-  tau = simplex_closed_form<kAbs>(y, n, z, tau);
-  RowResult result;
-  if (finite(tau.hi) && finite(tau.lo)) tau = simplex_closed_form<kAbs>(y, n, z, tau);
-  result.multiplier = tau.hi;
-  if (!finite(tau.hi) || !finite(tau.lo)) {
-    result.status = kOverflow;
-    return result;
-  }
+TETHER_HD bool refine_threshold(const double* y, long long n, double z, double tau_estimate,
+                                Split* tau) {
+  tau->hi = tau_estimate;
+  tau->lo = 0.0;
+  *tau = simplex_closed_form<kAbs>(y, n, z, *tau);
+  if (finite(tau->hi) && finite(tau->lo)) *tau = simplex_closed_form<kAbs>(y, n, z, *tau);
+  return finite(tau->hi) && finite(tau->lo);
+}
+
+/// y_i <- max(v_i - tau, 0) (with y_i's sign for the l1 ball), tau = hi + lo.
+template <bool kAbs>
+TETHER_HD void write_thresholded(double* y, long long n, const Split& tau) {
   for (long long i = 0; i < n; ++i) {
     const double d = (value<kAbs>(y, i) - tau.hi) - tau.lo;
     const double p = d > 0.0 ? d : 0.0;
     y[i] = (kAbs && y[i] < 0.0) ? -p : p;
   }
+}
+
+/// Recomputes tau in closed form on the active set of tau_estimate, then once more on the
+/// active set of that tau (classified in double-double: an entry within rounding of a
+/// single-double threshold is placed by the precise one), and writes the projection. z > 0.
+template <bool kAbs>
+TETHER_HD RowResult simplex_finish(double* y, long long n, double z, double tau_estimate) {
+  Split tau;
+  RowResult result;
+  const bool ok = refine_threshold<kAbs>(y, n, z, tau_estimate, &tau);
+  result.multiplier = tau.hi;
+  if (!ok) {
+    result.status = kOverflow;
+    return result;
+  }
+  write_thresholded<kAbs>(y, n, tau);
   return result;
 }
 
@@ -298,9 +319,23 @@ TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* re
     return true;
   }
   if (kAbs) {
-    Sum norm;
-    for (long long i = 0; i < n; ++i) norm.add(fabs(y[i]));
-    if (norm.value() <= z) return true;  // inside the ball: left as it is, bit for bit
+    // |y|_1 <= z decides; a plain lane sum settles it unless it lies within its own error
+    // bound of z (n eps relative, all terms >= 0), where the compensated sum decides.
+    double lane[kScanLanes] = {};
+    const long long full = n - n % kScanLanes;
+    for (long long i = 0; i < full; i += kScanLanes)
+      for (int l = 0; l < kScanLanes; ++l) lane[l] += fabs(y[i + l]);
+    for (long long i = full; i < n; ++i) lane[0] += fabs(y[i]);
+    double plain = 0.0;
+    for (int l = 0; l < kScanLanes; ++l) plain += lane[l];
+    const double slack = mul(mul(4.0 * 2.220446049250313e-16, static_cast<double>(n + 8)), z);
+    bool inside = plain < z - slack;
+    if (!(plain > z + slack) && !inside) {
+      Sum norm;
+      for (long long i = 0; i < n; ++i) norm.add(fabs(y[i]));
+      inside = norm.value() <= z;
+    }
+    if (inside) return true;  // inside the ball: left as it is, bit for bit
   }
   if (z == 0.0) {  // both sets are {0}
     for (long long i = 0; i < n; ++i) y[i] = 0.0;
@@ -309,23 +344,93 @@ TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* re
   return false;
 }
 
-/// Sort-based projection of one row (kAbs: onto the l1 ball, else onto the simplex).
-/// work holds n doubles; sort(a, n) sorts ascending.
-template <bool kAbs, class Sort>
-TETHER_HD RowResult project_sorted(double* y, long long n, double z, double* work, Sort sort) {
-  RowResult result;
-  if (threshold_trivial<kAbs>(y, n, z, &result)) return result;
-  for (long long i = 0; i < n; ++i) work[i] = value<kAbs>(y, i);
-  sort(work, n);
-  return simplex_finish<kAbs>(y, n, z, threshold_sorted(work, n, z));
+/// The candidates of a threshold projection: the entries that can be active. tau >= max v - z
+/// (the largest entry alone gives sum_i max(v_i - (max v - z), 0) >= z), so an entry at or
+/// below bound = (max v - z) - 2^-40 (|max v| + z) is inactive, in exact arithmetic and in the
+/// closed form (accurate to a few ulps, far inside that margin; project_threshold checks it).
+/// Copies the values v_i above the bound, in index order, to out (n doubles) and returns their
+/// number (>= 1: the largest is one of them). Branch-free, so the common case of few
+/// candidates costs two vectorised passes.
+template <bool kAbs>
+TETHER_HD long long threshold_candidates(const double* y, long long n, double z, double* out,
+                                         double* bound) {
+  double lane[kScanLanes];
+  for (int l = 0; l < kScanLanes; ++l) lane[l] = value<kAbs>(y, 0);
+  const long long full = n - n % kScanLanes;
+  for (long long i = 0; i < full; i += kScanLanes)
+    for (int l = 0; l < kScanLanes; ++l) {
+      const double v = value<kAbs>(y, i + l);
+      lane[l] = v > lane[l] ? v : lane[l];
+    }
+  double largest = lane[0];
+  for (int l = 1; l < kScanLanes; ++l) largest = lane[l] > largest ? lane[l] : largest;
+  for (long long i = full; i < n; ++i)
+    largest = value<kAbs>(y, i) > largest ? value<kAbs>(y, i) : largest;
+  *bound = (largest - z) - mul(fabs(largest) + z, 0x1p-40);
+  long long m = 0;
+  for (long long i = 0; i < n; ++i) {
+    const double v = value<kAbs>(y, i);
+    out[m] = v;
+    m += v > *bound ? 1 : 0;
+  }
+  return m;
 }
 
-/// Condat's projection of one row. work holds n doubles.
-template <bool kAbs>
-TETHER_HD RowResult project_condat(double* y, long long n, double z, double* work) {
+/// A threshold projection of one row through its candidates: estimate(v, m, aux) returns an
+/// estimate of tau for the m candidate values v (aux: m doubles of workspace), the closed form
+/// refines it on the candidates, and the row is written. Bit-identical to simplex_finish on the
+/// whole row whenever the refined threshold lies clear of the bound (then no excluded entry
+/// could have been classified active); otherwise (not observed) the whole row is refined.
+/// work holds 2 n doubles.
+template <bool kAbs, class Estimate>
+TETHER_HD RowResult project_threshold(double* y, long long n, double z, double* work,
+                                      Estimate estimate) {
   RowResult result;
   if (threshold_trivial<kAbs>(y, n, z, &result)) return result;
-  return simplex_finish<kAbs>(y, n, z, threshold_condat<kAbs>(y, n, z, work));
+  double bound = 0.0;
+  const long long m = threshold_candidates<kAbs>(y, n, z, work, &bound);
+  const double tau_estimate = estimate(work, m, work + n);
+  Split tau;
+  if (tau_estimate > bound && refine_threshold<false>(work, m, z, tau_estimate, &tau) &&
+      tau.hi - bound > 4.0 * fabs(tau.lo)) {
+    result.multiplier = tau.hi;
+    write_thresholded<kAbs>(y, n, tau);
+    return result;
+  }
+  return simplex_finish<kAbs>(y, n, z, tau_estimate);
+}
+
+/// The sort-based estimate: Held-Wolfe-Crowder on the sorted candidates.
+template <class Sort>
+struct SortedEstimate {
+  Sort sort;
+  double z;
+  TETHER_HD double operator()(const double* v, long long m, double* aux) const {
+    for (long long i = 0; i < m; ++i) aux[i] = v[i];
+    sort(aux, m);
+    return threshold_sorted(aux, m, z);
+  }
+};
+
+/// Condat's estimate on the candidates.
+struct CondatEstimate {
+  double z;
+  TETHER_HD double operator()(const double* v, long long m, double* aux) const {
+    return threshold_condat<false>(v, m, z, aux);
+  }
+};
+
+/// Sort-based projection of one row (kAbs: onto the l1 ball, else onto the simplex): sorts the
+/// candidates. work holds 2 n doubles; sort(a, n) sorts ascending.
+template <bool kAbs, class Sort>
+TETHER_HD RowResult project_sorted(double* y, long long n, double z, double* work, Sort sort) {
+  return project_threshold<kAbs>(y, n, z, work, SortedEstimate<Sort>{sort, z});
+}
+
+/// Condat's projection of one row, on its candidates. work holds 2 n doubles.
+template <bool kAbs>
+TETHER_HD RowResult project_condat(double* y, long long n, double z, double* work) {
+  return project_threshold<kAbs>(y, n, z, work, CondatEstimate{z});
 }
 
 // ---- box section {l <= p <= u, w^T p = c} --------------------------------------------------

@@ -242,6 +242,49 @@ TEST(Simplex, StructuredInputsAgreeAcrossAlgorithms) {
   }
 }
 
+TEST(Simplex, CandidatePathIsBitIdenticalToTheWholeRow) {
+  // project_threshold refines tau on the candidates v_i > max v - z - margin only; the claim is
+  // that this changes no bit against refining on the whole row (simplex_finish), for both sets,
+  // including offsets far above z, ties, clusters at the bound and z below the entries'
+  // rounding.
+  Rng rng(21);
+  const long long n = 257;
+  std::vector<double> y(n), whole(n), work(2 * n), aux(n);
+  int rows = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const double offset = trial % 4 == 0 ? 0.0 : std::pow(10.0, rng.uniform(-3.0, 15.0));
+    const double scale = std::pow(10.0, rng.uniform(-12.0, 3.0));
+    const double z = std::pow(10.0, rng.uniform(-18.0, 3.0));
+    for (long long i = 0; i < n; ++i) {
+      y[i] = offset + scale * rng.normal();
+      if (trial % 7 == 0 && i % 3 == 0) y[i] = offset;                    // ties
+      if (trial % 11 == 0 && i % 5 == 0) y[i] = (offset + scale) - z;     // at max - z
+      if (trial % 13 == 0) y[i] = -y[i];                                  // signs (l1 ball)
+    }
+    for (bool l1 : {false, true}) {
+      whole = y;
+      std::vector<double> fast = y;
+      simplex_row::RowResult a, b;
+      if (l1) {
+        a = simplex_row::project_condat<true>(fast.data(), n, z, work.data());
+        if (simplex_row::threshold_trivial<true>(whole.data(), n, z, &b)) continue;
+        b = simplex_row::simplex_finish<true>(
+            whole.data(), n, z, simplex_row::threshold_condat<true>(whole.data(), n, z, aux.data()));
+      } else {
+        a = simplex_row::project_condat<false>(fast.data(), n, z, work.data());
+        if (simplex_row::threshold_trivial<false>(whole.data(), n, z, &b)) continue;
+        b = simplex_row::simplex_finish<false>(
+            whole.data(), n, z,
+            simplex_row::threshold_condat<false>(whole.data(), n, z, aux.data()));
+      }
+      ASSERT_EQ(a.status, b.status) << "trial " << trial;
+      EXPECT_EQ(fast, whole) << "trial " << trial << (l1 ? " (l1 ball)" : " (simplex)");
+      ++rows;
+    }
+  }
+  EXPECT_GT(rows, 600);
+}
+
 TEST(Simplex, SumIsExactAcrossScalesAndOnOneLongVector) {
   Rng rng(5);
   Worst worst;

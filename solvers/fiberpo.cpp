@@ -14,8 +14,6 @@ constexpr Index kParallelTokens = Index{1} << 16;
 
 bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
 
-double clip_eps(double x, double eps) { return std::clamp(x, -eps, eps); }
-
 const char* source_name(LevelSource s) {
   switch (s) {
     case LevelSource::kDomain:
@@ -151,23 +149,20 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
   s.levels_.resize(n_coarse);
   for (std::size_t l = 0; l < n_coarse; ++l) s.levels_[l].offsets = segment_offsets(level_ids[l]);
 
-  // Trajectory aggregates a^+_tau, a^-_tau and the ratios.
+  // Trajectory aggregates a^+_tau, a^-_tau and the ratios (fiberpo_segments.hpp: the same
+  // per-segment code as the CUDA kernels).
+  namespace seg = fiberpo_segments;
   s.r_.resize(n);
   s.inv_r_.resize(n);
   s.traj_len_.resize(n_traj);
   Vector a_pos(n_traj), a_neg(n_traj);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
-    double sp = 0.0, sn = 0.0;
-    for (Index i = traj[k]; i < traj[k + 1]; ++i) {
-      const double x = new_log_prob[i] - batch.old_log_prob[i];
-      sp += std::max(x, 0.0);
-      sn += std::max(-x, 0.0);
-    }
-    const double len = static_cast<double>(traj[k + 1] - traj[k]);
-    s.traj_len_[k] = len;
-    a_pos[k] = sp / len;
-    a_neg[k] = sn / len;
+    const seg::SignedMeans a = seg::trajectory_means(new_log_prob.data(),
+                                                     batch.old_log_prob.data(), traj[k], traj[k + 1]);
+    s.traj_len_[k] = static_cast<double>(traj[k + 1] - traj[k]);
+    a_pos[k] = a.positive;
+    a_neg[k] = a.negative;
   }
 
   // Node aggregates (mean of the trajectory aggregates) and token counts per coarse level.
@@ -179,9 +174,9 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
     node_neg[l].resize(nodes);
     node_len[l].resize(nodes);
     for (Index m = 0; m < nodes; ++m) {
-      const double count = static_cast<double>(off[m + 1] - off[m]);
-      node_pos[l][m] = a_pos.segment(off[m], off[m + 1] - off[m]).sum() / count;
-      node_neg[l][m] = a_neg.segment(off[m], off[m + 1] - off[m]).sum() / count;
+      const seg::SignedMeans a = seg::node_means(a_pos.data(), a_neg.data(), off[m], off[m + 1]);
+      node_pos[l][m] = a.positive;
+      node_neg[l][m] = a.negative;
       node_len[l][m] = static_cast<double>(traj[off[m + 1]] - traj[off[m]]);
     }
   }
@@ -198,37 +193,32 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
   s.w_.resize(n_traj);
   s.traj_regime_.resize(static_cast<std::size_t>(n_traj));
   std::vector<Index> node(n_coarse, 0);
+  std::vector<seg::ChainLevel> chain(n_gated);
+  std::vector<double> gamma_pos(n_gated), gamma_neg(n_gated);
   Vector log_w(n_traj);
+  for (std::size_t l = 0; l < n_gated; ++l) {
+    chain[l].budget_positive = budget(l).positive;
+    chain[l].budget_negative = budget(l).negative;
+  }
   for (Index k = 0; k < n_traj; ++k) {
-    double prev_pos = 0.0, prev_neg = 0.0, exponent = 0.0;
-    bool zeroed = false, rollback = false;
-    for (std::size_t l = 0; l < n_gated; ++l) {
-      double agg_pos, agg_neg, len;
-      if (l < n_coarse) {
-        while (s.levels_[l].offsets[static_cast<std::size_t>(node[l]) + 1] <= k) ++node[l];
-        agg_pos = node_pos[l][node[l]];
-        agg_neg = node_neg[l][node[l]];
-        len = node_len[l][node[l]];
-      } else {
-        agg_pos = a_pos[k];
-        agg_neg = a_neg[k];
-        len = s.traj_len_[k];
-      }
-      const LevelBudget c = budget(l);
-      const double dp = agg_pos - prev_pos, dn = agg_neg - prev_neg;
-      exponent += aggregate_gate(dp, c.positive, len) - aggregate_gate(dn, c.negative, len);
-      const double gp = aggregate_gate_slope(dp, c.positive, len);
-      const double gn = aggregate_gate_slope(dn, c.negative, len);
-      s.gamma_pos_[l][k] = gp;
-      s.gamma_neg_[l][k] = gn;
-      zeroed = zeroed || gp == 0.0 || gn == 0.0;
-      rollback = rollback || gp < 0.0 || gn < 0.0;
-      prev_pos = agg_pos;
-      prev_neg = agg_neg;
+    for (std::size_t l = 0; l < n_coarse; ++l) {
+      while (s.levels_[l].offsets[static_cast<std::size_t>(node[l]) + 1] <= k) ++node[l];
+      chain[l].positive = node_pos[l][node[l]];
+      chain[l].negative = node_neg[l][node[l]];
+      chain[l].tokens = node_len[l][node[l]];
     }
-    log_w[k] = exponent;
-    s.w_[k] = std::exp(exponent);
-    s.traj_regime_[static_cast<std::size_t>(k)] = zeroed ? 2 : (rollback ? 1 : 0);
+    chain[n_coarse].positive = a_pos[k];
+    chain[n_coarse].negative = a_neg[k];
+    chain[n_coarse].tokens = s.traj_len_[k];
+    const seg::Chain c = seg::trajectory_chain(chain.data(), static_cast<int>(n_gated),
+                                               gamma_pos.data(), gamma_neg.data());
+    for (std::size_t l = 0; l < n_gated; ++l) {
+      s.gamma_pos_[l][k] = gamma_pos[l];
+      s.gamma_neg_[l][k] = gamma_neg[l];
+    }
+    log_w[k] = c.log_weight;
+    s.w_[k] = std::exp(c.log_weight);
+    s.traj_regime_[static_cast<std::size_t>(k)] = c.regime;
   }
   // beta_l = gamma_l - gamma_{l+1}, gamma beyond the trajectory level = 0.
   s.beta_pos_.resize(n_gated);
@@ -242,35 +232,19 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
     }
   }
 
-  // Fiber gate and G. Per trajectory, every factor but r_i is a constant: with
-  // l u = x - l a^l and clipped opposite term c^l = clip(l v, eps),
-  //   G_i = w exp(l u - c^l) = r_i exp(E - l a^l - c^l)     where |l u| <= eps,
-  //   G_i = exp(E +- eps - c^l)                             where the residual is clipped,
-  // so each token costs one exp (for r_i) and the constants are one exp each per trajectory.
+  // Fiber gate and G: every factor but r_i is a per-trajectory constant, so each token costs
+  // one exp (for r_i) and the constants one exp each per trajectory.
   s.g_.resize(n);
   s.flags_.resize(static_cast<std::size_t>(n));
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
-    const double ap = a_pos[k], an = a_neg[k], e = log_w[k];
-    const double cp = clip_eps(-an, eps),
-                 cn = clip_eps(ap, eps);  // c^+ (lv = -a^-), c^- (lv = a^+)
-    const bool vp_in = std::abs(an) <= eps, vn_in = std::abs(ap) <= eps;
-    const double kp = std::exp(e - ap - cp), kn = std::exp(e + an - cn);
-    const double hi_p = std::exp(e + eps - cp), lo_p = std::exp(e - eps - cp);
-    const double hi_n = std::exp(e + eps - cn), lo_n = std::exp(e - eps - cn);
+    const seg::FiberConstants f = seg::fiber_constants(a_pos[k], a_neg[k], log_w[k], eps);
     for (Index i = traj[k]; i < traj[k + 1]; ++i) {
-      const double x = new_log_prob[i] - batch.old_log_prob[i];
-      const bool positive = x >= 0.0;
-      const double lu = positive ? x - ap : x + an;
-      const bool u_in = std::abs(lu) <= eps, v_in = positive ? vp_in : vn_in;
-      s.flags_[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(
-          (positive ? GatedRatios::kPositive : 0) | (u_in ? GatedRatios::kUIn : 0) |
-          (v_in ? GatedRatios::kVIn : 0));
-      const double r = std::exp(x);
+      double r = 0.0;
+      s.g_[i] = seg::fiber_gate(new_log_prob[i] - batch.old_log_prob[i], f, eps, &r,
+                                &s.flags_[static_cast<std::size_t>(i)]);
       s.r_[i] = r;
       s.inv_r_[i] = 1.0 / r;
-      s.g_[i] = u_in ? r * (positive ? kp : kn)
-                     : (lu > 0.0 ? (positive ? hi_p : hi_n) : (positive ? lo_p : lo_n));
     }
   }
 }

@@ -74,26 +74,10 @@
 #include <tether/core/hd.hpp>
 #include <tether/core/policy_batch.hpp>
 #include <tether/core/types.hpp>
+#include <tether/solvers/fiberpo_segments.hpp>
 #include <vector>
 
 namespace tether {
-
-/// g_agg(x, C, T) of spec section 3 (C >= 0, T >= 1).
-TETHER_HD inline double aggregate_gate(double x, double c, double t) {
-  const double ax = x < 0.0 ? -x : x;
-  const double s = x < 0.0 ? -1.0 : 1.0;
-  if (ax <= c) return x;
-  if (ax < (1.0 + 1.0 / t) * c) return s * ((t + 1.0) * c - t * ax);
-  return 0.0;
-}
-
-/// gamma = d g_agg / dx: 1 (|x| <= C), -T (rollback), 0 (zeroed); one-sided at the kinks.
-TETHER_HD inline double aggregate_gate_slope(double x, double c, double t) {
-  const double ax = x < 0.0 ? -x : x;
-  if (ax <= c) return 1.0;
-  if (ax < (1.0 + 1.0 / t) * c) return -t;
-  return 0.0;
-}
 
 /// Where a coarse level's ids come from.
 enum class LevelSource {
@@ -169,7 +153,8 @@ class GatedRatios {
 
  private:
   friend class GatingHierarchyGate;
-  static constexpr std::uint8_t kPositive = 1, kUIn = 2, kVIn = 4;
+  static constexpr std::uint8_t kPositive = fiberpo_segments::kPositive,
+                                kUIn = fiberpo_segments::kUIn, kVIn = fiberpo_segments::kVIn;
   // A coarse level: nodes are runs of trajectories [offsets[n], offsets[n+1]).
   struct Level {
     std::vector<Index> offsets;

@@ -1,0 +1,162 @@
+// The per-segment arithmetic of the gating hierarchy (solvers/fiberpo.hpp), written once for the
+// CPU gate and the CUDA kernels (TETHER_HD is __host__ __device__ under nvcc, empty otherwise).
+// Plain C++ on raw pointers: no Eigen, no exceptions, no allocation. The formulas are those of
+// fiberpo.hpp's header; each function here is one segmented step of G's computation:
+//   trajectory_means   a^+_tau, a^-_tau over a trajectory's tokens (one segment of tokens)
+//   node_means         a coarse node's aggregate: the mean over its trajectories (one segment
+//                      of trajectories)
+//   trajectory_chain   the walk down one trajectory's chain of nodes: log w_tau, the slopes
+//                      gamma^c_l, the trajectory's regime
+//   fiber_constants / fiber_gate   G_i of one token from its trajectory's constants
+// Sums run in index order, so a segment gives the same bits wherever it is reduced.
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+#include <tether/core/hd.hpp>
+
+namespace tether {
+
+/// g_agg(x, C, T) of spec section 3 (C >= 0, T >= 1).
+TETHER_HD inline double aggregate_gate(double x, double c, double t) {
+  const double ax = x < 0.0 ? -x : x;
+  const double s = x < 0.0 ? -1.0 : 1.0;
+  if (ax <= c) return x;
+  if (ax < (1.0 + 1.0 / t) * c) return s * ((t + 1.0) * c - t * ax);
+  return 0.0;
+}
+
+/// gamma = d g_agg / dx: 1 (|x| <= C), -T (rollback), 0 (zeroed); one-sided at the kinks.
+TETHER_HD inline double aggregate_gate_slope(double x, double c, double t) {
+  const double ax = x < 0.0 ? -x : x;
+  if (ax <= c) return 1.0;
+  if (ax < (1.0 + 1.0 / t) * c) return -t;
+  return 0.0;
+}
+
+}  // namespace tether
+
+namespace tether::fiberpo_segments {
+
+struct SignedMeans {
+  double positive = 0.0;  ///< a^+ = mean of max(x, 0)
+  double negative = 0.0;  ///< a^- = mean of max(-x, 0)
+};
+
+/// a^+ and a^- of tokens [begin, end) of one trajectory, x = new_log_prob - old_log_prob.
+TETHER_HD inline SignedMeans trajectory_means(const double* new_log_prob,
+                                              const double* old_log_prob, long long begin,
+                                              long long end) {
+  double sp = 0.0, sn = 0.0;
+  for (long long i = begin; i < end; ++i) {
+    const double x = new_log_prob[i] - old_log_prob[i];
+    sp += x < 0.0 ? 0.0 : x;
+    sn += -x < 0.0 ? 0.0 : -x;
+  }
+  const double len = static_cast<double>(end - begin);
+  return {sp / len, sn / len};
+}
+
+/// A coarse node's aggregate: the mean of its trajectories' a^+ and a^-, trajectories
+/// [begin, end) (the node's segment of the trajectory order).
+TETHER_HD inline SignedMeans node_means(const double* traj_positive, const double* traj_negative,
+                                        long long begin, long long end) {
+  double sp = 0.0, sn = 0.0;
+  for (long long k = begin; k < end; ++k) {
+    sp += traj_positive[k];
+    sn += traj_negative[k];
+  }
+  const double count = static_cast<double>(end - begin);
+  return {sp / count, sn / count};
+}
+
+/// One gated level as a trajectory sees it: the aggregate of the node that holds it (the
+/// trajectory itself at the last level), that node's token count, and the level's budgets.
+struct ChainLevel {
+  double positive = 0.0, negative = 0.0;  ///< a^+, a^- of the node
+  double tokens = 1.0;                    ///< T of the node
+  double budget_positive = 0.0, budget_negative = 0.0;
+};
+
+struct Chain {
+  double log_weight = 0.0;  ///< log w_tau = sum_l g_agg(d^+_l) - g_agg(d^-_l)
+  std::uint8_t regime = 0;  ///< 0 pass-through, 1 rollback, 2 zeroed
+};
+
+/// The walk down one trajectory's chain, coarsest level first: deviations d^c_l, their gates
+/// and slopes (written to gamma_positive[l], gamma_negative[l]).
+TETHER_HD inline Chain trajectory_chain(const ChainLevel* levels, int gated_levels,
+                                        double* gamma_positive, double* gamma_negative) {
+  Chain out;
+  double prev_pos = 0.0, prev_neg = 0.0;
+  bool zeroed = false, rollback = false;
+  for (int l = 0; l < gated_levels; ++l) {
+    const ChainLevel& c = levels[l];
+    const double dp = c.positive - prev_pos, dn = c.negative - prev_neg;
+    out.log_weight += aggregate_gate(dp, c.budget_positive, c.tokens) -
+                      aggregate_gate(dn, c.budget_negative, c.tokens);
+    const double gp = aggregate_gate_slope(dp, c.budget_positive, c.tokens);
+    const double gn = aggregate_gate_slope(dn, c.budget_negative, c.tokens);
+    gamma_positive[l] = gp;
+    gamma_negative[l] = gn;
+    zeroed = zeroed || gp == 0.0 || gn == 0.0;
+    rollback = rollback || gp < 0.0 || gn < 0.0;
+    prev_pos = c.positive;
+    prev_neg = c.negative;
+  }
+  out.regime = zeroed ? 2 : (rollback ? 1 : 0);
+  return out;
+}
+
+/// clip(x, -eps, eps).
+TETHER_HD inline double clip(double x, double eps) { return x < -eps ? -eps : (eps < x ? eps : x); }
+
+/// The per-trajectory constants of the fiber gate. With l u = x - l a^l and the clipped
+/// opposite term c^l = clip(l v, eps):
+///   G_i = r_i exp(E - l a^l - c^l)   where |l u| <= eps,   exp(E +- eps - c^l) where clipped.
+struct FiberConstants {
+  double a_positive = 0.0, a_negative = 0.0;
+  double scale_positive = 0.0, scale_negative = 0.0;  ///< exp(E - a^+ - c^+), exp(E + a^- - c^-)
+  double high_positive = 0.0, low_positive = 0.0;     ///< exp(E +- eps - c^+)
+  double high_negative = 0.0, low_negative = 0.0;     ///< exp(E +- eps - c^-)
+  bool v_in_positive = false, v_in_negative = false;  ///< |v| <= eps for l = +, l = -
+};
+
+TETHER_HD inline FiberConstants fiber_constants(double a_positive, double a_negative,
+                                                double log_weight, double eps) {
+  FiberConstants f;
+  f.a_positive = a_positive;
+  f.a_negative = a_negative;
+  const double cp = clip(-a_negative, eps), cn = clip(a_positive, eps);  // l v = -a^-, a^+
+  f.v_in_positive = fabs(a_negative) <= eps;
+  f.v_in_negative = fabs(a_positive) <= eps;
+  const double e = log_weight;
+  f.scale_positive = exp(e - a_positive - cp);
+  f.scale_negative = exp(e + a_negative - cn);
+  f.high_positive = exp(e + eps - cp);
+  f.low_positive = exp(e - eps - cp);
+  f.high_negative = exp(e + eps - cn);
+  f.low_negative = exp(e - eps - cn);
+  return f;
+}
+
+/// Token flags (GatedRatios' encoding).
+constexpr std::uint8_t kPositive = 1, kUIn = 2, kVIn = 4;
+
+/// G_i of one token with log-ratio x; writes r_i = exp(x) and the token's flags.
+TETHER_HD inline double fiber_gate(double x, const FiberConstants& f, double eps, double* ratio,
+                                   std::uint8_t* flags) {
+  const bool positive = x >= 0.0;
+  const double lu = positive ? x - f.a_positive : x + f.a_negative;
+  const bool u_in = fabs(lu) <= eps, v_in = positive ? f.v_in_positive : f.v_in_negative;
+  *flags = static_cast<std::uint8_t>((positive ? kPositive : 0) | (u_in ? kUIn : 0) |
+                                     (v_in ? kVIn : 0));
+  const double r = exp(x);
+  *ratio = r;
+  return u_in ? r * (positive ? f.scale_positive : f.scale_negative)
+              : (lu > 0.0 ? (positive ? f.high_positive : f.high_negative)
+                          : (positive ? f.low_positive : f.low_negative));
+}
+
+}  // namespace tether::fiberpo_segments

@@ -15,6 +15,11 @@
 //                                   id arrays, write the gradient (44 bytes a token).
 //   BM_PpoClipGate/1000000          PPO-clip evaluate; least traffic: read new and old
 //                                   log-probs and advantages, write the gradient (32 bytes).
+//   BM_FiberPoGateGpu/1000000       FiberPO-Domain's G on the device (device::gated_values: the
+//                                   batch checked and segmented on the host, the log-probs
+//                                   copied over and G back, all timed); registered only where a
+//                                   device is present. bytes/s: read both log-probs and the three
+//                                   id arrays, write G (36 bytes a token).
 // Every evaluate / gated_ratios call also validates the batch (TokenBatch::validate), which the
 // byte counts above do not include.
 // The FiberPO loops run on OpenMP threads above 2^16 tokens (one trajectory per thread at a
@@ -26,7 +31,9 @@
 #include <cmath>
 #include <cstdint>
 #include <tether/core/rng.hpp>
+#include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/fiberpo.hpp>
+#include <tether/solvers/fiberpo_device.hpp>
 #include <tether/solvers/ratio_gates.hpp>
 
 namespace {
@@ -117,5 +124,19 @@ BENCHMARK(BM_FiberPoGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealT
 BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_PpoClipGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+const bool kGpuRegistered = [] {
+  if (!tether::device::cuda_available()) return false;
+  benchmark::RegisterBenchmark("BM_FiberPoGateGpu", [](benchmark::State& state) {
+    GateData data(state.range(0));
+    const tether::GatingHierarchyGate gate;
+    for (auto _ : state)
+      benchmark::DoNotOptimize(tether::device::gated_values(gate, data.batch, data.new_log_prob));
+    const auto n = static_cast<std::int64_t>(data.batch.size());
+    state.SetItemsProcessed(state.iterations() * n);
+    state.SetBytesProcessed(state.iterations() * n * 36);
+  })->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+  return true;
+}();
 
 }  // namespace

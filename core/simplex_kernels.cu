@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <tether/core/cuda_support.cuh>
 #include <tether/core/errors.hpp>
 #include <tether/core/simplex_kernels.hpp>
 #include <tether/core/simplex_row.hpp>
@@ -18,27 +19,8 @@ namespace row = simplex_row;
 
 constexpr int kThreads = 128;
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(status));
-}
-
-/// Device buffer freed on scope exit (a throwing check() must not leak).
-struct DeviceBuffer {
-  void* data = nullptr;
-  explicit DeviceBuffer(std::size_t bytes) {
-    if (bytes > 0) check(cudaMalloc(&data, bytes), "cudaMalloc");
-  }
-  ~DeviceBuffer() {
-    if (data != nullptr) cudaFree(data);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(data);
-  }
-};
+using cuda::check;
+using cuda::DeviceBuffer;
 
 __global__ void threshold_kernel(double* x, long long rows, long long n, long long stride, double z,
                                  bool l1, bool sorted, double* scratch, int* status,

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tether/core/cuda_support.cuh>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_kernels.hpp>
 #include <tether/manifolds/budget_root.hpp>
@@ -15,10 +16,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(status));
-}
+using cuda::check;
 
 // Sums a and b over the block into a[0], b[0] (fixed tree: deterministic). Ends synchronised.
 __device__ void block_sum(double* a, double* b) {

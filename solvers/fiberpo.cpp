@@ -3,6 +3,7 @@
 #include <tether/core/errors.hpp>
 #include <tether/solvers/fiberpo.hpp>
 #include <tether/solvers/ratio_gates.hpp>
+#include <utility>
 
 namespace tether {
 
@@ -101,14 +102,14 @@ GatedRatios GatingHierarchyGate::gated_ratios(const TokenBatch& batch,
   return s;
 }
 
-void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob,
-                                       GatedRatios& s) const {
+HierarchySegments GatingHierarchyGate::segments(const TokenBatch& batch,
+                                                ConstVectorRef new_log_prob) const {
   require_valid_gate_input(batch, new_log_prob);
   const Index n = batch.size();
-  const double eps = options_.eps;
-  s.traj_ = segment_offsets(batch.trajectory);
-  const Index n_traj = static_cast<Index>(s.traj_.size()) - 1;
-  const auto& traj = s.traj_;
+  HierarchySegments plan;
+  plan.trajectories = segment_offsets(batch.trajectory);
+  const Index n_traj = static_cast<Index>(plan.trajectories.size()) - 1;
+  const auto& traj = plan.trajectories;
 
   // Coarse levels: ids per trajectory, checked, then node offsets over trajectories.
   const std::size_t n_coarse = options_.coarse_levels.size();
@@ -146,8 +147,22 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
       }
     }
   }
+  plan.levels.resize(n_coarse);
+  for (std::size_t l = 0; l < n_coarse; ++l) plan.levels[l] = segment_offsets(level_ids[l]);
+  return plan;
+}
+
+void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                                       GatedRatios& s) const {
+  HierarchySegments plan = segments(batch, new_log_prob);  // validates
+  const Index n = batch.size();
+  const double eps = options_.eps;
+  s.traj_ = std::move(plan.trajectories);
+  const Index n_traj = static_cast<Index>(s.traj_.size()) - 1;
+  const auto& traj = s.traj_;
+  const std::size_t n_coarse = plan.levels.size();
   s.levels_.resize(n_coarse);
-  for (std::size_t l = 0; l < n_coarse; ++l) s.levels_[l].offsets = segment_offsets(level_ids[l]);
+  for (std::size_t l = 0; l < n_coarse; ++l) s.levels_[l].offsets = std::move(plan.levels[l]);
 
   // Trajectory aggregates a^+_tau, a^-_tau and the ratios (fiberpo_segments.hpp: the same
   // per-segment code as the CUDA kernels).

@@ -172,6 +172,14 @@ class GatedRatios {
   std::vector<std::uint8_t> traj_regime_;  // 0 pass, 1 rollback, 2 zeroed
 };
 
+/// The segment structure of a batch under a hierarchy: trajectory k is tokens
+/// [trajectories[k], trajectories[k+1]); node m of coarse level l (coarsest first) is
+/// trajectories [levels[l][m], levels[l][m+1]).
+struct HierarchySegments {
+  std::vector<Index> trajectories;
+  std::vector<std::vector<Index>> levels;
+};
+
 /// The gating hierarchy of any depth (spec section 4); FiberPO-Domain by default.
 class GatingHierarchyGate {
  public:
@@ -185,6 +193,10 @@ class GatingHierarchyGate {
   /// The same into `out`, reusing its storage (no allocation when the batch size repeats).
   void gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob, GatedRatios& out) const;
   const GatingHierarchyOptions& options() const { return options_; }
+  /// The batch's segments under this hierarchy, after every check gated_ratios() makes (ids
+  /// sorted and nested, custom ids constant on trajectories, finite inputs); for the device
+  /// path (solvers/fiberpo_device.hpp), which runs the same segmented passes.
+  HierarchySegments segments(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
 
  private:
   GatingHierarchyOptions options_;

@@ -44,18 +44,7 @@ TokenBatch make_batch(Rng& rng, int domains, int groups_per_domain, int trajecto
 // new_log_prob with log r_i = x_i.
 Vector with_log_ratios(const TokenBatch& b, const Vector& x) { return b.old_log_prob + x; }
 
-// Per-trajectory scale times N(0,1): a few trajectories near 1, others far (mixed regimes).
-Vector mixed_log_ratios(Rng& rng, const TokenBatch& b) {
-  Vector x(b.size());
-  double scale = 0.0;
-  for (Index i = 0; i < b.size(); ++i) {
-    if (i == 0 ||
-        b.trajectory[static_cast<std::size_t>(i)] != b.trajectory[static_cast<std::size_t>(i) - 1])
-      scale = std::vector<double>{0.01, 0.05, 0.1, 0.2, 0.35}[rng.index(5)];
-    x[i] = std::clamp(scale * rng.normal(), -0.6, 0.6);
-  }
-  return x;
-}
+using testing::mixed_log_ratios;
 
 // ---- a dense transcription of section 3 and Prop. 5.2 (independent of the library code)
 

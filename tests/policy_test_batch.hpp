@@ -7,6 +7,8 @@
 //               repeated on its tokens (as GRPO / GSPO assume)
 #pragma once
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdint>
 #include <tether/core/policy_batch.hpp>
@@ -50,6 +52,20 @@ inline TokenBatch make_test_batch(Rng& rng, int domains, int groups_per_domain,
         advantage_per_token ? rng.normal() : trajectory_advantage[static_cast<std::size_t>(i)];
   }
   return b;
+}
+
+/// Log-ratios of mixed sizes: per trajectory a scale from {0.01, 0.05, 0.1, 0.2, 0.35} times
+/// N(0, 1), clamped to +-0.6 (a few trajectories near r = 1, others far: every regime occurs).
+inline Vector mixed_log_ratios(Rng& rng, const TokenBatch& b) {
+  Vector x(b.size());
+  double scale = 0.0;
+  for (Index i = 0; i < b.size(); ++i) {
+    if (i == 0 ||
+        b.trajectory[static_cast<std::size_t>(i)] != b.trajectory[static_cast<std::size_t>(i) - 1])
+      scale = std::vector<double>{0.01, 0.05, 0.1, 0.2, 0.35}[rng.index(5)];
+    x[i] = std::clamp(scale * rng.normal(), -0.6, 0.6);
+  }
+  return x;
 }
 
 }  // namespace tether::testing

@@ -1,0 +1,46 @@
+#include <tether/core/errors.hpp>
+#include <tether/manifolds/budget_device.hpp>
+#include <tether/solvers/fiberpo_device.hpp>
+#include <vector>
+#if defined(TETHER_HAVE_CUDA)
+#include <tether/solvers/fiberpo_kernels.hpp>
+#endif
+
+namespace tether::device {
+
+Vector gated_values(const GatingHierarchyGate& gate, const TokenBatch& batch,
+                    ConstVectorRef new_log_prob) {
+  const HierarchySegments plan = gate.segments(batch, new_log_prob);  // the CPU gate's checks
+#if defined(TETHER_HAVE_CUDA)
+  if (!cuda_available()) throw Error("device::gated_values: no CUDA device is present");
+  const GatingHierarchyOptions& options = gate.options();
+  const int coarse = static_cast<int>(plan.levels.size());
+  std::vector<long long> trajectories(plan.trajectories.begin(), plan.trajectories.end());
+  std::vector<long long> node_offsets, level_starts{0};
+  for (const std::vector<Index>& level : plan.levels) {
+    node_offsets.insert(node_offsets.end(), level.begin(), level.end());
+    level_starts.push_back(static_cast<long long>(node_offsets.size()));
+  }
+  std::vector<double> budget_positive, budget_negative;
+  for (int l = 0; l <= coarse; ++l) {
+    const bool own = !options.level_budgets.empty();
+    budget_positive.push_back(own ? options.level_budgets[static_cast<std::size_t>(l)].positive
+                                  : options.budget_positive);
+    budget_negative.push_back(own ? options.level_budgets[static_cast<std::size_t>(l)].negative
+                                  : options.budget_negative);
+  }
+  const Vector new_lp = new_log_prob;
+  Vector g(batch.size());
+  fiberpo_kernels::gated_values(new_lp.data(), batch.old_log_prob.data(), batch.size(),
+                                trajectories.data(),
+                                static_cast<long long>(trajectories.size()) - 1, coarse,
+                                node_offsets.data(), level_starts.data(), budget_positive.data(),
+                                budget_negative.data(), options.eps, g.data());
+  return g;
+#else
+  (void)plan;
+  throw Error("device::gated_values: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
+#endif
+}
+
+}  // namespace tether::device

@@ -28,32 +28,15 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
+#include <tether/core/bits.hpp>
 #include <tether/core/hd.hpp>
 
 namespace tether {
 
 namespace fast_exp_detail {
 
-TETHER_HD inline std::uint64_t bits_of(double x) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<std::uint64_t>(__double_as_longlong(x));
-#else
-  std::uint64_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-#endif
-}
-
-TETHER_HD inline double double_of(std::uint64_t b) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(b));
-#else
-  double x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-#endif
-}
+using bits::bits_of;
+using bits::double_of;
 
 constexpr double kShifter = 0x1.8p52;  // 1.5 2^52: adding it rounds to an integer
 

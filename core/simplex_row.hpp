@@ -35,6 +35,8 @@
 
 #include <math.h>
 
+#include <cstdint>
+#include <tether/core/bits.hpp>
 #include <tether/core/hd.hpp>
 
 namespace tether::simplex_row {
@@ -308,26 +310,70 @@ TETHER_HD RowResult simplex_finish(double* y, long long n, double z, double tau_
   return result;
 }
 
-/// The checks and special cases every threshold algorithm shares. Returns true when the row is
-/// done (bad input, z = 0, or an l1 point already inside the ball).
+/// What one branch-free lane pass over a row finds (threshold_trivial's scan).
+struct RowScan {
+  bool finite = true;     ///< no NaN or +-inf
+  double largest = 0.0;   ///< max_i v_i (v = y, or |y| for the l1 ball); meaningful if finite
+  double abs_sum = 0.0;   ///< sum_i |y_i| in lane order (plain, not compensated); l1 ball only
+};
+
 template <bool kAbs>
-TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* result) {
-  const long long bad = first_non_finite(y, n);
-  if (bad >= 0) {
+TETHER_HD inline RowScan scan_row(const double* y, long long n) {
+  // The maximum runs on bits::order_key: an integer max vectorises, the floating-point select
+  // (with its NaN semantics) does not. NaN is caught by the probe and the maximum then unused.
+  double probe[kScanLanes] = {}, abs_sum[kScanLanes] = {};
+  std::int64_t largest[kScanLanes];
+  for (int l = 0; l < kScanLanes; ++l) largest[l] = bits::order_key(value<kAbs>(y, 0));
+  const long long full = n - n % kScanLanes;
+  // Three loops over the (cache-resident) row rather than one: each vectorises on its own.
+  for (long long i = 0; i < full; i += kScanLanes)
+    for (int l = 0; l < kScanLanes; ++l)
+      probe[l] += y[i + l] - y[i + l];  // 0 for finite entries, NaN otherwise (and it stays)
+  for (long long i = 0; i < full; i += kScanLanes)
+    for (int l = 0; l < kScanLanes; ++l) {
+      const std::int64_t key = bits::order_key(value<kAbs>(y, i + l));
+      largest[l] = key > largest[l] ? key : largest[l];
+    }
+  if (kAbs)
+    for (long long i = 0; i < full; i += kScanLanes)
+      for (int l = 0; l < kScanLanes; ++l) abs_sum[l] += fabs(y[i + l]);
+  for (long long i = full; i < n; ++i) {  // the tail, entry i into lane i - full
+    const int l = static_cast<int>(i - full);
+    const double v = value<kAbs>(y, i);
+    const std::int64_t key = bits::order_key(v);
+    probe[l] += v - v;
+    largest[l] = key > largest[l] ? key : largest[l];
+    if (kAbs) abs_sum[l] += v;
+  }
+  RowScan scan;
+  double all = 0.0;
+  std::int64_t top = largest[0];
+  for (int l = 0; l < kScanLanes; ++l) {
+    all += probe[l];
+    top = largest[l] > top ? largest[l] : top;
+    scan.abs_sum += abs_sum[l];
+  }
+  scan.finite = all == 0.0;
+  scan.largest = bits::of_order_key(top);
+  return scan;
+}
+
+/// The checks and special cases every threshold algorithm shares, from one scan of the row
+/// (kept in *scan for the candidates). Returns true when the row is done (bad input, z = 0, or
+/// an l1 point already inside the ball).
+template <bool kAbs>
+TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* result,
+                                 RowScan* scan) {
+  *scan = scan_row<kAbs>(y, n);
+  if (!scan->finite) {
     result->status = kNonFinite;
-    result->index = bad;
+    result->index = first_non_finite(y, n);
     return true;
   }
   if (kAbs) {
-    // |y|_1 <= z decides; a plain lane sum settles it unless it lies within its own error
+    // |y|_1 <= z decides; the plain lane sum settles it unless it lies within its own error
     // bound of z (n eps relative, all terms >= 0), where the compensated sum decides.
-    double lane[kScanLanes] = {};
-    const long long full = n - n % kScanLanes;
-    for (long long i = 0; i < full; i += kScanLanes)
-      for (int l = 0; l < kScanLanes; ++l) lane[l] += fabs(y[i + l]);
-    for (long long i = full; i < n; ++i) lane[0] += fabs(y[i]);
-    double plain = 0.0;
-    for (int l = 0; l < kScanLanes; ++l) plain += lane[l];
+    const double plain = scan->abs_sum;
     const double slack = mul(mul(4.0 * 2.220446049250313e-16, static_cast<double>(n + 8)), z);
     bool inside = plain < z - slack;
     if (!(plain > z + slack) && !inside) {
@@ -349,29 +395,53 @@ TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* re
 /// below bound = (max v - z) - 2^-40 (|max v| + z) is inactive, in exact arithmetic and in the
 /// closed form (accurate to a few ulps, far inside that margin; project_threshold checks it).
 /// Copies the values v_i above the bound, in index order, to out (n doubles) and returns their
-/// number (>= 1: the largest is one of them). Branch-free, so the common case of few
-/// candidates costs two vectorised passes.
+/// number (>= 1: the largest is one of them; `largest` is max v, from the row's scan).
+/// Branch-free: one pass, whatever the number of candidates.
 template <bool kAbs>
-TETHER_HD long long threshold_candidates(const double* y, long long n, double z, double* out,
-                                         double* bound) {
-  double lane[kScanLanes];
-  for (int l = 0; l < kScanLanes; ++l) lane[l] = value<kAbs>(y, 0);
-  const long long full = n - n % kScanLanes;
-  for (long long i = 0; i < full; i += kScanLanes)
-    for (int l = 0; l < kScanLanes; ++l) {
-      const double v = value<kAbs>(y, i + l);
-      lane[l] = v > lane[l] ? v : lane[l];
-    }
-  double largest = lane[0];
-  for (int l = 1; l < kScanLanes; ++l) largest = lane[l] > largest ? lane[l] : largest;
-  for (long long i = full; i < n; ++i)
-    largest = value<kAbs>(y, i) > largest ? value<kAbs>(y, i) : largest;
-  *bound = (largest - z) - mul(fabs(largest) + z, 0x1p-40);
+TETHER_HD long long threshold_candidates(const double* y, long long n, double z, double largest,
+                                         double* out, double* bound) {
+  const double b = (largest - z) - mul(fabs(largest) + z, 0x1p-40);
+  *bound = b;
   long long m = 0;
   for (long long i = 0; i < n; ++i) {
     const double v = value<kAbs>(y, i);
     out[m] = v;
-    m += v > *bound ? 1 : 0;
+    m += v > b ? 1 : 0;
+  }
+  return m;
+}
+
+/// Shrinks the candidates v[0, m) (largest: their maximum, the row's) in place while that pays: any set A of entries gives the
+/// lower bound (sum_A v - z) / |A| <= tau (A's sum is at most that of the |A| largest), so each
+/// step takes A = the candidates, raises the bound to it (less the same margin) and drops what
+/// falls below: Newton's method on sum (v - tau)+ = z from the left, i.e. Michelot's steps. A
+/// row whose entries all lie within z of the maximum keeps all of them as candidates; a few
+/// steps cut them to near the active set, so the estimate's data-dependent branches run over
+/// few entries. Stops when a step keeps more than 3/4, at 64 candidates, or after 4 steps.
+/// Rounding in the sums is caught by project_threshold's checks against the bound.
+TETHER_HD inline long long tighten_candidates(double* v, long long m, double z, double largest,
+                                             double* bound) {
+  for (int step = 0; step < 4 && m > 64; ++step) {
+    double lane_sum[kScanLanes] = {};
+    const long long full = m - m % kScanLanes;
+    for (long long i = 0; i < full; i += kScanLanes)
+      for (int l = 0; l < kScanLanes; ++l) lane_sum[l] += v[i + l];
+    double sum = 0.0;
+    for (int l = 0; l < kScanLanes; ++l) sum += lane_sum[l];
+    for (long long i = full; i < m; ++i) sum += v[i];
+    const double lower = (sum - z) / static_cast<double>(m);
+    const double next = lower - mul(fabs(lower) + z, 0x1p-40);
+    if (!(next > *bound && next < largest)) break;  // no progress (or rounding): keep what we have
+    long long kept = 0;
+    for (long long i = 0; i < m; ++i) {  // in place: the write position never passes the read
+      const double x = v[i];
+      v[kept] = x;
+      kept += x > next ? 1 : 0;
+    }
+    *bound = next;
+    const bool little_progress = 4 * kept > 3 * m;
+    m = kept;
+    if (little_progress) break;
   }
   return m;
 }
@@ -379,20 +449,28 @@ TETHER_HD long long threshold_candidates(const double* y, long long n, double z,
 /// A threshold projection of one row through its candidates: estimate(v, m, aux) returns an
 /// estimate of tau for the m candidate values v (aux: m doubles of workspace), the closed form
 /// refines it on the candidates, and the row is written. Bit-identical to simplex_finish on the
-/// whole row whenever the refined threshold lies clear of the bound (then no excluded entry
-/// could have been classified active); otherwise (not observed) the whole row is refined.
-/// work holds 2 n doubles.
+/// whole row: each threshold the closed form classifies by is checked to lie clear of the
+/// bound (then no excluded entry could have been classified active, and the candidates' sums
+/// are the whole row's); otherwise (not observed) the whole row is refined. work holds 2 n
+/// doubles.
 template <bool kAbs, class Estimate>
 TETHER_HD RowResult project_threshold(double* y, long long n, double z, double* work,
                                       Estimate estimate) {
   RowResult result;
-  if (threshold_trivial<kAbs>(y, n, z, &result)) return result;
+  RowScan scan;
+  if (threshold_trivial<kAbs>(y, n, z, &result, &scan)) return result;
   double bound = 0.0;
-  const long long m = threshold_candidates<kAbs>(y, n, z, work, &bound);
+  long long m = threshold_candidates<kAbs>(y, n, z, scan.largest, work, &bound);
+  m = tighten_candidates(work, m, z, scan.largest, &bound);
   const double tau_estimate = estimate(work, m, work + n);
   Split tau;
-  if (tau_estimate > bound && refine_threshold<false>(work, m, z, tau_estimate, &tau) &&
-      tau.hi - bound > 4.0 * fabs(tau.lo)) {
+  tau.hi = tau_estimate;
+  bool clear = tau_estimate > bound;
+  for (int pass = 0; clear && pass < 2; ++pass) {  // simplex_finish's two closed forms
+    tau = simplex_closed_form<false>(work, m, z, tau);
+    clear = finite(tau.hi) && finite(tau.lo) && tau.hi - bound > 4.0 * fabs(tau.lo);
+  }
+  if (clear) {
     result.multiplier = tau.hi;
     write_thresholded<kAbs>(y, n, tau);
     return result;

@@ -265,14 +265,15 @@ TEST(Simplex, CandidatePathIsBitIdenticalToTheWholeRow) {
       whole = y;
       std::vector<double> fast = y;
       simplex_row::RowResult a, b;
+      simplex_row::RowScan scan;
       if (l1) {
         a = simplex_row::project_condat<true>(fast.data(), n, z, work.data());
-        if (simplex_row::threshold_trivial<true>(whole.data(), n, z, &b)) continue;
+        if (simplex_row::threshold_trivial<true>(whole.data(), n, z, &b, &scan)) continue;
         b = simplex_row::simplex_finish<true>(
             whole.data(), n, z, simplex_row::threshold_condat<true>(whole.data(), n, z, aux.data()));
       } else {
         a = simplex_row::project_condat<false>(fast.data(), n, z, work.data());
-        if (simplex_row::threshold_trivial<false>(whole.data(), n, z, &b)) continue;
+        if (simplex_row::threshold_trivial<false>(whole.data(), n, z, &b, &scan)) continue;
         b = simplex_row::simplex_finish<false>(
             whole.data(), n, z,
             simplex_row::threshold_condat<false>(whole.data(), n, z, aux.data()));

@@ -10,13 +10,22 @@
 //   BM_RetainProjectionFixedBasis/1000000/8   the projection alone, basis already built:
 //                                      z = S g, z - Q Q^T z, S z_n; least traffic reads g, h and
 //                                      the k columns twice, writes the result ((2k + 3) 8 d).
+//   BM_RetainProjectGradients/1000000/8/16   16 forget gradients at once against the fixed basis
+//                                      (RetainProjector::project_gradients, CPU); least traffic
+//                                      reads the m gradients and h, writes the m results
+//                                      ((2m + 1) 8 d bytes; the basis stays in the count's margin)
+//   BM_RetainProjectGradientsGpu/...   the same on the device (device::project_gradients, cuBLAS:
+//                                      the basis formed and uploaded, the gradients copied over and
+//                                      back, all timed); registered only where a device is present
 //   BM_OrthoRegGradient/768/768        value and gradient of |Delta W^T Delta W - I|_F for one
 //                                      768 x 768 update (the Gram, then Delta W M).
 #include <benchmark/benchmark.h>
 
 #include <tether/core/rng.hpp>
+#include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/orthoreg.hpp>
 #include <tether/solvers/retain_projector.hpp>
+#include <tether/solvers/retain_projector_device.hpp>
 #include <vector>
 
 namespace {
@@ -97,5 +106,41 @@ void BM_OrthoRegGradient(benchmark::State& state) {
                                                benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_OrthoRegGradient)->Args({768, 768})->Unit(benchmark::kMillisecond);
+
+// Many gradients against one basis, on the CPU or the device.
+template <bool kDevice>
+void retain_project_gradients(benchmark::State& state) {
+  const Index d = state.range(0);
+  const int k = static_cast<int>(state.range(1));
+  const Index m = state.range(2);
+  ProjectionData data(d, k);
+  tether::RetainProjector projector(d, {.window = k});
+  projector.set_metric(data.metric);
+  for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+  benchmark::DoNotOptimize(projector.rank());
+  tether::Rng rng(9);
+  Eigen::MatrixXd g(d, m), out;
+  for (Index j = 0; j < g.size(); ++j) g.data()[j] = rng.normal();
+  for (auto _ : state) {
+    if constexpr (kDevice)
+      out = tether::device::project_gradients(projector, g);
+    else
+      projector.project_gradients(g, out);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>((2 * m + 1) * 8 * d) * state.iterations());
+}
+
+void BM_RetainProjectGradients(benchmark::State& state) { retain_project_gradients<false>(state); }
+BENCHMARK(BM_RetainProjectGradients)->Args({1000000, 8, 16})->Unit(benchmark::kMillisecond);
+
+const bool kGpuRegistered = [] {
+  if (!tether::device::cuda_available()) return false;
+  benchmark::RegisterBenchmark("BM_RetainProjectGradientsGpu", retain_project_gradients<true>)
+      ->Args({1000000, 8, 16})
+      ->Args({1000000, 8, 256})
+      ->Unit(benchmark::kMillisecond);
+  return true;
+}();
 
 }  // namespace

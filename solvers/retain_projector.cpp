@@ -493,6 +493,31 @@ void RetainProjector::project_step(ConstVectorRef step, double learning_rate, Ve
       }
 }
 
+void RetainProjector::project_gradients(const Eigen::MatrixXd& gradients, Eigen::MatrixXd& out) {
+  require<ShapeError>(gradients.rows() == dimension_, "RetainProjector::project_gradients: ",
+                      "gradients have ", gradients.rows(), " rows, the dimension is ", dimension_);
+  out.resize(dimension_, gradients.cols());
+  for (Index j = 0; j < gradients.cols(); ++j) project_gradient(gradients.col(j), out.col(j));
+}
+
+Eigen::MatrixXd RetainProjector::basis(int block) {
+  require(block >= 0 && block < blocks(), "RetainProjector::basis: block ", block,
+          " outside [0, ", blocks(), ")");
+  if (stale_) rebuild();
+  const Index o = block_offset_[static_cast<std::size_t>(block)];
+  const Index n = block_size_[static_cast<std::size_t>(block)];
+  const int r = rank_[static_cast<std::size_t>(block)];
+  Eigen::MatrixXd q(n, r);
+  Vector column(dimension_);
+  for (int j = 0; j < r; ++j) {  // column j = H_0 .. H_j e_j, as form_explicit_basis
+    column.setZero();
+    column[o + j] = 1.0;
+    for (int i = j; i >= 0; --i) reflect(block, i, column);
+    q.col(j) = column.segment(o, n);
+  }
+  return q;
+}
+
 void RetainProjector::project_gradient(ConstVectorRef gradient, VectorRef out) {
   check_vector(gradient, "project_gradient", "gradient");
   require<ShapeError>(out.size() == dimension_, "RetainProjector::project_gradient: out has size ",

@@ -202,6 +202,22 @@ class RetainProjector {
   void project_gradient(ConstVectorRef gradient, VectorRef out);
   /// The same, returning p.
   Vector project_gradient(ConstVectorRef gradient);
+  /// project_gradient for many gradients at once: column j of out is the projection of column
+  /// j of gradients (d x m; out is resized), the same bits as calling project_gradient on the
+  /// columns in turn. The device version is device::project_gradients
+  /// (solvers/retain_projector_device.hpp).
+  void project_gradients(const Eigen::MatrixXd& gradients, Eigen::MatrixXd& out);
+
+  // ---- the basis, explicitly (for other backends) ----
+  /// Rows [block_offset(b), block_offset(b) + block_size(b)) of the parameters form block b.
+  Index block_offset(int block) const { return block_offset_[static_cast<std::size_t>(block)]; }
+  Index block_size(int block) const { return block_size_[static_cast<std::size_t>(block)]; }
+  /// Q_b as a block_size(b) x rank(b) matrix with orthonormal columns, spanning the whitened
+  /// retain gradients kept on block b (rebuilds the basis if the window or metric changed).
+  /// Formed from the reflectors: O(block_size rank^2).
+  Eigen::MatrixXd basis(int block);
+  /// The whitening S = H^(-1/2) as a vector, or an empty one while the metric is the identity.
+  Vector whitening() const { return identity_ ? Vector() : inv_sqrt_h_; }
 
   const RetainProjectionReport& last_report() const { return report_; }
 

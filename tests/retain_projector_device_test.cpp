@@ -1,0 +1,110 @@
+// Many gradients at once: RetainProjector::project_gradients (CPU) against project_gradient
+// column by column, the explicit basis against its definition, and the device projection
+// (cuBLAS) against the CPU one, which skips (with a message) where no CUDA device is present.
+#include <gtest/gtest.h>
+
+#include <tether/core/errors.hpp>
+#include <tether/core/rng.hpp>
+#include <tether/manifolds/budget_device.hpp>
+#include <tether/solvers/retain_projector.hpp>
+#include <tether/solvers/retain_projector_device.hpp>
+
+namespace tether {
+namespace {
+
+Eigen::MatrixXd gaussian(Rng& rng, Index rows, Index cols) {
+  Eigen::MatrixXd m(rows, cols);
+  for (Index j = 0; j < m.size(); ++j) m.data()[j] = rng.normal();
+  return m;
+}
+
+// Window of k retain gradients, Adam-like metric, blockwise or global.
+RetainProjector make_projector(Rng& rng, Index d, int k, bool blockwise, bool adam) {
+  RetainProjectorOptions options{.window = 8};
+  if (blockwise) {
+    options.scope = RetainScope::kBlockwise;
+    options.block_sizes = {d / 4, d / 2, d - d / 4 - d / 2};
+  }
+  RetainProjector projector(d, options);
+  const Eigen::MatrixXd g = gaussian(rng, d, k);
+  for (int j = 0; j < k; ++j) projector.push(g.col(j));
+  if (adam) {
+    Vector h(d);
+    for (Index i = 0; i < d; ++i) h[i] = 0.01 + rng.uniform();
+    projector.set_metric(h);
+  }
+  return projector;
+}
+
+TEST(RetainManyGradients, ProjectGradientsIsProjectGradientPerColumn) {
+  Rng rng(51);
+  for (bool blockwise : {false, true}) {
+    // Two identical projectors: the same calls in the same order give the same bits (the
+    // reflectors serve the first two projections, the explicit basis the rest).
+    Rng twin = rng;
+    RetainProjector projector = make_projector(rng, 200, 5, blockwise, true);
+    RetainProjector reference = make_projector(twin, 200, 5, blockwise, true);
+    const Eigen::MatrixXd g = gaussian(rng, 200, 7);
+    Eigen::MatrixXd many;
+    projector.project_gradients(g, many);
+    for (Index j = 0; j < g.cols(); ++j) {
+      const Vector one = reference.project_gradient(g.col(j));
+      EXPECT_EQ(Vector(many.col(j)), one) << "column " << j;
+    }
+  }
+  RetainProjector projector(10);
+  Eigen::MatrixXd out;
+  EXPECT_THROW(projector.project_gradients(Eigen::MatrixXd::Zero(9, 2), out), ShapeError);
+}
+
+TEST(RetainManyGradients, ExplicitBasisIsOrthonormalAndSpansTheWhitenedWindow) {
+  Rng rng(52);
+  const Index d = 120;
+  RetainProjector projector = make_projector(rng, d, 4, true, true);
+  const Vector s = projector.whitening();
+  ASSERT_EQ(s.size(), d);
+  for (int b = 0; b < projector.blocks(); ++b) {
+    const Eigen::MatrixXd q = projector.basis(b);
+    ASSERT_EQ(q.rows(), projector.block_size(b));
+    ASSERT_EQ(q.cols(), projector.rank(b));
+    const Eigen::MatrixXd gram = q.transpose() * q;
+    EXPECT_LE((gram - Eigen::MatrixXd::Identity(q.cols(), q.cols())).cwiseAbs().maxCoeff(), 1e-14);
+    // The null-space projection of a gradient: S (z - Q Q^T z), z = S g, on this block.
+    const Vector g = gaussian(rng, d, 1).col(0);
+    const Vector p = projector.project_gradient(g);
+    const Index o = projector.block_offset(b), n = projector.block_size(b);
+    const Vector z = g.segment(o, n).cwiseProduct(s.segment(o, n));
+    const Vector expected = (z - q * (q.transpose() * z)).cwiseProduct(s.segment(o, n));
+    EXPECT_LE((p.segment(o, n) - expected).cwiseAbs().maxCoeff(), 1e-12 * expected.norm());
+  }
+  EXPECT_THROW(projector.basis(projector.blocks()), InvalidArgumentError);
+}
+
+TEST(RetainManyGradients, DeviceMatchesTheCpuProjection) {
+  Rng rng(53);
+  RetainProjector cone(50, {.mode = RetainProjectionMode::kCone});
+  EXPECT_THROW(device::project_gradients(cone, Eigen::MatrixXd::Zero(50, 2)),
+               InvalidArgumentError);
+  RetainProjector projector = make_projector(rng, 50, 3, false, false);
+  EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXd::Zero(49, 2)), ShapeError);
+  if (!device::cuda_available()) {
+    EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXd::Zero(50, 2)), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  for (bool blockwise : {false, true})
+    for (bool adam : {false, true}) {
+      const Index d = 100000;
+      RetainProjector p = make_projector(rng, d, 8, blockwise, adam);
+      const Eigen::MatrixXd g = gaussian(rng, d, 64);
+      Eigen::MatrixXd cpu;
+      p.project_gradients(g, cpu);
+      const Eigen::MatrixXd gpu = device::project_gradients(p, g);
+      for (Index j = 0; j < g.cols(); ++j)
+        EXPECT_LE((gpu.col(j) - cpu.col(j)).cwiseAbs().maxCoeff(), 1e-12 * g.col(j).norm())
+            << "column " << j << (blockwise ? ", blockwise" : ", global")
+            << (adam ? ", Adam metric" : ", identity");
+    }
+}
+
+}  // namespace
+}  // namespace tether

@@ -1,7 +1,12 @@
-// CUDA kernels of the simplex-type projections: one thread per row (a first slice; a warp or
-// block per row, reading the row coalesced, is the next step), calling the same per-row
-// functions as the CPU path (core/simplex_row.hpp). The sort-based variants heapsort each row's
-// scratch copy; the CPU sorts with std::sort, which gives the same sorted sequence.
+// CUDA kernels of the simplex-type projections, calling the same per-row functions as the CPU
+// path (core/simplex_row.hpp).
+//   Threshold sets (simplex, l1 ball): one warp per row. The lanes read the row coalesced for
+//   the passes over the whole row (the scan, the candidates' compaction in index order by warp
+//   ballots, the write); lane 0 runs the part on the candidates (tighten, Condat's pass or the
+//   sort of the candidates, the closed forms), which is short, and, if a threshold is not clear
+//   of the bound, the whole-row finish. The sort-based variant heapsorts the candidates; the CPU
+//   sorts with std::sort, which gives the same sorted sequence.
+//   Box section: one thread per row (a warp per row is the next step).
 #include <cuda_runtime.h>
 
 #include <string>
@@ -22,22 +27,108 @@ constexpr int kThreads = 128;
 using cuda::check;
 using cuda::DeviceBuffer;
 
-__global__ void threshold_kernel(double* x, long long rows, long long n, long long stride, double z,
-                                 bool l1, bool sorted, double* scratch, int* status,
-                                 long long* index) {
-  const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Warp sums and maxima: every lane ends with the total (butterfly; the order is fixed).
+__device__ double warp_sum(double v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
+  return v;
+}
+__device__ long long warp_max(long long v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const long long other = __shfl_xor_sync(kFullMask, v, offset);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
+// One warp per row (blockDim.x a multiple of 32).
+template <bool kAbs>
+__device__ void threshold_row_warp(double* y, long long n, double z, bool sorted, double* work,
+                                   int* status, long long* index) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  // The scan (row::scan_row's quantities, lane-strided, then warp-reduced).
+  double probe = 0.0, abs_sum = 0.0;
+  long long top = bits::order_key(row::value<kAbs>(y, 0));
+  for (long long i = lane; i < n; i += 32) {
+    const double v = row::value<kAbs>(y, i);
+    probe += y[i] - y[i];
+    if (kAbs) abs_sum += v;
+    const long long key = bits::order_key(v);
+    top = key > top ? key : top;
+  }
+  probe = warp_sum(probe);
+  abs_sum = warp_sum(abs_sum);
+  top = warp_max(top);
+  if (probe != 0.0) {  // NaN or inf somewhere
+    if (lane == 0) {
+      *status = row::kNonFinite;
+      *index = row::first_non_finite(y, n);
+    }
+    return;
+  }
+  if (lane == 0) {
+    *status = row::kOk;
+    *index = -1;
+  }
+  if (kAbs && row::l1_inside(y, n, z, abs_sum)) return;  // left as it is
+  if (z == 0.0) {
+    for (long long i = lane; i < n; i += 32) y[i] = 0.0;
+    return;
+  }
+  // The candidates, compacted in index order: each round of 32 entries takes one ballot.
+  const double largest = bits::of_order_key(top);
+  const double bound = (largest - z) - row::mul(fabs(largest) + z, 0x1p-40);
+  long long m = 0;
+  for (long long base = 0; base < n; base += 32) {
+    const long long i = base + lane;
+    const double v = i < n ? row::value<kAbs>(y, i) : 0.0;
+    const bool keep = i < n && v > bound;
+    const unsigned ballot = __ballot_sync(kFullMask, keep);
+    if (keep) work[m + __popc(ballot & ((1u << lane) - 1u))] = v;
+    m += __popc(ballot);
+  }
+  __syncwarp();
+  // Lane 0: the part on the candidates, and the whole-row fallback.
+  double tau_hi = 0.0, tau_lo = 0.0;
+  int clear = 0;
+  if (lane == 0) {
+    double tau_estimate = 0.0;
+    row::Split tau;
+    const bool ok =
+        sorted ? row::threshold_on_candidates(work, n, m, z, largest, bound,
+                                              row::SortedEstimate<row::HeapSort>{{}, z},
+                                              &tau_estimate, &tau)
+               : row::threshold_on_candidates(work, n, m, z, largest, bound,
+                                              row::CondatEstimate{z}, &tau_estimate, &tau);
+    if (ok) {
+      clear = 1;
+      tau_hi = tau.hi;
+      tau_lo = tau.lo;
+    } else {
+      const row::RowResult finished = row::simplex_finish<kAbs>(y, n, z, tau_estimate);
+      *status = finished.status;
+    }
+  }
+  clear = __shfl_sync(kFullMask, clear, 0);
+  if (!clear) return;  // lane 0 wrote the row (or its status)
+  row::Split tau;
+  tau.hi = __shfl_sync(kFullMask, tau_hi, 0);
+  tau.lo = __shfl_sync(kFullMask, tau_lo, 0);
+  for (long long i = lane; i < n; i += 32) y[i] = row::thresholded<kAbs>(y[i], tau);
+}
+
+__global__ void threshold_warp_kernel(double* x, long long rows, long long n, long long stride,
+                                      double z, bool l1, bool sorted, double* scratch, int* status,
+                                      long long* index) {
+  const long long r = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
   double* y = x + r * stride;
   double* work = scratch + 2 * r * n;
-  row::RowResult result;
   if (l1)
-    result = sorted ? row::project_sorted<true>(y, n, z, work, row::HeapSort{})
-                    : row::project_condat<true>(y, n, z, work);
+    threshold_row_warp<true>(y, n, z, sorted, work, status + r, index + r);
   else
-    result = sorted ? row::project_sorted<false>(y, n, z, work, row::HeapSort{})
-                    : row::project_condat<false>(y, n, z, work);
-  status[r] = result.status;
-  index[r] = result.index;
+    threshold_row_warp<false>(y, n, z, sorted, work, status + r, index + r);
 }
 
 __global__ void box_section_kernel(double* x, long long rows, long long n, long long stride,
@@ -80,11 +171,12 @@ void threshold_rows(double* x, long long rows, long long n, long long stride, do
   DeviceBuffer d_scratch(sizeof(double) * static_cast<std::size_t>(2 * rows * n));
   DeviceBuffer d_status(sizeof(int) * rows), d_index(sizeof(long long) * rows);
   check(cudaMemcpy(d_x.data, x, sizeof(double) * doubles, cudaMemcpyHostToDevice), "copy x");
-  const long long blocks = (rows + kThreads - 1) / kThreads;
-  threshold_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+  const long long warps_per_block = kThreads / 32;
+  const long long blocks = (rows + warps_per_block - 1) / warps_per_block;
+  threshold_warp_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
       d_x.as<double>(), rows, n, stride, z, l1, sorted, d_scratch.as<double>(), d_status.as<int>(),
       d_index.as<long long>());
-  check(cudaGetLastError(), "threshold_kernel launch");
+  check(cudaGetLastError(), "threshold_warp_kernel launch");
   check(cudaMemcpy(x, d_x.data, sizeof(double) * doubles, cudaMemcpyDeviceToHost), "copy x back");
   copy_status_back(d_status, d_index, rows, status, index);
 }

@@ -71,9 +71,10 @@
 // be projected.
 //
 // GPU (namespace device): the same calls on a CUDA device when tether was built with CUDA and a
-// device is present; otherwise they throw tether::Error. The first slice runs one thread per
-// row over global memory (the sort-based variants heapsort each row, see simplex_row.hpp), and
-// copies the batch to the device and back on every call.
+// device is present; otherwise they throw tether::Error. The threshold sets run one warp per
+// row (coalesced passes over the row; one lane works on the row's candidates, and the
+// sort-based variant heapsorts them), the box section one thread per row; every call copies
+// the batch to the device and back.
 //
 // Example:
 //   tether::Matrix x = ...;                              // N x n, row-major

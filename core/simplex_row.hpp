@@ -285,12 +285,15 @@ TETHER_HD bool refine_threshold(const double* y, long long n, double z, double t
 
 /// y_i <- max(v_i - tau, 0) (with y_i's sign for the l1 ball), tau = hi + lo.
 template <bool kAbs>
+TETHER_HD inline double thresholded(double yi, const Split& tau) {
+  const double d = ((kAbs ? fabs(yi) : yi) - tau.hi) - tau.lo;
+  const double p = d > 0.0 ? d : 0.0;
+  return (kAbs && yi < 0.0) ? -p : p;
+}
+
+template <bool kAbs>
 TETHER_HD void write_thresholded(double* y, long long n, const Split& tau) {
-  for (long long i = 0; i < n; ++i) {
-    const double d = (value<kAbs>(y, i) - tau.hi) - tau.lo;
-    const double p = d > 0.0 ? d : 0.0;
-    y[i] = (kAbs && y[i] < 0.0) ? -p : p;
-  }
+  for (long long i = 0; i < n; ++i) y[i] = thresholded<kAbs>(y[i], tau);
 }
 
 /// Recomputes tau in closed form on the active set of tau_estimate, then once more on the
@@ -358,6 +361,18 @@ TETHER_HD inline RowScan scan_row(const double* y, long long n) {
   return scan;
 }
 
+/// |y|_1 <= z, given a plain sum of |y| in any order: it settles the question unless it lies
+/// within its own error bound of z (n eps relative, all terms >= 0), where the compensated sum
+/// in index order decides.
+TETHER_HD inline bool l1_inside(const double* y, long long n, double z, double plain_sum) {
+  const double slack = mul(mul(4.0 * 2.220446049250313e-16, static_cast<double>(n + 8)), z);
+  if (plain_sum < z - slack) return true;
+  if (plain_sum > z + slack) return false;
+  Sum norm;
+  for (long long i = 0; i < n; ++i) norm.add(fabs(y[i]));
+  return norm.value() <= z;
+}
+
 /// The checks and special cases every threshold algorithm shares, from one scan of the row
 /// (kept in *scan for the candidates). Returns true when the row is done (bad input, z = 0, or
 /// an l1 point already inside the ball).
@@ -370,19 +385,8 @@ TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* re
     result->index = first_non_finite(y, n);
     return true;
   }
-  if (kAbs) {
-    // |y|_1 <= z decides; the plain lane sum settles it unless it lies within its own error
-    // bound of z (n eps relative, all terms >= 0), where the compensated sum decides.
-    const double plain = scan->abs_sum;
-    const double slack = mul(mul(4.0 * 2.220446049250313e-16, static_cast<double>(n + 8)), z);
-    bool inside = plain < z - slack;
-    if (!(plain > z + slack) && !inside) {
-      Sum norm;
-      for (long long i = 0; i < n; ++i) norm.add(fabs(y[i]));
-      inside = norm.value() <= z;
-    }
-    if (inside) return true;  // inside the ball: left as it is, bit for bit
-  }
+  if (kAbs && l1_inside(y, n, z, scan->abs_sum))
+    return true;  // inside the ball: left as it is, bit for bit
   if (z == 0.0) {  // both sets are {0}
     for (long long i = 0; i < n; ++i) y[i] = 0.0;
     return true;
@@ -453,6 +457,26 @@ TETHER_HD inline long long tighten_candidates(double* v, long long m, double z, 
 /// bound (then no excluded entry could have been classified active, and the candidates' sums
 /// are the whole row's); otherwise (not observed) the whole row is refined. work holds 2 n
 /// doubles.
+/// The part of project_threshold that works on the candidates alone (work holds them at its
+/// front, m of them, and has room for m more): tighten, estimate, and the two closed forms.
+/// Writes the estimate, and tau; returns false when some threshold is not clear of the bound,
+/// and then the caller refines on the whole row (simplex_finish from the estimate).
+template <class Estimate>
+TETHER_HD bool threshold_on_candidates(double* work, long long n, long long m, double z,
+                                       double largest, double bound, Estimate estimate,
+                                       double* tau_estimate, Split* tau) {
+  m = tighten_candidates(work, m, z, largest, &bound);
+  *tau_estimate = estimate(work, m, work + n);
+  tau->hi = *tau_estimate;
+  tau->lo = 0.0;
+  bool clear = *tau_estimate > bound;
+  for (int pass = 0; clear && pass < 2; ++pass) {  // simplex_finish's two closed forms
+    *tau = simplex_closed_form<false>(work, m, z, *tau);
+    clear = finite(tau->hi) && finite(tau->lo) && tau->hi - bound > 4.0 * fabs(tau->lo);
+  }
+  return clear;
+}
+
 template <bool kAbs, class Estimate>
 TETHER_HD RowResult project_threshold(double* y, long long n, double z, double* work,
                                       Estimate estimate) {
@@ -460,17 +484,11 @@ TETHER_HD RowResult project_threshold(double* y, long long n, double z, double* 
   RowScan scan;
   if (threshold_trivial<kAbs>(y, n, z, &result, &scan)) return result;
   double bound = 0.0;
-  long long m = threshold_candidates<kAbs>(y, n, z, scan.largest, work, &bound);
-  m = tighten_candidates(work, m, z, scan.largest, &bound);
-  const double tau_estimate = estimate(work, m, work + n);
+  const long long m = threshold_candidates<kAbs>(y, n, z, scan.largest, work, &bound);
+  double tau_estimate = 0.0;
   Split tau;
-  tau.hi = tau_estimate;
-  bool clear = tau_estimate > bound;
-  for (int pass = 0; clear && pass < 2; ++pass) {  // simplex_finish's two closed forms
-    tau = simplex_closed_form<false>(work, m, z, tau);
-    clear = finite(tau.hi) && finite(tau.lo) && tau.hi - bound > 4.0 * fabs(tau.lo);
-  }
-  if (clear) {
+  if (threshold_on_candidates(work, n, m, z, scan.largest, bound, estimate, &tau_estimate,
+                              &tau)) {
     result.multiplier = tau.hi;
     write_thresholded<kAbs>(y, n, tau);
     return result;

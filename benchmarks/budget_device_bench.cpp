@@ -8,6 +8,10 @@
 //   BM_TangentProjectionGpu/N/8     the device tangent projection of a resident vector (normal,
 //                                   C, <n, n>, <n, v> fused; then the update); 7 x 8 N K bytes:
 //                                   read alpha, costs, v and write n, then read v, n, write v
+//   BM_RcoStepGpu/N/8               one Riemannian Adam step on the device (DeviceBudgetManifold::
+//                                   adam_step: projection, Adam, retraction, check, transport);
+//                                   the gradient uploaded before each call, outside the timing;
+//                                   bytes as BM_RcoStepOverhead counts them on the CPU
 //   BM_DeviceMemoryCopy/bytes        device-to-device copy: the bandwidth reference
 // bytes_per_second counts (2 passes + 2) x 8 N K bytes per retraction, like BM_BudgetRetraction
 // on the CPU; the outcome copy back (a few bytes) synchronises, so the time is the kernel's.
@@ -75,7 +79,10 @@ void retraction_gpu(benchmark::State& state, Index blocks) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
 }
 
-void projection_gpu(benchmark::State& state) {
+// One instance on the device, its logits retracted and uploaded, and a fixed random gradient
+// that `body` uploads (outside the timing) before each timed call.
+template <class Body>
+void with_device_gradient(benchmark::State& state, Body body) {
   const Index n = state.range(0), k = state.range(1);
   Instance inst = make_instance(n, k, 1);
   const tether::BudgetManifold manifold(inst.costs, inst.starts, inst.budgets);
@@ -89,10 +96,30 @@ void projection_gpu(benchmark::State& state) {
     state.PauseTiming();
     on_device.upload_vector(g);  // the same gradient every time, not timed
     state.ResumeTiming();
-    benchmark::DoNotOptimize(on_device.project());
+    body(on_device);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(7.0 * sizeof(double) * static_cast<double>(n * k)) *
+}
+
+void projection_gpu(benchmark::State& state) {
+  with_device_gradient(state, [](tether::device::DeviceBudgetManifold& d) {
+    benchmark::DoNotOptimize(d.project());
+  });
+  const double entries = static_cast<double>(state.range(0) * state.range(1));
+  state.SetBytesProcessed(static_cast<int64_t>(7.0 * sizeof(double) * entries) *
                           state.iterations());
+}
+
+void rco_step_gpu(benchmark::State& state) {
+  int passes = 0;
+  with_device_gradient(state, [&passes](tether::device::DeviceBudgetManifold& d) {
+    passes = d.adam_step({.learning_rate = 0.1}).retraction.passes;
+  });
+  state.counters["retraction_passes"] = passes;
+  // projection (normal pass 4 + update 3), Adam (read g, m, v, alpha; write m, v, trial: 7),
+  // retraction (2 a pass + 3), check (1), transport (4 + 3)
+  const double bytes = (7.0 + 7.0 + 2.0 * passes + 3.0 + 1.0 + 7.0) * sizeof(double) *
+                       static_cast<double>(state.range(0) * state.range(1));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
 }
 
 void sizes(benchmark::internal::Benchmark* b) {
@@ -109,6 +136,7 @@ const bool kGpuRegistered = [] {
     retraction_gpu(s, std::max<Index>(1, s.range(0) / 1000));
   })->Apply(sizes);
   benchmark::RegisterBenchmark("BM_TangentProjectionGpu", projection_gpu)->Apply(sizes);
+  benchmark::RegisterBenchmark("BM_RcoStepGpu", rco_step_gpu)->Apply(sizes);
   benchmark::RegisterBenchmark("BM_DeviceMemoryCopy",
                                [](benchmark::State& s) {
                                  const auto bytes = static_cast<std::size_t>(s.range(0));

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_device.hpp>
 #include <vector>
@@ -156,6 +157,38 @@ bool DeviceBudgetManifold::project(const RetractionOptions& options) {
 #else
   return false;
 #endif
+}
+
+DeviceBudgetManifold::AdamStepReport DeviceBudgetManifold::adam_step(
+    const AdamOptions& adam, const RetractionOptions& options) {
+  check_retraction_options(options);
+  std::string why;
+  require(adam.is_valid(&why), "DeviceBudgetManifold::adam_step: AdamOptions: ", why);
+  require(has_vector_,
+          "DeviceBudgetManifold::adam_step: no gradient was uploaded (upload_vector)");
+  AdamStepReport report;
+#if defined(TETHER_HAVE_CUDA)
+  const long t = adam_steps_ + 1;  // Adam counts a step once the gradient was not degenerate
+  kernels::AdamConstants c;
+  c.learning_rate = adam.learning_rate;
+  c.beta1 = adam.beta1;
+  c.beta2 = adam.beta2;
+  c.epsilon = adam.epsilon;
+  c.weight_decay = adam.weight_decay;
+  c.bias1 = 1.0 - std::pow(adam.beta1, static_cast<double>(t));
+  c.bias2 = 1.0 - std::pow(adam.beta2, static_cast<double>(t));
+  std::vector<kernels::RetractionOutcome> outcomes(
+      static_cast<std::size_t>(kernels::resident_instances(resident_)));
+  const kernels::AdamStepOutcome o =
+      kernels::adam_step_resident(resident_, c, options.tolerance, options.max_passes,
+                                  sense_ == BudgetSense::kAtMost, options.recentre,
+                                  outcomes.data());
+  report.degenerate = o.degenerate;
+  report.accepted = o.accepted;
+  if (!o.degenerate) adam_steps_ = t;
+  if (!o.degenerate) report.retraction = report_of(outcomes, sense_);
+#endif
+  return report;
 }
 
 bool project(const BudgetManifold& manifold, const Matrix& alpha, Matrix& v,

@@ -3,10 +3,12 @@
 //   expected_cost_and_slope   phi(t) = sum_i E_i(alpha_i + t c_i) and phi'(t) = sum_i Var_i
 //   retract                   the whole retraction, its Newton passes on the device
 //   project                   the tangent projection, normal and dot products fused
+//   adam_step                 a whole Riemannian Adam step (DeviceBudgetManifold)
 // Deterministic: every sum is added in a fixed order. In builds without CUDA, or on machines
 // without a device, cuda_available() is false and the functions throw.
 #pragma once
 
+#include <tether/core/adam.hpp>
 #include <tether/core/types.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
 
@@ -64,10 +66,24 @@ class DeviceBudgetManifold {
   /// Throws tether::Error when no vector was uploaded.
   bool project(const RetractionOptions& options = {});
 
+  struct AdamStepReport {
+    bool degenerate = false;  ///< the gradient's normal vanished: nothing changed
+    bool accepted = false;    ///< the logits moved
+    RetractionReport retraction;
+  };
+  /// One RiemannianAdam step (solvers/riemannian_adam.hpp) on the device, with the uploaded
+  /// vector as the Euclidean gradient: projected at the logits, Adam's moments (kept on the
+  /// device from the first call on) and the trial point, its retraction, the NaN / +inf check,
+  /// and when accepted the logits moved and the first moment transported. Not accepted: the
+  /// logits stay (the moments have advanced), as on the CPU. Throws tether::Error when no
+  /// gradient was uploaded, InvalidArgumentError for invalid Adam options.
+  AdamStepReport adam_step(const AdamOptions& adam, const RetractionOptions& options = {});
+
  private:
   Index groups_, options_;
   BudgetSense sense_;
   bool has_vector_ = false;
+  long adam_steps_ = 0;
   kernels::ResidentInstances* resident_ = nullptr;
 };
 

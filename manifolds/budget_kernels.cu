@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <utility>
 #include <string>
 #include <tether/core/cuda_support.cuh>
 #include <tether/core/errors.hpp>
@@ -388,6 +389,10 @@ struct ResidentInstances {
   double* normal = nullptr;    // and the normal it computes
   double* projection_partials = nullptr;  // 3 per grid block (large) or per instance
   double* coefficients = nullptr;         // <n, v> / <n, n> per instance (0: inactive)
+  double* first_moment = nullptr;         // Adam's m, v and the trial point (at first step)
+  double* second_moment = nullptr;
+  double* trial = nullptr;
+  int* flag = nullptr;  // the trial point's NaN / +inf check
   std::vector<double> host_budgets;
   long long n = 0;
   int k = 0, instances = 0, grid_blocks = 0;
@@ -450,6 +455,10 @@ void destroy_resident(ResidentInstances* r) {
   cudaFree(r->normal);
   cudaFree(r->projection_partials);
   cudaFree(r->coefficients);
+  cudaFree(r->first_moment);
+  cudaFree(r->second_moment);
+  cudaFree(r->trial);
+  cudaFree(r->flag);
   delete r;
 }
 
@@ -550,20 +559,22 @@ void download_vector(const ResidentInstances* r, double* v) {
         "copy vector back");
 }
 
-bool project_resident(ResidentInstances* r, double relative_tolerance, bool at_most) {
-  if (r->vector == nullptr) throw Error("project_resident: no vector was uploaded");
+namespace {
+
+// The tangent projection of the device vector v (n x k) at the resident logits; see
+// project_resident.
+bool project_buffer(ResidentInstances* r, double* v, double relative_tolerance, bool at_most) {
   const int at_most_flag = at_most ? 1 : 0;
   if (r->cooperative) {
-    projection_partials_kernel<<<r->grid_blocks, kThreads>>>(r->alpha, r->costs, r->vector,
-                                                              r->normal, r->n, r->k,
-                                                              r->projection_partials);
+    projection_partials_kernel<<<r->grid_blocks, kThreads>>>(r->alpha, r->costs, v, r->normal,
+                                                              r->n, r->k, r->projection_partials);
     check(cudaGetLastError(), "projection_partials_kernel launch");
     projection_total_kernel<<<1, 1>>>(r->projection_partials, r->grid_blocks, r->host_budgets[0],
                                       relative_tolerance, at_most_flag, r->coefficients);
     check(cudaGetLastError(), "projection_total_kernel launch");
   } else {
     projection_coefficients_kernel<<<r->instances, kThreads>>>(
-        r->alpha, r->costs, r->vector, r->normal, r->k, r->starts, r->budgets, relative_tolerance,
+        r->alpha, r->costs, v, r->normal, r->k, r->starts, r->budgets, relative_tolerance,
         at_most_flag, r->coefficients);
     check(cudaGetLastError(), "projection_coefficients_kernel launch");
   }
@@ -576,16 +587,102 @@ bool project_resident(ResidentInstances* r, double relative_tolerance, bool at_m
   for (double c : coefficients)
     if (c != c) return false;
   if (r->cooperative) {
-    projection_update_kernel<<<r->grid_blocks, kThreads>>>(r->vector, r->normal, r->n * r->k,
+    projection_update_kernel<<<r->grid_blocks, kThreads>>>(v, r->normal, r->n * r->k,
                                                            r->coefficients);
     check(cudaGetLastError(), "projection_update_kernel launch");
   } else {
-    projection_update_instances_kernel<<<r->instances, kThreads>>>(r->vector, r->normal, r->k,
+    projection_update_instances_kernel<<<r->instances, kThreads>>>(v, r->normal, r->k,
                                                                    r->starts, r->coefficients);
     check(cudaGetLastError(), "projection_update_instances_kernel launch");
   }
   check(cudaDeviceSynchronize(), "projection update");
   return true;
+}
+
+// Adam's update of every entry (core/adam.cpp's formula, the same operations), writing the
+// trial point x + delta instead of moving x.
+__global__ void adam_trial_kernel(const double* x, const double* g, double* m, double* v,
+                                  double* trial, long long entries, double b1, double b2,
+                                  double c1, double c2, double lr, double eps, double wd) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long j = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; j < entries;
+       j += step) {
+    m[j] = __dadd_rn(__dmul_rn(b1, m[j]), __dmul_rn(1.0 - b1, g[j]));
+    v[j] = __dadd_rn(__dmul_rn(b2, v[j]), __dmul_rn(__dmul_rn(1.0 - b2, g[j]), g[j]));
+    double delta = __dmul_rn(-lr, m[j] / c1) / (sqrt(v[j] / c2) + eps);
+    if (wd != 0.0) delta -= __dmul_rn(__dmul_rn(lr, wd), x[j]);
+    trial[j] = x[j] + delta;
+  }
+}
+
+// flag = 1 if some entry is NaN or +inf (-inf, a masked option, passes).
+__global__ void non_finite_kernel(const double* x, long long entries, int* flag) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long j = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; j < entries;
+       j += step)
+    if (!(x[j] < HUGE_VAL)) *flag = 1;
+}
+
+unsigned elementwise_grid(long long entries) {
+  const long long blocks = (entries + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 65535 ? blocks : 65535);
+}
+
+}  // namespace
+
+bool project_resident(ResidentInstances* r, double relative_tolerance, bool at_most) {
+  if (r->vector == nullptr) throw Error("project_resident: no vector was uploaded");
+  return project_buffer(r, r->vector, relative_tolerance, at_most);
+}
+
+AdamStepOutcome adam_step_resident(ResidentInstances* r, const AdamConstants& adam,
+                                   double relative_tolerance, int max_passes, bool at_most,
+                                   bool recentre, RetractionOutcome* outcomes) {
+  if (r->vector == nullptr) throw Error("adam_step_resident: no gradient was uploaded");
+  const long long entries = r->n * r->k;
+  const std::size_t bytes = sizeof(double) * static_cast<std::size_t>(entries);
+  if (r->first_moment == nullptr) {
+    check(cudaMalloc(&r->first_moment, bytes), "cudaMalloc m");
+    check(cudaMalloc(&r->second_moment, bytes), "cudaMalloc v");
+    check(cudaMalloc(&r->trial, bytes), "cudaMalloc trial");
+    check(cudaMalloc(&r->flag, sizeof(int)), "cudaMalloc flag");
+    check(cudaMemset(r->first_moment, 0, bytes), "zero m");
+    check(cudaMemset(r->second_moment, 0, bytes), "zero v");
+  }
+  AdamStepOutcome out;
+  // 1. The gradient onto the tangent space at alpha.
+  if (!project_buffer(r, r->vector, relative_tolerance, at_most)) {
+    out.degenerate = true;
+    return out;
+  }
+  // 2. Adam's moments and the trial point.
+  adam_trial_kernel<<<elementwise_grid(entries), kThreads>>>(
+      r->alpha, r->vector, r->first_moment, r->second_moment, r->trial, entries, adam.beta1,
+      adam.beta2, adam.bias1, adam.bias2, adam.learning_rate, adam.epsilon, adam.weight_decay);
+  check(cudaGetLastError(), "adam_trial_kernel launch");
+  // 3. The retraction of the trial point (the resident kernels act on r->alpha: swap).
+  std::swap(r->alpha, r->trial);
+  try {
+    retract_resident(r, relative_tolerance, max_passes, at_most, recentre, outcomes);
+  } catch (...) {
+    std::swap(r->alpha, r->trial);
+    throw;
+  }
+  bool converged = true;
+  for (int b = 0; b < r->instances; ++b) converged = converged && outcomes[b].converged != 0;
+  check(cudaMemset(r->flag, 0, sizeof(int)), "zero flag");
+  non_finite_kernel<<<elementwise_grid(entries), kThreads>>>(r->alpha, entries, r->flag);
+  check(cudaGetLastError(), "non_finite_kernel launch");
+  int bad = 0;
+  check(cudaMemcpy(&bad, r->flag, sizeof(int), cudaMemcpyDeviceToHost), "copy flag");
+  if (!converged || bad != 0) {
+    std::swap(r->alpha, r->trial);  // alpha unchanged; the caller stops
+    return out;
+  }
+  // 4. Accepted: transport the first moment (its projection at the new alpha).
+  out.accepted = true;
+  project_buffer(r, r->first_moment, relative_tolerance, at_most);
+  return out;
 }
 
 }  // namespace tether::device::kernels

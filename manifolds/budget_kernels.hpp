@@ -55,6 +55,24 @@ void upload_vector(ResidentInstances* resident, const double* v);
 void download_vector(const ResidentInstances* resident, double* v);
 bool project_resident(ResidentInstances* resident, double relative_tolerance, bool at_most);
 
+/// Adam's constants for one step (core/adam.hpp): bias1 = 1 - beta1^t, bias2 = 1 - beta2^t.
+struct AdamConstants {
+  double learning_rate = 0.0, beta1 = 0.0, beta2 = 0.0, epsilon = 0.0, weight_decay = 0.0;
+  double bias1 = 1.0, bias2 = 1.0;
+};
+struct AdamStepOutcome {
+  bool degenerate = false;  ///< the gradient's projection found a degenerate block: no step
+  bool accepted = false;    ///< alpha moved (the retraction converged, the point is finite)
+};
+/// RiemannianAdam::step on the device: the uploaded gradient (the resident vector) projected
+/// at alpha, Adam's moments (kept on the device, zero at the first call) and the trial point
+/// alpha + step, its retraction (outcomes: one per instance), the NaN / +inf check, and when
+/// accepted alpha <- the retracted trial and the first moment transported (projected at the
+/// new alpha). When not accepted alpha is unchanged (the moments have advanced, as on the CPU).
+AdamStepOutcome adam_step_resident(ResidentInstances* resident, const AdamConstants& adam,
+                                   double relative_tolerance, int max_passes, bool at_most,
+                                   bool recentre, RetractionOutcome* outcomes);
+
 /// Device-to-device copy bandwidth, read + write bytes per second, best of `repetitions`.
 double copy_bandwidth(unsigned long long bytes, int repetitions);
 

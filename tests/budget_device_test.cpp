@@ -8,6 +8,7 @@
 #include <tether/manifolds/budget_device.hpp>
 #include <tether/manifolds/budget_manifold.hpp>
 #include <tether/manifolds/budget_row.hpp>
+#include <tether/solvers/riemannian_adam.hpp>
 #include <vector>
 
 namespace tether {
@@ -145,6 +146,44 @@ TEST(BudgetDevice, ProjectionMatchesTheCpuProjection) {
   EXPECT_FALSE(manifold.project(one_hot, v));
   EXPECT_FALSE(device::project(manifold, one_hot, on_gpu));
   EXPECT_EQ(on_gpu, Matrix::Ones(4, 3));
+}
+
+TEST(BudgetDevice, AdamStepMatchesRiemannianAdam) {
+  Rng rng(10);
+  const Index n = 20000, k = 8;
+  Matrix costs(n, k), alpha(n, k);
+  for (Index j = 0; j < costs.size(); ++j) {
+    costs.data()[j] = rng.uniform(1.0, 8.0);
+    alpha.data()[j] = rng.normal();
+  }
+  const double lo = costs.rowwise().minCoeff().sum(), hi = costs.rowwise().maxCoeff().sum();
+  const double budget = lo + 0.4 * (hi - lo);
+  const BudgetManifold manifold(costs, budget);
+  manifold.retract(alpha);
+  const AdamOptions adam{.learning_rate = 0.05};
+  if (!device::cuda_available()) {
+    EXPECT_THROW(device::DeviceBudgetManifold{manifold}, Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  device::DeviceBudgetManifold on_device(manifold);
+  on_device.upload(alpha);
+  EXPECT_THROW(on_device.adam_step(adam), InvalidArgumentError);  // no gradient uploaded yet
+  RiemannianAdam on_cpu(manifold, adam);
+  Matrix cpu_alpha = alpha;
+  for (int step = 0; step < 5; ++step) {
+    Matrix g(n, k);
+    for (Index j = 0; j < g.size(); ++j) g.data()[j] = rng.normal();
+    on_device.upload_vector(g);
+    const device::DeviceBudgetManifold::AdamStepReport gpu = on_device.adam_step(adam);
+    const RiemannianStepReport cpu = on_cpu.step(cpu_alpha, g);
+    ASSERT_FALSE(gpu.degenerate);
+    ASSERT_TRUE(gpu.accepted);
+    EXPECT_EQ(cpu.retraction.converged, gpu.retraction.converged);
+    Matrix gpu_alpha;
+    on_device.download(gpu_alpha);
+    EXPECT_LE((gpu_alpha - cpu_alpha).cwiseAbs().maxCoeff(), 1e-10) << "step " << step;
+    EXPECT_LE(std::abs(manifold.residual(gpu_alpha)[0]), 1e-12 * budget) << "step " << step;
+  }
 }
 
 }  // namespace

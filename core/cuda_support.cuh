@@ -27,6 +27,14 @@ struct DeviceBuffer {
     if (data != nullptr) cudaFree(data);
   }
   DeviceBuffer(DeviceBuffer&& other) noexcept : data(other.data) { other.data = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    if (this != &other) {
+      if (data != nullptr) cudaFree(data);
+      data = other.data;
+      other.data = nullptr;
+    }
+    return *this;
+  }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   template <class T>

@@ -271,20 +271,16 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   require<ShapeError>(v.size() == n, "GatedRatios::jvp: v has ", v.size(), " entries; G has ", n);
   const Index n_traj = num_trajectories();
   const std::size_t n_coarse = levels_.size();
-  // m^c_tau = (1/T_tau) sum over the tokens of tau with l = c of v_j (/ r_j).
+  // m^c_tau = (1/T_tau) sum over the tokens of tau with l = c of v_j (/ r_j)
+  // (fiberpo_segments.hpp, shared with the CUDA kernels).
+  namespace seg = fiberpo_segments;
   Vector m_pos(n_traj), m_neg(n_traj);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
-    double sp = 0.0, sn = 0.0;
-    for (Index j = traj_[k]; j < traj_[k + 1]; ++j) {
-      // Branch-free (the signs are random): m x is exactly x or 0.
-      const double x = ratio_space ? v[j] * inv_r_[j] : v[j];
-      const double m = (flags_[static_cast<std::size_t>(j)] & kPositive) ? 1.0 : 0.0;
-      sp += m * x;
-      sn += x - m * x;
-    }
-    m_pos[k] = sp / traj_len_[k];
-    m_neg[k] = sn / traj_len_[k];
+    const seg::SignedMeans m = seg::jvp_trajectory_means(v.data(), inv_r_.data(), flags_.data(),
+                                                         traj_[k], traj_[k + 1], ratio_space);
+    m_pos[k] = m.positive;
+    m_neg[k] = m.negative;
   }
   // agg_tau = sum_l beta^+_l M^+_{n_l} + beta^-_l M^-_{n_l}, M the node mean of m.
   Vector agg = beta_pos_[n_coarse].cwiseProduct(m_pos) + beta_neg_[n_coarse].cwiseProduct(m_neg);
@@ -292,9 +288,9 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
     const auto& off = levels_[l].offsets;
     for (std::size_t node = 0; node + 1 < off.size(); ++node) {
       const Index b = off[node], len = off[node + 1] - off[node];
-      const double mp = m_pos.segment(b, len).sum() / static_cast<double>(len);
-      const double mn = m_neg.segment(b, len).sum() / static_cast<double>(len);
-      agg.segment(b, len) += mp * beta_pos_[l].segment(b, len) + mn * beta_neg_[l].segment(b, len);
+      const seg::SignedMeans m = seg::node_means(m_pos.data(), m_neg.data(), b, b + len);
+      agg.segment(b, len) +=
+          m.positive * beta_pos_[l].segment(b, len) + m.negative * beta_neg_[l].segment(b, len);
     }
   }
   out.resize(n);
@@ -302,13 +298,9 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double vp = m_pos[k] * traj_len_[k], vn = m_neg[k] * traj_len_[k];
-    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) {
-      const std::uint8_t f = flags_[static_cast<std::size_t>(i)];
-      const double same = (f & kPositive) ? vp : vn, other = (f & kPositive) ? vn : vp;
-      const double own = (f & kUIn) ? (ratio_space ? v[i] * inv_r_[i] : v[i]) : 0.0;
-      const double coupling = ((f & kUIn) ? same : 0.0) + ((f & kVIn) ? other : 0.0);
-      out[i] = g_[i] * (own - coupling * inv_len + agg[k]);
-    }
+    for (Index i = traj_[k]; i < traj_[k + 1]; ++i)
+      out[i] = seg::jvp_token(v[i], inv_r_[i], flags_[static_cast<std::size_t>(i)], g_[i], vp, vn,
+                              inv_len, agg[k], ratio_space);
   }
 }
 
@@ -319,34 +311,24 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   const std::size_t n_coarse = levels_.size();
   // Per trajectory, with c_i = v_i G_i: P^c = sum_{l_i = c} c_i pu_i + sum_{l_i != c} c_i pv_i,
   // C = sum c_i; R^c = (-P^c + sum_l Q^c_l) / T_tau, Q^c_l the node mean of beta^c_l C.
+  namespace seg = fiberpo_segments;
   Vector r_pos(n_traj), r_neg(n_traj), total(n_traj);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
-    double pu_pos = 0.0, pv_pos = 0.0, pu_neg = 0.0, pv_neg = 0.0, sum = 0.0;
-    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) {
-      const std::uint8_t f = flags_[static_cast<std::size_t>(i)];
-      const double c = v[i] * g_[i];
-      sum += c;
-      const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
-      const double m = (f & kPositive) ? 1.0 : 0.0;  // branch-free, exact (m in {0, 1})
-      pu_pos += m * cu;
-      pv_pos += m * cv;
-      pu_neg += cu - m * cu;
-      pv_neg += cv - m * cv;
-    }
-    total[k] = sum;
-    r_pos[k] = -(pu_pos + pv_neg) + beta_pos_[n_coarse][k] * sum;
-    r_neg[k] = -(pu_neg + pv_pos) + beta_neg_[n_coarse][k] * sum;
+    const seg::VjpSums p =
+        seg::vjp_trajectory_sums(v.data(), g_.data(), flags_.data(), traj_[k], traj_[k + 1]);
+    total[k] = p.total;
+    r_pos[k] = -(p.pu_positive + p.pv_negative) + beta_pos_[n_coarse][k] * p.total;
+    r_neg[k] = -(p.pu_negative + p.pv_positive) + beta_neg_[n_coarse][k] * p.total;
   }
   for (std::size_t l = 0; l < n_coarse; ++l) {
     const auto& off = levels_[l].offsets;
     for (std::size_t node = 0; node + 1 < off.size(); ++node) {
       const Index b = off[node], len = off[node + 1] - off[node];
-      const double inv = 1.0 / static_cast<double>(len);
-      const double qp = beta_pos_[l].segment(b, len).dot(total.segment(b, len)) * inv;
-      const double qn = beta_neg_[l].segment(b, len).dot(total.segment(b, len)) * inv;
-      r_pos.segment(b, len).array() += qp;
-      r_neg.segment(b, len).array() += qn;
+      const seg::SignedMeans q = seg::node_weighted_means(
+          beta_pos_[l].data(), beta_neg_[l].data(), total.data(), b, b + len);
+      r_pos.segment(b, len).array() += q.positive;
+      r_neg.segment(b, len).array() += q.negative;
     }
   }
   out.resize(n);
@@ -354,12 +336,9 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
-    for (Index j = traj_[k]; j < traj_[k + 1]; ++j) {
-      const std::uint8_t f = flags_[static_cast<std::size_t>(j)];
-      const double own = (f & kUIn) ? v[j] * g_[j] : 0.0;
-      const double value = own + ((f & kPositive) ? rp : rn);
-      out[j] = ratio_space ? value * inv_r_[j] : value;
-    }
+    for (Index j = traj_[k]; j < traj_[k + 1]; ++j)
+      out[j] = seg::vjp_token(v[j], g_[j], inv_r_[j], flags_[static_cast<std::size_t>(j)], rp, rn,
+                              ratio_space);
   }
 }
 

@@ -8,11 +8,12 @@
 
 namespace tether::device {
 
-Vector gated_values(const GatingHierarchyGate& gate, const TokenBatch& batch,
-                    ConstVectorRef new_log_prob) {
+DeviceGatedRatios::DeviceGatedRatios(const GatingHierarchyGate& gate, const TokenBatch& batch,
+                                     ConstVectorRef new_log_prob)
+    : tokens_(batch.size()) {
   const HierarchySegments plan = gate.segments(batch, new_log_prob);  // the CPU gate's checks
 #if defined(TETHER_HAVE_CUDA)
-  if (!cuda_available()) throw Error("device::gated_values: no CUDA device is present");
+  if (!cuda_available()) throw Error("device::DeviceGatedRatios: no CUDA device is present");
   const GatingHierarchyOptions& options = gate.options();
   const int coarse = static_cast<int>(plan.levels.size());
   std::vector<long long> trajectories(plan.trajectories.begin(), plan.trajectories.end());
@@ -30,17 +31,51 @@ Vector gated_values(const GatingHierarchyGate& gate, const TokenBatch& batch,
                                   : options.budget_negative);
   }
   const Vector new_lp = new_log_prob;
-  Vector g(batch.size());
-  fiberpo_kernels::gated_values(new_lp.data(), batch.old_log_prob.data(), batch.size(),
-                                trajectories.data(),
-                                static_cast<long long>(trajectories.size()) - 1, coarse,
-                                node_offsets.data(), level_starts.data(), budget_positive.data(),
-                                budget_negative.data(), options.eps, g.data());
-  return g;
+  resident_ = fiberpo_kernels::create_gate(
+      new_lp.data(), batch.old_log_prob.data(), batch.size(), trajectories.data(),
+      static_cast<long long>(trajectories.size()) - 1, coarse, node_offsets.data(),
+      level_starts.data(), budget_positive.data(), budget_negative.data(), options.eps);
 #else
   (void)plan;
-  throw Error("device::gated_values: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
+  throw Error(
+      "device::DeviceGatedRatios: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
 #endif
+}
+
+DeviceGatedRatios::~DeviceGatedRatios() {
+#if defined(TETHER_HAVE_CUDA)
+  fiberpo_kernels::destroy_gate(resident_);
+#endif
+}
+
+Vector DeviceGatedRatios::values() const {
+  Vector g(tokens_);
+#if defined(TETHER_HAVE_CUDA)
+  fiberpo_kernels::download_values(resident_, g.data());
+#endif
+  return g;
+}
+
+Vector DeviceGatedRatios::product(ConstVectorRef v, bool transpose, bool log_space) const {
+  require<ShapeError>(v.size() == tokens_, "DeviceGatedRatios: v has ", v.size(),
+                      " entries; G has ", tokens_);
+  Vector out(tokens_);
+#if defined(TETHER_HAVE_CUDA)
+  const Vector copy = v;
+  if (transpose)
+    fiberpo_kernels::vjp(resident_, copy.data(), out.data(), log_space);
+  else
+    fiberpo_kernels::jvp(resident_, copy.data(), out.data(), log_space);
+#else
+  (void)transpose;
+  (void)log_space;
+#endif
+  return out;
+}
+
+Vector gated_values(const GatingHierarchyGate& gate, const TokenBatch& batch,
+                    ConstVectorRef new_log_prob) {
+  return DeviceGatedRatios(gate, batch, new_log_prob).values();
 }
 
 }  // namespace tether::device

@@ -1,10 +1,12 @@
-// The gating hierarchy's G (solvers/fiberpo.hpp) on a CUDA device: the batch is checked and its
+// The gating hierarchy (solvers/fiberpo.hpp) on a CUDA device: the batch is checked and its
 // segments laid out on the host (GatingHierarchyGate::segments, the same checks as the CPU
 // gate), then the segmented passes run on the device with the CPU gate's per-segment code
 // (solvers/fiberpo_segments.hpp): trajectory means, node means per coarse level, and per
-// trajectory the chain walk and the fiber gate over its tokens. Agrees with
-// GatingHierarchyGate::gated_ratios(...).values() to rounding (the device's exp). In builds
-// without CUDA, or without a device, it throws tether::Error.
+// trajectory the chain walk and the fiber gate over its tokens; then, on the data kept there,
+// the Jacobian products J v and J^T v (J = dG/dr) with the CPU's per-segment steps. Agrees with
+// GatingHierarchyGate::gated_ratios(...) to rounding (the device's exp, sums of a node in index
+// order where the CPU's Eigen sums reorder). In builds without CUDA, or without a device, the
+// constructor throws tether::Error.
 #pragma once
 
 #include <tether/core/policy_batch.hpp>
@@ -13,9 +15,39 @@
 
 namespace tether::device {
 
-/// G_i for every token of the batch under `gate`'s hierarchy, computed on the device.
-/// InvalidArgumentError / ShapeError for a bad batch (as the CPU gate); tether::Error without a
-/// device, or for a hierarchy deeper than 16 gated levels.
+namespace fiberpo_kernels {
+struct ResidentGate;
+}
+
+/// GatedRatios on the device: G and its Jacobian products for one batch.
+class DeviceGatedRatios {
+ public:
+  /// Computes G on the device. InvalidArgumentError / ShapeError for a bad batch (as the CPU
+  /// gate); tether::Error without a device, or for a hierarchy deeper than 16 gated levels.
+  DeviceGatedRatios(const GatingHierarchyGate& gate, const TokenBatch& batch,
+                    ConstVectorRef new_log_prob);
+  ~DeviceGatedRatios();
+  DeviceGatedRatios(const DeviceGatedRatios&) = delete;
+  DeviceGatedRatios& operator=(const DeviceGatedRatios&) = delete;
+
+  Index size() const { return tokens_; }
+  /// G_i.
+  Vector values() const;
+  /// J v and J^T v (ShapeError unless v has size() entries); the _log variants use
+  /// dG/d log r = J diag(r), as GatedRatios.
+  Vector jvp(ConstVectorRef v) const { return product(v, false, false); }
+  Vector vjp(ConstVectorRef v) const { return product(v, true, false); }
+  Vector jvp_log(ConstVectorRef v) const { return product(v, false, true); }
+  Vector vjp_log(ConstVectorRef v) const { return product(v, true, true); }
+
+ private:
+  Vector product(ConstVectorRef v, bool transpose, bool log_space) const;
+  Index tokens_ = 0;
+  fiberpo_kernels::ResidentGate* resident_ = nullptr;
+};
+
+/// G_i for every token of the batch under `gate`'s hierarchy, computed on the device
+/// (DeviceGatedRatios(...).values()).
 Vector gated_values(const GatingHierarchyGate& gate, const TokenBatch& batch,
                     ConstVectorRef new_log_prob);
 

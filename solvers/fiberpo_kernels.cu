@@ -1,7 +1,7 @@
-// CUDA kernels of the gating hierarchy's G: the segmented passes of GatingHierarchyGate, one
-// thread per segment (trajectory or node), calling the same per-segment functions as the CPU
-// gate (solvers/fiberpo_segments.hpp). A first slice: a warp per long trajectory, reading its
-// tokens coalesced, is the next step.
+// CUDA kernels of the gating hierarchy: G and the Jacobian products J v, J^T v as the segmented
+// passes of GatingHierarchyGate / GatedRatios, one thread per segment (trajectory or node),
+// calling the same per-segment functions as the CPU gate (solvers/fiberpo_segments.hpp). A first
+// slice: a warp per long trajectory, reading its tokens coalesced, is the next step.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -47,95 +47,293 @@ __global__ void node_means_kernel(const double* a_positive, const double* a_nega
   node_tokens[m] = static_cast<double>(trajectories[offsets[m + 1]] - trajectories[offsets[m]]);
 }
 
-// Per trajectory: its node at every coarse level (binary search in the level's offsets), the
-// chain walk, the fiber constants, then G over its tokens.
+// The node of coarse level l that holds trajectory k (the last m with offsets[m] <= k).
+__device__ long long node_of(const long long* node_offsets, const long long* level_starts, int l,
+                             long long k) {
+  const long long* offsets = node_offsets + level_starts[l];
+  long long lo = 0, hi = level_starts[l + 1] - level_starts[l] - 2;  // nodes - 1
+  while (lo < hi) {
+    const long long mid = (lo + hi + 1) / 2;
+    if (offsets[mid] <= k)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return level_starts[l] + lo;
+}
+
+// Per trajectory: the chain walk and the fiber gate over its tokens; writes G, 1 / r, the token
+// flags and beta^c_l = gamma^c_l - gamma^c_{l+1} (gamma beyond the trajectory level = 0) at
+// [l * count + k].
 __global__ void gate_kernel(const double* new_log_prob, const double* old_log_prob,
                             const long long* trajectories, long long count, int coarse_levels,
                             const long long* node_offsets, const long long* level_starts,
                             const double* node_positive, const double* node_negative,
                             const double* node_tokens, const double* a_positive,
                             const double* a_negative, const double* budget_positive,
-                            const double* budget_negative, double eps, double* g) {
+                            const double* budget_negative, double eps, double* g, double* inv_r,
+                            std::uint8_t* flags, double* beta_positive, double* beta_negative) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
   seg::ChainLevel chain[kMaxGatedLevels];
   double gamma_positive[kMaxGatedLevels], gamma_negative[kMaxGatedLevels];
   for (int l = 0; l < coarse_levels; ++l) {
-    const long long* offsets = node_offsets + level_starts[l];
-    long long lo = 0, hi = level_starts[l + 1] - level_starts[l] - 2;  // nodes - 1
-    while (lo < hi) {  // the last node m with offsets[m] <= k
-      const long long mid = (lo + hi + 1) / 2;
-      if (offsets[mid] <= k)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    const long long node = level_starts[l] + lo;
+    const long long node = node_of(node_offsets, level_starts, l, k);
     chain[l] = {node_positive[node], node_negative[node], node_tokens[node], budget_positive[l],
                 budget_negative[l]};
   }
   const long long begin = trajectories[k], end = trajectories[k + 1];
   chain[coarse_levels] = {a_positive[k], a_negative[k], static_cast<double>(end - begin),
                           budget_positive[coarse_levels], budget_negative[coarse_levels]};
-  const seg::Chain walk =
-      seg::trajectory_chain(chain, coarse_levels + 1, gamma_positive, gamma_negative);
+  const int gated = coarse_levels + 1;
+  const seg::Chain walk = seg::trajectory_chain(chain, gated, gamma_positive, gamma_negative);
+  for (int l = 0; l < gated; ++l) {
+    const double next_p = l + 1 < gated ? gamma_positive[l + 1] : 0.0;
+    const double next_n = l + 1 < gated ? gamma_negative[l + 1] : 0.0;
+    beta_positive[l * count + k] = l + 1 < gated ? gamma_positive[l] - next_p : gamma_positive[l];
+    beta_negative[l * count + k] = l + 1 < gated ? gamma_negative[l] - next_n : gamma_negative[l];
+  }
   const seg::FiberConstants f =
       seg::fiber_constants(a_positive[k], a_negative[k], walk.log_weight, eps);
   for (long long i = begin; i < end; ++i) {
     double ratio = 0.0;
-    std::uint8_t flags = 0;
-    g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio, &flags);
+    g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio, &flags[i]);
+    inv_r[i] = 1.0 / ratio;
   }
+}
+
+// J v, step 1: m^+, m^- per trajectory.
+__global__ void jvp_means_kernel(const double* v, const double* inv_r, const std::uint8_t* flags,
+                                 const long long* trajectories, long long count, bool ratio_space,
+                                 double* m_positive, double* m_negative) {
+  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= count) return;
+  const seg::SignedMeans m = seg::jvp_trajectory_means(v, inv_r, flags, trajectories[k],
+                                                       trajectories[k + 1], ratio_space);
+  m_positive[k] = m.positive;
+  m_negative[k] = m.negative;
+}
+
+// J v, last step, per trajectory: the aggregate coupling (levels in order, as the CPU), then
+// its tokens.
+__global__ void jvp_tokens_kernel(const double* v, const double* inv_r, const std::uint8_t* flags,
+                                  const double* g, const long long* trajectories, long long count,
+                                  int coarse_levels, const long long* node_offsets,
+                                  const long long* level_starts, const double* node_positive,
+                                  const double* node_negative, const double* m_positive,
+                                  const double* m_negative, const double* beta_positive,
+                                  const double* beta_negative, bool ratio_space, double* out) {
+  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= count) return;
+  const long long last = static_cast<long long>(coarse_levels) * count + k;
+  double agg = beta_positive[last] * m_positive[k] + beta_negative[last] * m_negative[k];
+  for (int l = 0; l < coarse_levels; ++l) {
+    const long long node = node_of(node_offsets, level_starts, l, k);
+    agg += node_positive[node] * beta_positive[l * count + k] +
+           node_negative[node] * beta_negative[l * count + k];
+  }
+  const long long begin = trajectories[k], end = trajectories[k + 1];
+  const double len = static_cast<double>(end - begin), inv_len = 1.0 / len;
+  const double vp = m_positive[k] * len, vn = m_negative[k] * len;
+  for (long long i = begin; i < end; ++i)
+    out[i] = seg::jvp_token(v[i], inv_r[i], flags[i], g[i], vp, vn, inv_len, agg, ratio_space);
+}
+
+// J^T v, step 1: per trajectory C and R^c before the coarse levels.
+__global__ void vjp_sums_kernel(const double* v, const double* g, const std::uint8_t* flags,
+                                const long long* trajectories, long long count,
+                                int coarse_levels, const double* beta_positive,
+                                const double* beta_negative, double* total, double* r_positive,
+                                double* r_negative) {
+  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= count) return;
+  const seg::VjpSums p = seg::vjp_trajectory_sums(v, g, flags, trajectories[k], trajectories[k + 1]);
+  const long long last = static_cast<long long>(coarse_levels) * count + k;
+  total[k] = p.total;
+  r_positive[k] = -(p.pu_positive + p.pv_negative) + beta_positive[last] * p.total;
+  r_negative[k] = -(p.pu_negative + p.pv_positive) + beta_negative[last] * p.total;
+}
+
+// J^T v, step 2, one level: the node means of beta^c C.
+__global__ void vjp_nodes_kernel(const double* beta_positive, const double* beta_negative,
+                                 const double* total, const long long* offsets, long long nodes,
+                                 double* q_positive, double* q_negative) {
+  const long long m = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= nodes) return;
+  const seg::SignedMeans q =
+      seg::node_weighted_means(beta_positive, beta_negative, total, offsets[m], offsets[m + 1]);
+  q_positive[m] = q.positive;
+  q_negative[m] = q.negative;
+}
+
+// J^T v, last step, per trajectory: R^c with every level's node term (in level order), then
+// its tokens.
+__global__ void vjp_tokens_kernel(const double* v, const double* g, const double* inv_r,
+                                  const std::uint8_t* flags, const long long* trajectories,
+                                  long long count, int coarse_levels,
+                                  const long long* node_offsets, const long long* level_starts,
+                                  const double* q_positive, const double* q_negative,
+                                  const double* r_positive, const double* r_negative,
+                                  bool ratio_space, double* out) {
+  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= count) return;
+  double rp = r_positive[k], rn = r_negative[k];
+  for (int l = 0; l < coarse_levels; ++l) {
+    const long long node = node_of(node_offsets, level_starts, l, k);
+    rp += q_positive[node];
+    rn += q_negative[node];
+  }
+  const long long begin = trajectories[k], end = trajectories[k + 1];
+  const double inv_len = 1.0 / static_cast<double>(end - begin);
+  rp *= inv_len;
+  rn *= inv_len;
+  for (long long j = begin; j < end; ++j)
+    out[j] = seg::vjp_token(v[j], g[j], inv_r[j], flags[j], rp, rn, ratio_space);
 }
 
 }  // namespace
 
-void gated_values(const double* new_log_prob, const double* old_log_prob, long long tokens,
-                  const long long* trajectories, long long num_trajectories, int coarse_levels,
-                  const long long* node_offsets, const long long* level_starts,
-                  const double* budget_positive, const double* budget_negative, double eps,
-                  double* g) {
+struct ResidentGate {
+  long long tokens = 0, count = 0;
+  int coarse = 0;
+  std::vector<long long> level_starts;  // host copy
+  DeviceBuffer traj, offsets, starts, g, inv_r, flags, beta_positive, beta_negative;
+  DeviceBuffer work_a, work_b, work_c, node_a, node_b, node_c;  // per-call scratch
+  ResidentGate(long long n, long long t, int levels, long long offset_entries)
+      : tokens(n), count(t), coarse(levels), traj(0), offsets(0), starts(0),
+        g(sizeof(double) * static_cast<std::size_t>(n)),
+        inv_r(sizeof(double) * static_cast<std::size_t>(n)),
+        flags(static_cast<std::size_t>(n)),
+        beta_positive(sizeof(double) * static_cast<std::size_t>(t) * (levels + 1)),
+        beta_negative(sizeof(double) * static_cast<std::size_t>(t) * (levels + 1)),
+        work_a(sizeof(double) * static_cast<std::size_t>(t)),
+        work_b(sizeof(double) * static_cast<std::size_t>(t)),
+        work_c(sizeof(double) * static_cast<std::size_t>(t)),
+        node_a(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
+        node_b(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
+        node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)) {}
+};
+
+ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob,
+                          long long tokens, const long long* trajectories,
+                          long long num_trajectories, int coarse_levels,
+                          const long long* node_offsets, const long long* level_starts,
+                          const double* budget_positive, const double* budget_negative,
+                          double eps) {
   if (coarse_levels + 1 > kMaxGatedLevels)
-    throw Error("device gated_values: at most " + std::to_string(kMaxGatedLevels) +
+    throw Error("device gating: at most " + std::to_string(kMaxGatedLevels) +
                 " gated levels on the device");
   const long long offset_entries = level_starts[coarse_levels];
   const std::size_t n = static_cast<std::size_t>(tokens);
   const std::size_t t = static_cast<std::size_t>(num_trajectories);
-  const DeviceBuffer d_new = cuda::upload(new_log_prob, n, "copy new_log_prob");
-  const DeviceBuffer d_old = cuda::upload(old_log_prob, n, "copy old_log_prob");
-  const DeviceBuffer d_traj = cuda::upload(trajectories, t + 1, "copy trajectories");
-  const DeviceBuffer d_offsets =
-      cuda::upload(node_offsets, static_cast<std::size_t>(offset_entries), "copy node offsets");
-  const DeviceBuffer d_starts = cuda::upload(
-      level_starts, static_cast<std::size_t>(coarse_levels) + 1, "copy level starts");
-  const DeviceBuffer d_bp = cuda::upload(budget_positive,
-                                         static_cast<std::size_t>(coarse_levels) + 1, "budgets");
-  const DeviceBuffer d_bn = cuda::upload(budget_negative,
-                                         static_cast<std::size_t>(coarse_levels) + 1, "budgets");
-  DeviceBuffer d_ap(sizeof(double) * t), d_an(sizeof(double) * t), d_g(sizeof(double) * n);
-  // Node arrays share node_offsets' indexing (a level's last offset entry is unused).
-  const std::size_t node_slots = static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1);
-  DeviceBuffer d_np(sizeof(double) * node_slots), d_nn(sizeof(double) * node_slots),
-      d_nt(sizeof(double) * node_slots);
-  trajectory_means_kernel<<<blocks_for(num_trajectories), kThreads>>>(
-      d_new.as<double>(), d_old.as<double>(), d_traj.as<long long>(), num_trajectories,
-      d_ap.as<double>(), d_an.as<double>());
-  check(cudaGetLastError(), "trajectory_means_kernel launch");
-  for (int l = 0; l < coarse_levels; ++l) {
-    const long long base = level_starts[l], nodes = level_starts[l + 1] - level_starts[l] - 1;
+  auto* r = new ResidentGate(tokens, num_trajectories, coarse_levels, offset_entries);
+  try {
+    r->level_starts.assign(level_starts, level_starts + coarse_levels + 1);
+    r->traj = cuda::upload(trajectories, t + 1, "copy trajectories");
+    r->offsets =
+        cuda::upload(node_offsets, static_cast<std::size_t>(offset_entries), "copy node offsets");
+    r->starts = cuda::upload(level_starts, static_cast<std::size_t>(coarse_levels) + 1,
+                             "copy level starts");
+    const DeviceBuffer d_new = cuda::upload(new_log_prob, n, "copy new_log_prob");
+    const DeviceBuffer d_old = cuda::upload(old_log_prob, n, "copy old_log_prob");
+    const DeviceBuffer d_bp = cuda::upload(
+        budget_positive, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
+    const DeviceBuffer d_bn = cuda::upload(
+        budget_negative, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
+    // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).
+    trajectory_means_kernel<<<blocks_for(num_trajectories), kThreads>>>(
+        d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
+        r->work_a.as<double>(), r->work_b.as<double>());
+    check(cudaGetLastError(), "trajectory_means_kernel launch");
+    for (int l = 0; l < coarse_levels; ++l) {
+      const long long base = level_starts[l], nodes = level_starts[l + 1] - level_starts[l] - 1;
+      node_means_kernel<<<blocks_for(nodes), kThreads>>>(
+          r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
+          r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
+          r->node_b.as<double>() + base, r->node_c.as<double>() + base);
+      check(cudaGetLastError(), "node_means_kernel launch");
+    }
+    gate_kernel<<<blocks_for(num_trajectories), kThreads>>>(
+        d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
+        coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(),
+        r->node_a.as<double>(), r->node_b.as<double>(), r->node_c.as<double>(),
+        r->work_a.as<double>(), r->work_b.as<double>(), d_bp.as<double>(), d_bn.as<double>(), eps,
+        r->g.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(),
+        r->beta_positive.as<double>(), r->beta_negative.as<double>());
+    check(cudaGetLastError(), "gate_kernel launch");
+    check(cudaDeviceSynchronize(), "gate kernels");
+  } catch (...) {
+    delete r;
+    throw;
+  }
+  return r;
+}
+
+void destroy_gate(ResidentGate* gate) { delete gate; }
+
+void download_values(const ResidentGate* r, double* g) {
+  check(cudaMemcpy(g, r->g.data, sizeof(double) * static_cast<std::size_t>(r->tokens),
+                   cudaMemcpyDeviceToHost),
+        "copy G back");
+}
+
+void jvp(const ResidentGate* r, const double* v, double* out, bool log_space) {
+  const std::size_t n = static_cast<std::size_t>(r->tokens);
+  const DeviceBuffer d_v = cuda::upload(v, n, "copy v");
+  DeviceBuffer d_out(sizeof(double) * n);
+  const bool ratio_space = !log_space;
+  jvp_means_kernel<<<blocks_for(r->count), kThreads>>>(
+      d_v.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(),
+      r->traj.as<long long>(), r->count, ratio_space, r->work_a.as<double>(),
+      r->work_b.as<double>());
+  check(cudaGetLastError(), "jvp_means_kernel launch");
+  for (int l = 0; l < r->coarse; ++l) {
+    const long long base = r->level_starts[l];
+    const long long nodes = r->level_starts[l + 1] - r->level_starts[l] - 1;
     node_means_kernel<<<blocks_for(nodes), kThreads>>>(
-        d_ap.as<double>(), d_an.as<double>(), d_traj.as<long long>(),
-        d_offsets.as<long long>() + base, nodes, d_np.as<double>() + base,
-        d_nn.as<double>() + base, d_nt.as<double>() + base);
+        r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
+        r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
+        r->node_b.as<double>() + base, r->node_c.as<double>() + base);
     check(cudaGetLastError(), "node_means_kernel launch");
   }
-  gate_kernel<<<blocks_for(num_trajectories), kThreads>>>(
-      d_new.as<double>(), d_old.as<double>(), d_traj.as<long long>(), num_trajectories,
-      coarse_levels, d_offsets.as<long long>(), d_starts.as<long long>(), d_np.as<double>(),
-      d_nn.as<double>(), d_nt.as<double>(), d_ap.as<double>(), d_an.as<double>(),
-      d_bp.as<double>(), d_bn.as<double>(), eps, d_g.as<double>());
-  check(cudaGetLastError(), "gate_kernel launch");
-  check(cudaMemcpy(g, d_g.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy G back");
+  jvp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
+      d_v.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
+      r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
+      r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
+      r->work_a.as<double>(), r->work_b.as<double>(), r->beta_positive.as<double>(),
+      r->beta_negative.as<double>(), ratio_space, d_out.as<double>());
+  check(cudaGetLastError(), "jvp_tokens_kernel launch");
+  check(cudaMemcpy(out, d_out.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy J v");
+}
+
+void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
+  const std::size_t n = static_cast<std::size_t>(r->tokens);
+  const DeviceBuffer d_v = cuda::upload(v, n, "copy v");
+  DeviceBuffer d_out(sizeof(double) * n);
+  const bool ratio_space = !log_space;
+  // total (work_c), R^+ (work_a), R^- (work_b); node terms (node_a, node_b).
+  vjp_sums_kernel<<<blocks_for(r->count), kThreads>>>(
+      d_v.as<double>(), r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
+      r->count, r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(),
+      r->work_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>());
+  check(cudaGetLastError(), "vjp_sums_kernel launch");
+  for (int l = 0; l < r->coarse; ++l) {
+    const long long base = r->level_starts[l];
+    const long long nodes = r->level_starts[l + 1] - r->level_starts[l] - 1;
+    vjp_nodes_kernel<<<blocks_for(nodes), kThreads>>>(
+        r->beta_positive.as<double>() + static_cast<long long>(l) * r->count,
+        r->beta_negative.as<double>() + static_cast<long long>(l) * r->count,
+        r->work_c.as<double>(), r->offsets.as<long long>() + base, nodes,
+        r->node_a.as<double>() + base, r->node_b.as<double>() + base);
+    check(cudaGetLastError(), "vjp_nodes_kernel launch");
+  }
+  vjp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
+      d_v.as<double>(), r->g.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(),
+      r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
+      r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
+      r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out.as<double>());
+  check(cudaGetLastError(), "vjp_tokens_kernel launch");
+  check(cudaMemcpy(out, d_out.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy J^T v");
 }
 
 }  // namespace tether::device::fiberpo_kernels

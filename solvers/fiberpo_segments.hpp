@@ -159,4 +159,82 @@ TETHER_HD inline double fiber_gate(double x, const FiberConstants& f, double eps
                           : (positive ? f.low_positive : f.low_negative));
 }
 
+// ---- the Jacobian products (GatedRatios::jvp / vjp), per segment ----
+
+/// J v, step 1, one trajectory: m^c = (1/T) sum over its tokens with l = c of x_j, with
+/// x_j = v_j / r_j (ratio space) or v_j (log space).
+TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double* inv_r,
+                                                  const std::uint8_t* flags, long long begin,
+                                                  long long end, bool ratio_space) {
+  double sp = 0.0, sn = 0.0;
+  for (long long j = begin; j < end; ++j) {
+    // Branch-free (the signs are random): m x is exactly x or 0.
+    const double x = ratio_space ? v[j] * inv_r[j] : v[j];
+    const double m = (flags[j] & kPositive) ? 1.0 : 0.0;
+    sp += m * x;
+    sn += x - m * x;
+  }
+  const double len = static_cast<double>(end - begin);
+  return {sp / len, sn / len};
+}
+
+/// J v, last step, one token of a trajectory with T tokens, m^+ T = m_pos_t, m^- T = m_neg_t,
+/// and its aggregate coupling agg.
+TETHER_HD inline double jvp_token(double v, double inv_r, std::uint8_t f, double g,
+                                  double m_pos_t, double m_neg_t, double inv_len, double agg,
+                                  bool ratio_space) {
+  const double same = (f & kPositive) ? m_pos_t : m_neg_t;
+  const double other = (f & kPositive) ? m_neg_t : m_pos_t;
+  const double own = (f & kUIn) ? (ratio_space ? v * inv_r : v) : 0.0;
+  const double coupling = ((f & kUIn) ? same : 0.0) + ((f & kVIn) ? other : 0.0);
+  return g * (own - coupling * inv_len + agg);
+}
+
+/// J^T v, step 2, one coarse node (trajectories [begin, end)): the node means of beta^+ C and
+/// beta^- C.
+TETHER_HD inline SignedMeans node_weighted_means(const double* beta_positive,
+                                                 const double* beta_negative, const double* total,
+                                                 long long begin, long long end) {
+  double qp = 0.0, qn = 0.0;
+  for (long long k = begin; k < end; ++k) {
+    qp += beta_positive[k] * total[k];
+    qn += beta_negative[k] * total[k];
+  }
+  const double inv = 1.0 / static_cast<double>(end - begin);
+  return {qp * inv, qn * inv};
+}
+
+/// J^T v, step 1, one trajectory, with c_i = v_i G_i: P^c_u, P^c_v (tokens with l = c that are
+/// unclipped in u, in v) and C = sum c_i.
+struct VjpSums {
+  double pu_positive = 0.0, pv_positive = 0.0, pu_negative = 0.0, pv_negative = 0.0;
+  double total = 0.0;
+};
+
+TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
+                                             const std::uint8_t* flags, long long begin,
+                                             long long end) {
+  VjpSums out;
+  for (long long i = begin; i < end; ++i) {
+    const std::uint8_t f = flags[i];
+    const double c = v[i] * g[i];
+    out.total += c;
+    const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
+    const double m = (f & kPositive) ? 1.0 : 0.0;  // branch-free, exact (m in {0, 1})
+    out.pu_positive += m * cu;
+    out.pv_positive += m * cv;
+    out.pu_negative += cu - m * cu;
+    out.pv_negative += cv - m * cv;
+  }
+  return out;
+}
+
+/// J^T v, last step, one token: rp, rn are the trajectory's R^+ / T and R^- / T.
+TETHER_HD inline double vjp_token(double v, double g, double inv_r, std::uint8_t f, double rp,
+                                  double rn, bool ratio_space) {
+  const double own = (f & kUIn) ? v * g : 0.0;
+  const double value = own + ((f & kPositive) ? rp : rn);
+  return ratio_space ? value * inv_r : value;
+}
+
 }  // namespace tether::fiberpo_segments

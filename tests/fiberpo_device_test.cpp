@@ -1,10 +1,11 @@
-// CPU-vs-GPU: the gating hierarchy's G on the device against the CPU gate, FiberPO (depth 2)
-// and FiberPO-Domain (depth 4) with per-level budgets. Skips (with a message) where no CUDA
+// CPU-vs-GPU: the gating hierarchy's G and its Jacobian products J v, J^T v on the device
+// against the CPU gate, FiberPO (depth 2) and FiberPO-Domain (depth 4) with per-level budgets. Skips (with a message) where no CUDA
 // device is present; the refusals are checked everywhere.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_device.hpp>
@@ -28,13 +29,14 @@ Vector mixed_new_log_prob(Rng& rng, const TokenBatch& b) {
   return b.old_log_prob + testing::mixed_log_ratios(rng, b);
 }
 
-TEST(FiberPoDevice, GatedValuesMatchTheCpuGate) {
+TEST(FiberPoDevice, GatedRatiosAndJacobianProductsMatchTheCpuGate) {
   Rng rng(41);
   const TokenBatch small = batch_of(rng, 2, 2, 3, 2, 6);
   const Vector small_lp = mixed_new_log_prob(rng, small);
   const GatingHierarchyGate domain;
   if (!device::cuda_available()) {
     EXPECT_THROW(device::gated_values(domain, small, small_lp), Error);
+    EXPECT_THROW(device::DeviceGatedRatios(domain, small, small_lp), Error);
     // The batch is checked before the device is looked for, with the CPU gate's message.
     Vector bad = small_lp;
     bad[0] = std::numeric_limits<double>::quiet_NaN();
@@ -49,12 +51,33 @@ TEST(FiberPoDevice, GatedValuesMatchTheCpuGate) {
   for (const auto& shape : std::vector<std::vector<int>>{{2, 2, 3, 2, 6}, {8, 32, 16, 16, 256}}) {
     const TokenBatch b = batch_of(rng, shape[0], shape[1], shape[2], shape[3], shape[4]);
     const Vector lp = mixed_new_log_prob(rng, b);
+    Vector v(b.size());
+    for (Index i = 0; i < v.size(); ++i) v[i] = rng.normal();
     for (const GatingHierarchyGate& gate : gates) {
-      const Vector cpu = gate.gated_ratios(b, lp).values();
-      const Vector gpu = device::gated_values(gate, b, lp);
-      ASSERT_EQ(gpu.size(), cpu.size());
-      EXPECT_LE(((gpu - cpu).array().abs() / cpu.array().abs().max(1e-300)).maxCoeff(), 1e-12)
-          << b.size() << " tokens, " << gate.options().coarse_levels.size() << " coarse levels";
+      const GatedRatios cpu = gate.gated_ratios(b, lp);
+      const device::DeviceGatedRatios gpu(gate, b, lp);
+      const std::string where = std::to_string(b.size()) + " tokens, " +
+                                std::to_string(gate.options().coarse_levels.size()) +
+                                " coarse levels";
+      const Vector g = gpu.values();
+      ASSERT_EQ(g.size(), cpu.values().size());
+      EXPECT_LE(((g - cpu.values()).array().abs() / cpu.values().array().abs().max(1e-300))
+                    .maxCoeff(),
+                1e-12)
+          << where;
+      // The Jacobian products, in both spaces, to rounding of their own scale.
+      Vector jv, jtv, jv_log, jtv_log;
+      cpu.jvp(v, jv);
+      cpu.vjp(v, jtv);
+      cpu.jvp_log(v, jv_log);
+      cpu.vjp_log(v, jtv_log);
+      auto close = [](const Vector& a, const Vector& b) {
+        return (a - b).cwiseAbs().maxCoeff() / std::max(1.0, b.cwiseAbs().maxCoeff());
+      };
+      EXPECT_LE(close(gpu.jvp(v), jv), 1e-12) << where << ", J v";
+      EXPECT_LE(close(gpu.vjp(v), jtv), 1e-12) << where << ", J^T v";
+      EXPECT_LE(close(gpu.jvp_log(v), jv_log), 1e-12) << where << ", J v (log)";
+      EXPECT_LE(close(gpu.vjp_log(v), jtv_log), 1e-12) << where << ", J^T v (log)";
     }
   }
 }

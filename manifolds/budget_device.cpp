@@ -102,10 +102,15 @@ DeviceBudgetManifold::~DeviceBudgetManifold() {
 #endif
 }
 
+void DeviceBudgetManifold::require_shape(const Matrix& m, const char* who,
+                                         const char* name) const {
+  require<ShapeError>(m.rows() == groups_ && m.cols() == options_, "DeviceBudgetManifold::", who,
+                      ": ", name, " is ", m.rows(), " x ", m.cols(), ", the manifold's costs are ",
+                      groups_, " x ", options_);
+}
+
 void DeviceBudgetManifold::upload(const Matrix& alpha) {
-  require<ShapeError>(alpha.rows() == groups_ && alpha.cols() == options_,
-                      "DeviceBudgetManifold::upload: alpha is ", alpha.rows(), " x ", alpha.cols(),
-                      ", the manifold's costs are ", groups_, " x ", options_);
+  require_shape(alpha, "upload", "alpha");
 #if defined(TETHER_HAVE_CUDA)
   kernels::upload_alpha(resident_, alpha.data());
 #endif
@@ -132,9 +137,7 @@ RetractionReport DeviceBudgetManifold::retract(const RetractionOptions& options)
 }
 
 void DeviceBudgetManifold::upload_vector(const Matrix& v) {
-  require<ShapeError>(v.rows() == groups_ && v.cols() == options_,
-                      "DeviceBudgetManifold::upload_vector: v is ", v.rows(), " x ", v.cols(),
-                      ", the manifold's costs are ", groups_, " x ", options_);
+  require_shape(v, "upload_vector", "v");
 #if defined(TETHER_HAVE_CUDA)
   kernels::upload_vector(resident_, v.data());
   has_vector_ = true;

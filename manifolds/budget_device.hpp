@@ -80,6 +80,7 @@ class DeviceBudgetManifold {
   AdamStepReport adam_step(const AdamOptions& adam, const RetractionOptions& options = {});
 
  private:
+  void require_shape(const Matrix& m, const char* who, const char* name) const;
   Index groups_, options_;
   BudgetSense sense_;
   bool has_vector_ = false;

@@ -14,6 +14,22 @@
 namespace tether {
 namespace {
 
+// The rows split into `blocks` equal blocks (the last takes the rest), each with a budget drawn
+// inside its feasible range.
+BudgetManifold blocked_manifold(Rng& rng, const Matrix& costs, Index blocks, BudgetSense sense) {
+  const Index n = costs.rows(), rows = n / blocks;
+  std::vector<Index> starts;
+  Vector budgets(blocks);
+  for (Index b = 0; b < blocks; ++b) {
+    starts.push_back(b * rows);
+    const Index r1 = b + 1 == blocks ? n : (b + 1) * rows;
+    const Matrix block = costs.middleRows(b * rows, r1 - b * rows);
+    const double lo = block.rowwise().minCoeff().sum(), hi = block.rowwise().maxCoeff().sum();
+    budgets[b] = lo + rng.uniform(0.1, 0.9) * (hi - lo);
+  }
+  return BudgetManifold(costs, starts, budgets, sense);
+}
+
 TEST(BudgetDevice, MatchesTheCpuRowMath) {
   if (!device::cuda_available()) {
     Matrix a = Matrix::Zero(2, 2);
@@ -67,22 +83,13 @@ TEST(BudgetDevice, RetractionMatchesTheCpuRetraction) {
       alpha.data()[j] = rng.uniform(-30, 30);
       costs.data()[j] = std::exp(rng.uniform(std::log(1e-3), std::log(1e3)));
     }
-    std::vector<Index> starts;
-    Vector budgets(c.blocks);
-    const Index rows = c.n / c.blocks;
-    for (Index b = 0; b < c.blocks; ++b) {
-      starts.push_back(b * rows);
-      const Index r1 = b + 1 == c.blocks ? c.n : (b + 1) * rows;
-      const Matrix block = costs.middleRows(b * rows, r1 - b * rows);
-      const double lo = block.rowwise().minCoeff().sum(), hi = block.rowwise().maxCoeff().sum();
-      budgets[b] = lo + rng.uniform(0.1, 0.9) * (hi - lo);
-    }
-    const BudgetManifold manifold(costs, starts, budgets, c.sense);
+    const BudgetManifold manifold = blocked_manifold(rng, costs, c.blocks, c.sense);
     Matrix on_cpu = alpha, on_gpu = alpha;
     const RetractionReport cpu = manifold.retract(on_cpu);
     const RetractionReport gpu = device::retract(manifold, on_gpu);
     EXPECT_TRUE(gpu.converged) << "n = " << c.n;
-    EXPECT_LE(gpu.max_abs_residual, 1e-12 * std::max(1.0, budgets.cwiseAbs().maxCoeff()));
+    EXPECT_LE(gpu.max_abs_residual,
+              1e-12 * std::max(1.0, manifold.budgets().cwiseAbs().maxCoeff()));
     ASSERT_EQ(gpu.shifts.size(), cpu.shifts.size());
     for (std::size_t b = 0; b < cpu.shifts.size(); ++b)
       EXPECT_NEAR(gpu.shifts[b], cpu.shifts[b], 1e-12 * std::max(1.0, std::abs(cpu.shifts[b])))
@@ -113,17 +120,7 @@ TEST(BudgetDevice, ProjectionMatchesTheCpuProjection) {
       costs.data()[j] = rng.uniform(1.0, 8.0);
       v.data()[j] = rng.normal();
     }
-    std::vector<Index> starts;
-    Vector budgets(c.blocks);
-    const Index rows = c.n / c.blocks;
-    for (Index b = 0; b < c.blocks; ++b) {
-      starts.push_back(b * rows);
-      const Index r1 = b + 1 == c.blocks ? c.n : (b + 1) * rows;
-      const Matrix block = costs.middleRows(b * rows, r1 - b * rows);
-      const double lo = block.rowwise().minCoeff().sum(), hi = block.rowwise().maxCoeff().sum();
-      budgets[b] = lo + rng.uniform(0.1, 0.9) * (hi - lo);
-    }
-    const BudgetManifold manifold(costs, starts, budgets, c.sense);
+    const BudgetManifold manifold = blocked_manifold(rng, costs, c.blocks, c.sense);
     manifold.retract(alpha);
     if (c.sense == BudgetSense::kAtMost)  // half the blocks near their cheapest: inactive
       for (Index b = 0; b < c.blocks; b += 2) {

@@ -415,17 +415,18 @@ TETHER_HD long long threshold_candidates(const double* y, long long n, double z,
   return m;
 }
 
-/// Shrinks the candidates v[0, m) (largest: their maximum, the row's) in place while that pays: any set A of entries gives the
-/// lower bound (sum_A v - z) / |A| <= tau (A's sum is at most that of the |A| largest), so each
+/// Shrinks the candidates v[0, m) (largest: their maximum, the row's) in place while that pays:
+/// any set A of entries gives the lower bound (sum_A v - z) / |A| <= tau (A's sum is at most
+/// that of the |A| largest), so each
 /// step takes A = the candidates, raises the bound to it (less the same margin) and drops what
 /// falls below: Newton's method on sum (v - tau)+ = z from the left, i.e. Michelot's steps. A
 /// row whose entries all lie within z of the maximum keeps all of them as candidates; a few
 /// steps cut them to near the active set, so the estimate's data-dependent branches run over
-/// few entries. Stops when a step keeps more than 3/4, at 64 candidates, or after 4 steps.
+/// few entries. Stops when a step keeps more than 7/8, at 32 candidates, or after 8 steps.
 /// Rounding in the sums is caught by project_threshold's checks against the bound.
 TETHER_HD inline long long tighten_candidates(double* v, long long m, double z, double largest,
                                              double* bound) {
-  for (int step = 0; step < 4 && m > 64; ++step) {
+  for (int step = 0; step < 8 && m > 32; ++step) {
     double lane_sum[kScanLanes] = {};
     const long long full = m - m % kScanLanes;
     for (long long i = 0; i < full; i += kScanLanes)
@@ -443,7 +444,7 @@ TETHER_HD inline long long tighten_candidates(double* v, long long m, double z, 
       kept += x > next ? 1 : 0;
     }
     *bound = next;
-    const bool little_progress = 4 * kept > 3 * m;
+    const bool little_progress = 8 * kept > 7 * m;
     m = kept;
     if (little_progress) break;
   }

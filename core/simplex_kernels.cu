@@ -164,21 +164,49 @@ int device_count() {
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
+struct ResidentRows {
+  long long rows = 0, n = 0;
+  DeviceBuffer x, scratch, status, index;
+  ResidentRows(long long r, long long cols)
+      : rows(r), n(cols), x(sizeof(double) * static_cast<std::size_t>(r * cols)),
+        scratch(sizeof(double) * static_cast<std::size_t>(2 * r * cols)),
+        status(sizeof(int) * static_cast<std::size_t>(r)),
+        index(sizeof(long long) * static_cast<std::size_t>(r)) {}
+};
+
+ResidentRows* create_rows(long long rows, long long n) { return new ResidentRows(rows, n); }
+
+void destroy_rows(ResidentRows* r) { delete r; }
+
+void upload_rows(ResidentRows* r, const double* x, long long stride) {
+  check(cudaMemcpy2D(r->x.data, sizeof(double) * r->n, x, sizeof(double) * stride,
+                     sizeof(double) * r->n, r->rows, cudaMemcpyHostToDevice),
+        "copy x");
+}
+
+void download_rows(const ResidentRows* r, double* x, long long stride) {
+  check(cudaMemcpy2D(x, sizeof(double) * stride, r->x.data, sizeof(double) * r->n,
+                     sizeof(double) * r->n, r->rows, cudaMemcpyDeviceToHost),
+        "copy x back");
+}
+
+void threshold_resident(ResidentRows* r, double z, bool l1, bool sorted, int* status,
+                        long long* index) {
+  const long long warps_per_block = kThreads / 32;
+  const long long blocks = (r->rows + warps_per_block - 1) / warps_per_block;
+  threshold_warp_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+      r->x.as<double>(), r->rows, r->n, r->n, z, l1, sorted, r->scratch.as<double>(),
+      r->status.as<int>(), r->index.as<long long>());
+  check(cudaGetLastError(), "threshold_warp_kernel launch");
+  copy_status_back(r->status, r->index, r->rows, status, index);  // synchronises
+}
+
 void threshold_rows(double* x, long long rows, long long n, long long stride, double z, bool l1,
                     bool sorted, int* status, long long* index) {
-  const std::size_t doubles = span(rows, n, stride);
-  DeviceBuffer d_x(sizeof(double) * doubles);
-  DeviceBuffer d_scratch(sizeof(double) * static_cast<std::size_t>(2 * rows * n));
-  DeviceBuffer d_status(sizeof(int) * rows), d_index(sizeof(long long) * rows);
-  check(cudaMemcpy(d_x.data, x, sizeof(double) * doubles, cudaMemcpyHostToDevice), "copy x");
-  const long long warps_per_block = kThreads / 32;
-  const long long blocks = (rows + warps_per_block - 1) / warps_per_block;
-  threshold_warp_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-      d_x.as<double>(), rows, n, stride, z, l1, sorted, d_scratch.as<double>(), d_status.as<int>(),
-      d_index.as<long long>());
-  check(cudaGetLastError(), "threshold_warp_kernel launch");
-  check(cudaMemcpy(x, d_x.data, sizeof(double) * doubles, cudaMemcpyDeviceToHost), "copy x back");
-  copy_status_back(d_status, d_index, rows, status, index);
+  ResidentRows resident(rows, n);
+  upload_rows(&resident, x, stride);
+  threshold_resident(&resident, z, l1, sorted, status, index);
+  download_rows(&resident, x, stride);
 }
 
 void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,

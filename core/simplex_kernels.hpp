@@ -15,6 +15,16 @@ int device_count();
 void threshold_rows(double* x, long long rows, long long n, long long stride, double z, bool l1,
                     bool sorted, int* status, long long* index);
 
+/// A rows x n batch held on the device (contiguous rows), for repeated projections without
+/// host copies (training loops, the benchmarks). status and index: host arrays of rows entries.
+struct ResidentRows;
+ResidentRows* create_rows(long long rows, long long n);
+void destroy_rows(ResidentRows* resident);
+void upload_rows(ResidentRows* resident, const double* x, long long stride);
+void download_rows(const ResidentRows* resident, double* x, long long stride);
+void threshold_resident(ResidentRows* resident, double z, bool l1, bool sorted, int* status,
+                        long long* index);
+
 /// Every row onto {l <= p <= u, w^T p = c}. lower, upper, weight hold n values or 1 (shared);
 /// the *_size arguments say which. sorted == true: breakpoint search, else Newton.
 void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,

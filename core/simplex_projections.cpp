@@ -349,6 +349,69 @@ void project_box_section_rows(MatrixRef x, const BoxSection& set) {
 #endif
 }
 
+DeviceRows::DeviceRows(Index rows, Index n) : rows_(rows), cols_(n) {
+  require_dimension("device::DeviceRows", n);
+  require<ShapeError>(rows >= 0, "device::DeviceRows: rows must be >= 0, got ", rows);
+  require_device("device::DeviceRows");
+#if defined(TETHER_HAVE_CUDA)
+  resident_ = simplex_kernels::create_rows(rows, n);
+#endif
+}
+
+DeviceRows::~DeviceRows() {
+#if defined(TETHER_HAVE_CUDA)
+  simplex_kernels::destroy_rows(resident_);
+#endif
+}
+
+void DeviceRows::require_shape(ConstMatrixRef x, const char* who) const {
+  require<ShapeError>(x.rows() == rows_ && x.cols() == cols_, "device::DeviceRows::", who,
+                      ": x is ", x.rows(), " x ", x.cols(), ", the device holds ", rows_, " x ",
+                      cols_);
+}
+
+void DeviceRows::upload(ConstMatrixRef x) {
+  require_shape(x, "upload");
+#if defined(TETHER_HAVE_CUDA)
+  if (rows_ > 0) simplex_kernels::upload_rows(resident_, x.data(), x.outerStride());
+#endif
+}
+
+void DeviceRows::download(MatrixRef x) const {
+  require_shape(x, "download");
+#if defined(TETHER_HAVE_CUDA)
+  if (rows_ > 0) simplex_kernels::download_rows(resident_, x.data(), x.outerStride());
+#endif
+}
+
+void DeviceRows::project(const char* who, double z, SimplexAlgorithm algorithm, bool l1) {
+  require_radius(who, z);
+#if defined(TETHER_HAVE_CUDA)
+  if (rows_ == 0) return;
+  std::vector<int> status(static_cast<std::size_t>(rows_));
+  std::vector<long long> index(static_cast<std::size_t>(rows_));
+  simplex_kernels::threshold_resident(resident_, z, l1, algorithm == SimplexAlgorithm::kSort,
+                                      status.data(), index.data());
+  for (const int st : status)
+    if (st != row::kOk) {  // the message quotes the offending row, left as it was
+      Matrix x(rows_, cols_);
+      download(x);
+      throw_first_failure(who, x, status, index);
+    }
+#else
+  (void)algorithm;
+  (void)l1;
+#endif
+}
+
+void DeviceRows::project_simplex(double z, SimplexAlgorithm algorithm) {
+  project("device::DeviceRows::project_simplex", z, algorithm, false);
+}
+
+void DeviceRows::project_l1_ball(double z, SimplexAlgorithm algorithm) {
+  project("device::DeviceRows::project_l1_ball", z, algorithm, true);
+}
+
 }  // namespace device
 
 }  // namespace tether

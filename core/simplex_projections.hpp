@@ -74,7 +74,7 @@
 // device is present; otherwise they throw tether::Error. The threshold sets run one warp per
 // row (coalesced passes over the row; one lane works on the row's candidates, and the
 // sort-based variant heapsorts them), the box section one thread per row; every call copies
-// the batch to the device and back.
+// the batch to the device and back, except on a device::DeviceRows, which keeps it there.
 //
 // Example:
 //   tether::Matrix x = ...;                              // N x n, row-major
@@ -180,6 +180,37 @@ void project_simplex_rows(MatrixRef x, double z,
 void project_l1_ball_rows(MatrixRef x, double z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 void project_box_section_rows(MatrixRef x, const BoxSection& set);
+
+namespace simplex_kernels {
+struct ResidentRows;
+}
+
+/// A batch of rows held on the device, projected there without host copies (for loops that
+/// stay on the device, and for measuring the kernels alone). The same refusals as the batch
+/// calls (a refused row is left as it was; the error names the lowest such row).
+class DeviceRows {
+ public:
+  /// Allocates rows x n on the device. ShapeError for n < 1 or rows < 0; tether::Error when
+  /// simplex_kernels_available() is false.
+  DeviceRows(Index rows, Index n);
+  ~DeviceRows();
+  DeviceRows(const DeviceRows&) = delete;
+  DeviceRows& operator=(const DeviceRows&) = delete;
+
+  Index rows() const { return rows_; }
+  Index cols() const { return cols_; }
+  /// Copies x (rows() x cols()) to the device / the device's rows back into x.
+  void upload(ConstMatrixRef x);
+  void download(MatrixRef x) const;
+  void project_simplex(double z, SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+  void project_l1_ball(double z, SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+
+ private:
+  void project(const char* who, double z, SimplexAlgorithm algorithm, bool l1);
+  void require_shape(ConstMatrixRef x, const char* who) const;
+  Index rows_, cols_;
+  simplex_kernels::ResidentRows* resident_ = nullptr;
+};
 
 }  // namespace device
 

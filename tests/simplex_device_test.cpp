@@ -100,5 +100,41 @@ TEST(SimplexDevice, MatchesTheCpuBatch) {
   EXPECT_THROW(device::project_simplex_rows(bad, -1.0), InfeasibleError);
 }
 
+TEST(SimplexDevice, ResidentRowsMatchTheCpuBatch) {
+  if (!device::simplex_kernels_available()) {
+    EXPECT_THROW(device::DeviceRows(2, 3), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  EXPECT_THROW(device::DeviceRows(2, 0), ShapeError);
+  Rng rng(22);
+  const Matrix x = random_rows(rng, 1000, 300);
+  device::DeviceRows on_device(x.rows(), x.cols());
+  for (SimplexAlgorithm a : {SimplexAlgorithm::kSort, SimplexAlgorithm::kCondat}) {
+    for (bool l1 : {false, true}) {
+      Matrix c = x, d(x.rows(), x.cols());
+      on_device.upload(x);
+      if (l1) {
+        project_l1_ball_rows(c, 3.0, a);
+        on_device.project_l1_ball(3.0, a);
+      } else {
+        project_simplex_rows(c, 1.0, a);
+        on_device.project_simplex(1.0, a);
+      }
+      on_device.download(d);
+      expect_rows_agree(x, c, d, l1 ? "resident l1 ball" : "resident simplex");
+    }
+  }
+  EXPECT_THROW(on_device.upload(Matrix::Zero(3, 300)), ShapeError);
+  Matrix bad = x;
+  bad(7, 11) = std::numeric_limits<double>::infinity();
+  on_device.upload(bad);
+  try {
+    on_device.project_simplex(1.0);
+    ADD_FAILURE() << "an infinite entry was accepted";
+  } catch (const InvalidArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("x(7, 11)"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace tether

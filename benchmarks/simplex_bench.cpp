@@ -154,26 +154,27 @@ const bool kGpuRegistered = [] {
   });
   // Resident on the device: the batch is uploaded before each call outside the timing, so the
   // time is the kernel's (and the status copy's): the figure for the bandwidth goal at 1e8.
-  for (const bool l1 : {false, true})
-    benchmark::RegisterBenchmark(
-        l1 ? "BM_L1BallCondatGpuResident" : "BM_SimplexCondatGpuResident",
-        [l1](benchmark::State& state) {
-          const Index total = state.range(0), n = state.range(1);
-          const Matrix x = input(total, n);
-          tether::device::DeviceRows rows(x.rows(), x.cols());
-          for (auto _ : state) {
-            state.PauseTiming();
-            rows.upload(x);
-            state.ResumeTiming();
-            if (l1)
-              rows.project_l1_ball(1.0);
-            else
-              rows.project_simplex(1.0);
-          }
-          state.SetBytesProcessed(static_cast<int64_t>(16 * x.size()) * state.iterations());
-        })
-        ->Apply(sizes)
-        ->Args({100000000, 1000});
+  const auto add_resident = [](const char* name, auto project) {
+    benchmark::RegisterBenchmark(name, [project](benchmark::State& state) {
+      const Matrix x = input(state.range(0), state.range(1));
+      tether::device::DeviceRows rows(x.rows(), x.cols());
+      for (auto _ : state) {
+        state.PauseTiming();
+        rows.upload(x);
+        state.ResumeTiming();
+        project(rows);
+      }
+      state.SetBytesProcessed(static_cast<int64_t>(16 * x.size()) * state.iterations());
+    })->Apply(sizes)->Args({100000000, 1000});
+  };
+  add_resident("BM_SimplexCondatGpuResident",
+               [](tether::device::DeviceRows& rows) { rows.project_simplex(1.0); });
+  add_resident("BM_L1BallCondatGpuResident",
+               [](tether::device::DeviceRows& rows) { rows.project_l1_ball(1.0); });
+  add_resident("BM_BoxSectionNewtonGpuResident", [](tether::device::DeviceRows& rows) {
+    static const tether::BoxSection set = box_set(1000, tether::BoxSectionAlgorithm::kNewton);
+    rows.project_box_section(set);
+  });
   add("BM_BoxSectionNewtonGpu", [](Matrix& y) {
     static const tether::BoxSection set = box_set(1000, tether::BoxSectionAlgorithm::kNewton);
     tether::device::project_box_section_rows(y, set);

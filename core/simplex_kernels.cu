@@ -144,11 +144,6 @@ __global__ void box_section_kernel(double* x, long long rows, long long n, long 
   index[r] = result.index;
 }
 
-/// Doubles spanned by a row-major block of `rows` rows of n entries, `stride` apart.
-std::size_t span(long long rows, long long n, long long stride) {
-  return static_cast<std::size_t>((rows - 1) * stride + n);
-}
-
 void copy_status_back(const DeviceBuffer& d_status, const DeviceBuffer& d_index, long long rows,
                       int* status, long long* index) {
   check(cudaMemcpy(status, d_status.data, sizeof(int) * rows, cudaMemcpyDeviceToHost),
@@ -209,23 +204,14 @@ void threshold_rows(double* x, long long rows, long long n, long long stride, do
   download_rows(&resident, x, stride);
 }
 
-void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,
-                      long long lower_size, const double* upper, long long upper_size,
-                      const double* weight, long long weight_size, double total, bool sorted,
-                      int* status, long long* index) {
-  const std::size_t doubles = span(rows, n, stride);
-  DeviceBuffer d_x(sizeof(double) * doubles);
-  DeviceBuffer d_scratch(sorted ? sizeof(double) * static_cast<std::size_t>(2 * rows * n) : 0);
-  DeviceBuffer d_lower(sizeof(double) * lower_size), d_upper(sizeof(double) * upper_size),
-      d_weight(sizeof(double) * weight_size);
-  DeviceBuffer d_status(sizeof(int) * rows), d_index(sizeof(long long) * rows);
-  check(cudaMemcpy(d_x.data, x, sizeof(double) * doubles, cudaMemcpyHostToDevice), "copy x");
-  check(cudaMemcpy(d_lower.data, lower, sizeof(double) * lower_size, cudaMemcpyHostToDevice),
-        "copy lower");
-  check(cudaMemcpy(d_upper.data, upper, sizeof(double) * upper_size, cudaMemcpyHostToDevice),
-        "copy upper");
-  check(cudaMemcpy(d_weight.data, weight, sizeof(double) * weight_size, cudaMemcpyHostToDevice),
-        "copy weight");
+void box_section_resident(ResidentRows* r, const double* lower, long long lower_size,
+                          const double* upper, long long upper_size, const double* weight,
+                          long long weight_size, double total, bool sorted, int* status,
+                          long long* index) {
+  const DeviceBuffer d_lower = cuda::upload(lower, static_cast<std::size_t>(lower_size), "lower");
+  const DeviceBuffer d_upper = cuda::upload(upper, static_cast<std::size_t>(upper_size), "upper");
+  const DeviceBuffer d_weight =
+      cuda::upload(weight, static_cast<std::size_t>(weight_size), "weight");
   const row::BoxSectionRow set{d_lower.as<const double>(),
                                d_upper.as<const double>(),
                                d_weight.as<const double>(),
@@ -233,13 +219,23 @@ void box_section_rows(double* x, long long rows, long long n, long long stride, 
                                upper_size == 1 ? 0LL : 1LL,
                                weight_size == 1 ? 0LL : 1LL,
                                total};
-  const long long blocks = (rows + kThreads - 1) / kThreads;
+  const long long blocks = (r->rows + kThreads - 1) / kThreads;
   box_section_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-      d_x.as<double>(), rows, n, stride, set, sorted, d_scratch.as<double>(), d_status.as<int>(),
-      d_index.as<long long>());
+      r->x.as<double>(), r->rows, r->n, r->n, set, sorted, r->scratch.as<double>(),
+      r->status.as<int>(), r->index.as<long long>());
   check(cudaGetLastError(), "box_section_kernel launch");
-  check(cudaMemcpy(x, d_x.data, sizeof(double) * doubles, cudaMemcpyDeviceToHost), "copy x back");
-  copy_status_back(d_status, d_index, rows, status, index);
+  copy_status_back(r->status, r->index, r->rows, status, index);  // synchronises
+}
+
+void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,
+                      long long lower_size, const double* upper, long long upper_size,
+                      const double* weight, long long weight_size, double total, bool sorted,
+                      int* status, long long* index) {
+  ResidentRows resident(rows, n);
+  upload_rows(&resident, x, stride);
+  box_section_resident(&resident, lower, lower_size, upper, upper_size, weight, weight_size,
+                       total, sorted, status, index);
+  download_rows(&resident, x, stride);
 }
 
 }  // namespace tether::device::simplex_kernels

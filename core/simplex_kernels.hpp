@@ -24,6 +24,11 @@ void upload_rows(ResidentRows* resident, const double* x, long long stride);
 void download_rows(const ResidentRows* resident, double* x, long long stride);
 void threshold_resident(ResidentRows* resident, double z, bool l1, bool sorted, int* status,
                         long long* index);
+/// The box section on resident rows (lower, upper, weight as for box_section_rows).
+void box_section_resident(ResidentRows* resident, const double* lower, long long lower_size,
+                          const double* upper, long long upper_size, const double* weight,
+                          long long weight_size, double total, bool sorted, int* status,
+                          long long* index);
 
 /// Every row onto {l <= p <= u, w^T p = c}. lower, upper, weight hold n values or 1 (shared);
 /// the *_size arguments say which. sorted == true: breakpoint search, else Newton.

@@ -392,6 +392,16 @@ void DeviceRows::project(const char* who, double z, SimplexAlgorithm algorithm, 
   std::vector<long long> index(static_cast<std::size_t>(rows_));
   simplex_kernels::threshold_resident(resident_, z, l1, algorithm == SimplexAlgorithm::kSort,
                                       status.data(), index.data());
+  throw_on_failure(who, status, index);
+#else
+  (void)algorithm;
+  (void)l1;
+#endif
+}
+
+void DeviceRows::throw_on_failure(const char* who, const std::vector<int>& status,
+                                  const std::vector<long long>& index) const {
+#if defined(TETHER_HAVE_CUDA)
   for (const int st : status)
     if (st != row::kOk) {  // the message quotes the offending row, left as it was
       Matrix x(rows_, cols_);
@@ -399,8 +409,25 @@ void DeviceRows::project(const char* who, double z, SimplexAlgorithm algorithm, 
       throw_first_failure(who, x, status, index);
     }
 #else
-  (void)algorithm;
-  (void)l1;
+  (void)who;
+  (void)status;
+  (void)index;
+#endif
+}
+
+void DeviceRows::project_box_section(const BoxSection& set) {
+  constexpr const char* kWho = "device::DeviceRows::project_box_section";
+  require<ShapeError>(set.dimension() == cols_, kWho, ": the set has dimension ", set.dimension(),
+                      ", the rows have ", cols_, " entries");
+#if defined(TETHER_HAVE_CUDA)
+  if (rows_ == 0) return;
+  std::vector<int> status(static_cast<std::size_t>(rows_));
+  std::vector<long long> index(static_cast<std::size_t>(rows_));
+  simplex_kernels::box_section_resident(
+      resident_, set.lower_data().data(), set.lower_data().size(), set.upper_data().data(),
+      set.upper_data().size(), set.weight_data().data(), set.weight_data().size(), set.total(),
+      set.algorithm() == BoxSectionAlgorithm::kSort, status.data(), index.data());
+  throw_on_failure(kWho, status, index);
 #endif
 }
 

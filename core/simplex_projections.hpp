@@ -85,6 +85,7 @@
 #pragma once
 
 #include <tether/core/types.hpp>
+#include <vector>
 
 namespace tether {
 
@@ -204,9 +205,13 @@ class DeviceRows {
   void download(MatrixRef x) const;
   void project_simplex(double z, SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
   void project_l1_ball(double z, SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+  /// ShapeError unless set.dimension() == cols().
+  void project_box_section(const BoxSection& set);
 
  private:
   void project(const char* who, double z, SimplexAlgorithm algorithm, bool l1);
+  void throw_on_failure(const char* who, const std::vector<int>& status,
+                        const std::vector<long long>& index) const;
   void require_shape(ConstMatrixRef x, const char* who) const;
   Index rows_, cols_;
   simplex_kernels::ResidentRows* resident_ = nullptr;

@@ -124,6 +124,17 @@ TEST(SimplexDevice, ResidentRowsMatchTheCpuBatch) {
       expect_rows_agree(x, c, d, l1 ? "resident l1 ball" : "resident simplex");
     }
   }
+  for (BoxSectionAlgorithm a : {BoxSectionAlgorithm::kSort, BoxSectionAlgorithm::kNewton}) {
+    const BoxSection set = BoxSection::capped_simplex(x.cols(), 0.0, 0.01, 1.0, a);
+    Matrix c = x, d(x.rows(), x.cols());
+    project_box_section_rows(c, set);
+    on_device.upload(x);
+    on_device.project_box_section(set);
+    on_device.download(d);
+    expect_rows_agree(x, c, d, "resident box section");
+  }
+  EXPECT_THROW(on_device.project_box_section(BoxSection::capped_simplex(5, 0.0, 1.0, 1.0)),
+               ShapeError);
   EXPECT_THROW(on_device.upload(Matrix::Zero(3, 300)), ShapeError);
   Matrix bad = x;
   bad(7, 11) = std::numeric_limits<double>::infinity();

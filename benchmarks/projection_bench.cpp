@@ -138,7 +138,7 @@ const bool kGpuRegistered = [] {
   if (!tether::device::cuda_available()) return false;
   benchmark::RegisterBenchmark("BM_RetainProjectGradientsGpu", retain_project_gradients<true>)
       ->Args({1000000, 8, 16})
-      ->Args({1000000, 8, 256})
+      ->Args({1000000, 8, 64})
       ->Unit(benchmark::kMillisecond);
   return true;
 }();

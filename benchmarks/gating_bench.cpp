@@ -74,6 +74,13 @@ struct GateData {
   }
 };
 
+// Items (tokens) and bytes (the least traffic, per token) per second.
+void set_rates(benchmark::State& state, const GateData& data, int bytes_per_token) {
+  const auto n = static_cast<std::int64_t>(data.batch.size());
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetBytesProcessed(state.iterations() * n * bytes_per_token);
+}
+
 template <class Gate>
 void gated_ratios_and_jvp(benchmark::State& state, const Gate& gate, int bytes_per_token) {
   GateData data(state.range(0));
@@ -83,9 +90,17 @@ void gated_ratios_and_jvp(benchmark::State& state, const Gate& gate, int bytes_p
     g.jvp(data.v, data.out);
     benchmark::DoNotOptimize(data.out.data());
   }
-  const auto n = static_cast<std::int64_t>(data.batch.size());
-  state.SetItemsProcessed(state.iterations() * n);
-  state.SetBytesProcessed(state.iterations() * n * bytes_per_token);
+  set_rates(state, data, bytes_per_token);
+}
+
+template <class Gate>
+void evaluate(benchmark::State& state, const Gate& gate, int bytes_per_token) {
+  GateData data(state.range(0));
+  for (auto _ : state) {
+    tether::GateValue v = gate.evaluate(data.batch, data.new_log_prob);
+    benchmark::DoNotOptimize(v.gradient.data());
+  }
+  set_rates(state, data, bytes_per_token);
 }
 
 void BM_FiberPoGate(benchmark::State& state) {
@@ -97,28 +112,10 @@ void BM_FiberPoGateDepth2(benchmark::State& state) {
 }
 
 void BM_FiberPoEvaluate(benchmark::State& state) {
-  GateData data(state.range(0));
-  const tether::GatingHierarchyGate gate;
-  for (auto _ : state) {
-    tether::GateValue v = gate.evaluate(data.batch, data.new_log_prob);
-    benchmark::DoNotOptimize(v.gradient.data());
-  }
-  const auto n = static_cast<std::int64_t>(data.batch.size());
-  state.SetItemsProcessed(state.iterations() * n);
-  state.SetBytesProcessed(state.iterations() * n * 44);
+  evaluate(state, tether::GatingHierarchyGate{}, 44);
 }
 
-void BM_PpoClipGate(benchmark::State& state) {
-  GateData data(state.range(0));
-  const tether::PpoClipGate gate;
-  for (auto _ : state) {
-    tether::GateValue v = gate.evaluate(data.batch, data.new_log_prob);
-    benchmark::DoNotOptimize(v.gradient.data());
-  }
-  const auto n = static_cast<std::int64_t>(data.batch.size());
-  state.SetItemsProcessed(state.iterations() * n);
-  state.SetBytesProcessed(state.iterations() * n * 32);
-}
+void BM_PpoClipGate(benchmark::State& state) { evaluate(state, tether::PpoClipGate{}, 32); }
 
 BENCHMARK(BM_FiberPoGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -132,9 +129,7 @@ const bool kGpuRegistered = [] {
     const tether::GatingHierarchyGate gate;
     for (auto _ : state)
       benchmark::DoNotOptimize(tether::device::gated_values(gate, data.batch, data.new_log_prob));
-    const auto n = static_cast<std::int64_t>(data.batch.size());
-    state.SetItemsProcessed(state.iterations() * n);
-    state.SetBytesProcessed(state.iterations() * n * 36);
+    set_rates(state, data, 36);
   })->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
   return true;
 }();

@@ -14,6 +14,17 @@
 namespace tether {
 namespace {
 
+// The shapes both device comparisons run: one small and one large single instance (the large
+// one takes the cooperative kernel), many instances with equality and with at-most budgets.
+struct BlockCase {
+  Index n, k, blocks;
+  BudgetSense sense;
+};
+const BlockCase kBlockCases[] = {{300, 7, 1, BudgetSense::kEqual},
+                                 {20000, 8, 40, BudgetSense::kEqual},
+                                 {20000, 8, 40, BudgetSense::kAtMost},
+                                 {300000, 8, 1, BudgetSense::kEqual}};
+
 // The rows split into `blocks` equal blocks (the last takes the rest), each with a budget drawn
 // inside its feasible range.
 BudgetManifold blocked_manifold(Rng& rng, const Matrix& costs, Index blocks, BudgetSense sense) {
@@ -71,13 +82,7 @@ TEST(BudgetDevice, RetractionMatchesTheCpuRetraction) {
     GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
   }
   Rng rng(8);
-  struct Case {
-    Index n, k, blocks;
-    BudgetSense sense;
-  };
-  for (const Case c :
-       {Case{300, 7, 1, BudgetSense::kEqual}, Case{20000, 8, 40, BudgetSense::kEqual},
-        Case{20000, 8, 40, BudgetSense::kAtMost}, Case{300000, 8, 1, BudgetSense::kEqual}}) {
+  for (const BlockCase& c : kBlockCases) {
     Matrix alpha(c.n, c.k), costs(c.n, c.k);
     for (Index j = 0; j < alpha.size(); ++j) {
       alpha.data()[j] = rng.uniform(-30, 30);
@@ -107,13 +112,7 @@ TEST(BudgetDevice, ProjectionMatchesTheCpuProjection) {
     GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
   }
   Rng rng(9);
-  struct Case {
-    Index n, k, blocks;
-    BudgetSense sense;
-  };
-  for (const Case c :
-       {Case{300, 7, 1, BudgetSense::kEqual}, Case{20000, 8, 40, BudgetSense::kEqual},
-        Case{20000, 8, 40, BudgetSense::kAtMost}, Case{300000, 8, 1, BudgetSense::kEqual}}) {
+  for (const BlockCase& c : kBlockCases) {
     Matrix alpha(c.n, c.k), costs(c.n, c.k), v(c.n, c.k);
     for (Index j = 0; j < alpha.size(); ++j) {
       alpha.data()[j] = rng.uniform(-5, 5);

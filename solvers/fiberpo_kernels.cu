@@ -214,6 +214,24 @@ struct ResidentGate {
         node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)) {}
 };
 
+namespace {
+
+// The node means of (work_a, work_b) over each coarse level's nodes into (node_a, node_b), with
+// the nodes' token counts into node_c: a^c for G, m^c for J v.
+void node_means_all_levels(const ResidentGate* r) {
+  for (int l = 0; l < r->coarse; ++l) {
+    const long long base = r->level_starts[l];
+    const long long nodes = r->level_starts[l + 1] - r->level_starts[l] - 1;
+    node_means_kernel<<<blocks_for(nodes), kThreads>>>(
+        r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
+        r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
+        r->node_b.as<double>() + base, r->node_c.as<double>() + base);
+    check(cudaGetLastError(), "node_means_kernel launch");
+  }
+}
+
+}  // namespace
+
 ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob,
                           long long tokens, const long long* trajectories,
                           long long num_trajectories, int coarse_levels,
@@ -245,14 +263,7 @@ ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob
         d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
         r->work_a.as<double>(), r->work_b.as<double>());
     check(cudaGetLastError(), "trajectory_means_kernel launch");
-    for (int l = 0; l < coarse_levels; ++l) {
-      const long long base = level_starts[l], nodes = level_starts[l + 1] - level_starts[l] - 1;
-      node_means_kernel<<<blocks_for(nodes), kThreads>>>(
-          r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
-          r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
-          r->node_b.as<double>() + base, r->node_c.as<double>() + base);
-      check(cudaGetLastError(), "node_means_kernel launch");
-    }
+    node_means_all_levels(r);
     gate_kernel<<<blocks_for(num_trajectories), kThreads>>>(
         d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
         coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(),
@@ -287,15 +298,7 @@ void jvp(const ResidentGate* r, const double* v, double* out, bool log_space) {
       r->traj.as<long long>(), r->count, ratio_space, r->work_a.as<double>(),
       r->work_b.as<double>());
   check(cudaGetLastError(), "jvp_means_kernel launch");
-  for (int l = 0; l < r->coarse; ++l) {
-    const long long base = r->level_starts[l];
-    const long long nodes = r->level_starts[l + 1] - r->level_starts[l] - 1;
-    node_means_kernel<<<blocks_for(nodes), kThreads>>>(
-        r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
-        r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
-        r->node_b.as<double>() + base, r->node_c.as<double>() + base);
-    check(cudaGetLastError(), "node_means_kernel launch");
-  }
+  node_means_all_levels(r);
   jvp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
       d_v.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
       r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),

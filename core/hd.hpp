@@ -8,3 +8,13 @@
 #else
 #define TETHER_HD
 #endif
+
+// TETHER_LANES before a fixed-length loop over the lanes of a row pass (simplex_row's lane
+// arrays) asks the host compiler to vectorise it (OpenMP simd; tether compiles with
+// -fopenmp-simd). The lane structure fixes the order of every sum, so the result is the same
+// whatever the vector width. Nothing under nvcc, whose threads run the loop as written.
+#if defined(__CUDACC__)
+#define TETHER_LANES
+#else
+#define TETHER_LANES _Pragma("omp simd")
+#endif

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <tether/core/box_section_row.hpp>
 #include <tether/core/cuda_support.cuh>
 #include <tether/core/errors.hpp>
 #include <tether/core/simplex_kernels.hpp>
@@ -139,7 +140,7 @@ __global__ void box_section_kernel(double* x, long long rows, long long n, long 
   double* y = x + r * stride;
   const row::RowResult result =
       sorted ? row::box_section_sorted(y, n, set, scratch + 2 * r * n, row::HeapSort{})
-             : row::box_section_newton(y, n, set);
+             : row::box_section_newton(y, n, set, scratch + 2 * r * n);
   status[r] = result.status;
   index[r] = result.index;
 }

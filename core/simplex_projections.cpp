@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <tether/core/box_section_row.hpp>
 #include <tether/core/errors.hpp>
 #include <tether/core/simplex_projections.hpp>
 #include <tether/core/simplex_row.hpp>
@@ -150,8 +151,9 @@ void project_box_section_rows(MatrixRef x, const BoxSection& set) {
       return row::box_section_sorted(y, n, s, work, StdSort{});
     });
   } else {
-    for_each_row(kWho, x, 0,
-                 [&](double* y, long long n, double*) { return row::box_section_newton(y, n, s); });
+    for_each_row(kWho, x, x.cols(), [&](double* y, long long n, double* work) {
+      return row::box_section_newton(y, n, s, work);
+    });
   }
 }
 

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <tether/core/box_section_row.hpp>
 #include <tether/core/dense_qp.hpp>
 #include <tether/core/errors.hpp>
 #include <tether/core/projections.hpp>
@@ -609,7 +610,8 @@ TEST(BoxSection, TheTwoAlgorithmsAgreeAndNewtonNeedsAFewPasses) {
         Vector y = a.row(r).transpose();
         const simplex_row::BoxSectionRow s{
             c.lower.data(), c.upper.data(), c.weights.data(), 1, 1, 1, c.total};
-        const simplex_row::RowResult result = simplex_row::box_section_newton(y.data(), n, s);
+        const simplex_row::RowResult result =
+            simplex_row::box_section_newton_whole(y.data(), n, s);
         EXPECT_EQ(result.status, simplex_row::kOk);
         passes += result.iterations;
         max_passes = std::max(max_passes, result.iterations);
@@ -632,6 +634,123 @@ TEST(BoxSection, TheTwoAlgorithmsAgreeAndNewtonNeedsAFewPasses) {
       "measured (box section sort vs newton): %d of %d rows bitwise equal, max diff %.2e; "
       "Newton passes mean %.2f, max %d\n",
       identical, rows, worst.value, passes / rows, max_passes);
+}
+
+/// Rows like the benchmark's (Gaussian, per-row scale 10^[-1, 1] and offset) and adversarial
+/// ones (offsets to 1e15, scales down to 1e-12, repeated entries).
+Matrix box_test_rows(Rng& rng, Index rows, Index n) {
+  Matrix x(rows, n);
+  for (Index r = 0; r < rows; ++r) {
+    const int kind = static_cast<int>(r % 4);
+    const double scale = kind == 3 ? std::pow(10.0, rng.uniform(-12.0, 0.0))
+                                   : std::pow(10.0, rng.uniform(-1.0, 1.0));
+    const double offset = kind == 2 ? rng.uniform(-1.0, 1.0) * 1e15 : scale * rng.uniform(-1.0, 1.0);
+    for (Index j = 0; j < n; ++j) x(r, j) = offset + scale * rng.normal();
+    if (kind == 1)
+      for (Index j = 1; j < n; j += 3) x(r, j) = x(r, j - 1);  // ties
+  }
+  return x;
+}
+
+// box_section_newton's bracketed path (vectorised passes over the row, then the exact method
+// on the entries the bracket leaves undecided) against the safeguarded Newton method on the
+// whole row: the same answer, and the path is taken (not silently declined) on the benchmark's
+// rows.
+TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
+  Rng rng(16);
+  int rows = 0, bracketed = 0, identical = 0, benchmark_like = 0, benchmark_bracketed = 0;
+  Worst worst;
+  for (Index n : {1, 7, 8, 9, 100, 1000}) {
+    for (int t = 0; t < 6; ++t) {
+      // Per-entry sets (random bounds, weights over 4 decades), narrow caps (the benchmark's),
+      // and shared bounds and weights (stride 0), with c anywhere in [w^T l, w^T u].
+      const BoxCase c = random_box(rng, n);
+      const double cap = 2.0 / static_cast<double>(n);
+      Vector narrow_w(n);
+      for (Index i = 0; i < n; ++i) narrow_w[i] = rng.uniform(0.5, 1.5);
+      const double fraction = t == 4 ? 0.999 : (t == 5 ? 1e-3 : 0.5);
+      const BoxSection set =
+          t % 3 == 0 ? BoxSection(c.lower, c.upper, c.weights, c.total)
+          : t % 3 == 1
+              ? BoxSection(Vector::Zero(n), Vector::Constant(n, cap), narrow_w,
+                           narrow_w.sum() * cap * fraction)
+              : BoxSection::capped_simplex(n, -0.5, 1.5, fraction * 2.0 * static_cast<double>(n) - 0.5 * static_cast<double>(n));
+      const bool like_benchmark = t == 1 && n == 1000;
+      const simplex_row::BoxSectionRow s{set.lower_data().data(),
+                                         set.upper_data().data(),
+                                         set.weight_data().data(),
+                                         set.lower_data().size() == 1 ? 0 : 1,
+                                         set.upper_data().size() == 1 ? 0 : 1,
+                                         set.weight_data().size() == 1 ? 0 : 1,
+                                         set.total()};
+      const Matrix x = box_test_rows(rng, 24, n);
+      std::vector<double> position(static_cast<std::size_t>(n));
+      for (Index r = 0; r < x.rows(); ++r) {
+        Vector a = x.row(r).transpose(), b = a;
+        simplex_row::RowResult fast;
+        const bool taken =
+            simplex_row::box_section_bracketed<>(a.data(), n, s, position.data(), &fast);
+        const simplex_row::RowResult whole =
+            simplex_row::box_section_newton_whole(b.data(), n, s);
+        ASSERT_EQ(whole.status, simplex_row::kOk);
+        ++rows;
+        if (like_benchmark && r % 4 == 0) {
+          ++benchmark_like;
+          benchmark_bracketed += taken ? 1 : 0;
+        }
+        if (!taken) {
+          EXPECT_EQ(a, x.row(r).transpose()) << "a declined row is left as it was";
+          continue;
+        }
+        ++bracketed;
+        if (a == b) ++identical;
+        // Relative to the input's scale: with offsets of 1e15 an ulp of y_i is 0.125, and two
+        // multipliers a few ulps apart (both exact to that rounding) can move an entry across
+        // a box of width ~1.
+        const double d = (a - b).cwiseAbs().maxCoeff() / (1.0 + x.row(r).cwiseAbs().maxCoeff());
+        worst.see(d);
+        EXPECT_LE(d, 1e-12) << "n = " << n << ", set " << t << ", row " << r;
+        // (Offsets of 1e15 put an ulp of y_i, 0.125, into every free p_i: no constraint test.)
+        if (r % 4 != 2) EXPECT_LE(box_error(set, x.row(r).transpose(), a), 4.0);
+      }
+    }
+  }
+  EXPECT_GE(benchmark_bracketed, benchmark_like * 9 / 10);
+  std::printf(
+      "measured (box section, bracketed path vs whole row): %d of %d rows bracketed (%d of %d "
+      "benchmark-like), %d bitwise equal, max diff %.2e\n",
+      bracketed, rows, benchmark_bracketed, benchmark_like, identical, worst.value);
+}
+
+TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
+  const Index n = 16;
+  const BoxSection set = BoxSection::capped_simplex(n, 0.0, 0.25, 1.0);
+  const simplex_row::BoxSectionRow shared{set.lower_data().data(), set.upper_data().data(),
+                                          set.weight_data().data(), 0, 0, 0, set.total()};
+  std::vector<double> position(n);
+  simplex_row::RowResult result;
+  Vector y = Vector::LinSpaced(n, -1.0, 1.0);
+  y[5] = std::numeric_limits<double>::quiet_NaN();
+  const Vector before = y;
+  EXPECT_FALSE(simplex_row::box_section_bracketed<>(y.data(), n, shared, position.data(), &result));
+  EXPECT_TRUE(y.hasNaN() && y.segment(0, 5) == before.segment(0, 5));
+  // The whole-row method then names the entry.
+  const simplex_row::RowResult refused = simplex_row::box_section_newton(y.data(), n, shared,
+                                                                         position.data());
+  EXPECT_EQ(refused.status, simplex_row::kNonFinite);
+  EXPECT_EQ(refused.index, 5);
+  // A stride other than 0 or 1: declined, and the whole-row method projects.
+  Vector every_other = Vector::Constant(2 * n, 0.25);
+  simplex_row::BoxSectionRow strided = shared;
+  strided.upper = every_other.data();
+  strided.upper_stride = 2;
+  Vector z = Vector::LinSpaced(n, -1.0, 1.0);
+  EXPECT_FALSE(simplex_row::box_section_bracketed<>(z.data(), n, strided, position.data(), &result));
+  EXPECT_EQ(simplex_row::box_section_newton(z.data(), n, strided, position.data()).status,
+            simplex_row::kOk);
+  Vector expected = Vector::LinSpaced(n, -1.0, 1.0);
+  set.project(expected);
+  EXPECT_LE((z - expected).cwiseAbs().maxCoeff(), 1e-15);
 }
 
 // ---- batches -------------------------------------------------------------------------------

@@ -1,0 +1,751 @@
+// Per-row arithmetic of the box section {l <= p <= u, w^T p = c}, w > 0 (the continuous
+// quadratic knapsack), shared by the CPU batch (core/simplex_projections.cpp) and the CUDA
+// kernel (core/simplex_kernels.cu), on the helpers of core/simplex_row.hpp (mul, Sum, Split,
+// RowResult).
+//
+// P(y)_i = clamp(y_i - lambda w_i, l_i, u_i), where lambda solves
+//   g(lambda) = sum_i w_i clamp(y_i - lambda w_i, l_i, u_i) = c;
+// g is nonincreasing and piecewise linear with breakpoints a_i = (y_i - u_i) / w_i <=
+// b_i = (y_i - l_i) / w_i. Each algorithm returns a lambda on the linear piece that holds the
+// root; box_multiplier() classifies every entry there (at u, free, at l) and recomputes
+//   lambda = (sum_{at u} w_i u_i + sum_{at l} w_i l_i + sum_{free} w_i y_i - c) / sum_{free} w_i^2
+// with exact products (fma), compensated sums and the quotient as hi + lo.
+//
+// The passes run over a view of the row: the whole row (WholeRow), or the entries left once a
+// bracket of lambda has fixed the others at a bound (RowSubset, whose constant carries the
+// fixed entries' exact sum). box_section_newton() brackets the root with a few vectorised
+// passes over the row, fixes every entry whose two breakpoints lie outside the bracket, and
+// solves what is left (usually a few entries) exactly.
+#pragma once
+
+#include <math.h>
+
+#include <tether/core/hd.hpp>
+#include <tether/core/simplex_row.hpp>
+
+namespace tether::simplex_row {
+
+/// The set, with per-entry or shared bounds and weights: entry i reads lower[i * lower_stride]
+/// (stride 0: one value for all entries). Validated by the caller: l <= u finite, w > 0 finite,
+/// sum w l <= c <= sum w u.
+struct BoxSectionRow {
+  const double* lower;
+  const double* upper;
+  const double* weight;
+  long long lower_stride;
+  long long upper_stride;
+  long long weight_stride;
+  double total;  ///< c
+  TETHER_HD double l(long long i) const { return lower[i * lower_stride]; }
+  TETHER_HD double u(long long i) const { return upper[i * upper_stride]; }
+  TETHER_HD double w(long long i) const { return weight[i * weight_stride]; }
+};
+
+// ---- views ---------------------------------------------------------------------------------
+
+/// Every entry of the row; g - c has the constant part -c.
+struct WholeRow {
+  const double* y;
+  long long n;
+  BoxSectionRow set;
+  Sum constant;  ///< -c
+  TETHER_HD WholeRow(const double* row, long long size, const BoxSectionRow& s)
+      : y(row), n(size), set(s) {
+    constant.add(-s.total);
+  }
+  TETHER_HD long long size() const { return n; }
+  TETHER_HD double value(long long k) const { return y[k]; }
+  TETHER_HD double lower(long long k) const { return set.l(k); }
+  TETHER_HD double upper(long long k) const { return set.u(k); }
+  TETHER_HD double weight(long long k) const { return set.w(k); }
+};
+
+/// The entries y[position[k]], k < m, of a row whose other entries are fixed at a bound for
+/// every lambda in some bracket; constant = (their exact sum of w_i times the bound) - c, so
+/// that on the bracket g - c is the same function as on the whole row. Positions are stored
+/// as doubles (exact below 2^53) in the row's double workspace.
+struct RowSubset {
+  const double* y;
+  const double* position;
+  long long m;
+  BoxSectionRow set;
+  Sum constant;
+  TETHER_HD long long at(long long k) const { return static_cast<long long>(position[k]); }
+  TETHER_HD long long size() const { return m; }
+  TETHER_HD double value(long long k) const { return y[at(k)]; }
+  TETHER_HD double lower(long long k) const { return set.l(at(k)); }
+  TETHER_HD double upper(long long k) const { return set.u(at(k)); }
+  TETHER_HD double weight(long long k) const { return set.w(at(k)); }
+};
+
+/// sum += constant (both parts of a compensated sum).
+TETHER_HD inline void add_sum(Sum& sum, const Sum& constant) {
+  sum.add(constant.s);
+  sum.add(constant.c);
+}
+
+// ---- the exact closing passes ----------------------------------------------------------------
+
+/// g(lambda) - c, compensated (a plain sum picks a neighbouring piece near the root more
+/// often: measured, a re-projected point then moved by up to 49 eps instead of 3).
+template <class View>
+TETHER_HD double box_excess(const View& v, double lambda) {
+  Sum sum;
+  for (long long k = 0; k < v.size(); ++k) {
+    const double w = v.weight(k), lo = v.lower(k), hi = v.upper(k);
+    const double x = v.value(k) - mul(lambda, w);
+    sum.add(mul(w, x < lo ? lo : (x > hi ? hi : x)));
+  }
+  add_sum(sum, v.constant);
+  return sum.value();
+}
+
+/// Adds a * b to sum; exact_products: with the rounding error of the product (fma), so that
+/// the closed-form multiplier does not inherit the rounding of w_i y_i. Otherwise a plain add.
+TETHER_HD inline void add_product(Sum& sum, double a, double b, bool exact_products) {
+  const double p = mul(a, b);
+  if (exact_products) {
+    sum.add(p);
+    sum.add(fma(a, b, -p));
+  } else {
+    sum.s += p;  // the Newton passes only locate the piece: a plain sum is enough
+  }
+}
+
+/// lambda in closed form for the classification at t (hi + lo): x_i = y_i - t w_i (fma) above
+/// u_i: at u; below l_i: at l; otherwise, ties included, free (at a breakpoint both pieces
+/// have the same root, and the free side is the one that is not flat). Exact products,
+/// compensated sums. Returns t itself when no entry is free (g is flat there).
+template <class View>
+TETHER_HD Split box_closed_form(const View& v, const Split& t) {
+  Sum offset, slope;
+  for (long long k = 0; k < v.size(); ++k) {
+    const double w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
+    const double x = subtract_scaled(yk, t, w);
+    if (x > hi) {
+      add_product(offset, w, hi, true);
+    } else if (x < lo) {
+      add_product(offset, w, lo, true);
+    } else {
+      add_product(offset, w, yk, true);
+      add_product(slope, w, w, true);
+    }
+  }
+  add_sum(offset, v.constant);
+  return slope.value() > 0.0 ? divide(offset, slope) : t;
+}
+
+/// The multiplier from an estimate on the root's piece: the closed form on the piece through
+/// the estimate, then once more on the classification at that lambda (in double-double: an
+/// entry within rounding of a bound at a single-double lambda is placed by the precise one).
+struct BoxMultiplier {
+  int status = kOk;  ///< kOk or kOverflow
+  Split first;       ///< the first closed form (the classification of the second)
+  Split lambda;      ///< the second: the multiplier
+};
+
+template <class View>
+TETHER_HD BoxMultiplier box_multiplier(const View& v, double estimate) {
+  BoxMultiplier m;
+  m.first.hi = estimate;
+  m.first = box_closed_form(v, m.first);
+  m.lambda = m.first;
+  if (finite(m.first.hi) && finite(m.first.lo)) m.lambda = box_closed_form(v, m.first);
+  if (!finite(m.lambda.hi) || !finite(m.lambda.lo)) m.status = kOverflow;
+  return m;
+}
+
+/// p_i = clamp(y_i - lambda w_i, l_i, u_i) over the whole row; Set: BoxSectionRow or a
+/// BoxLayout (whose compile-time strides let the loop vectorise).
+template <class Set>
+TETHER_HD void box_write(double* y, long long n, const Set& s, const Split& lambda) {
+  TETHER_LANES
+  for (long long i = 0; i < n; ++i) {
+    const double lo = s.l(i), hi = s.u(i);
+    const double x = subtract_scaled(y[i], lambda, s.w(i));
+    y[i] = x < lo ? lo : (x > hi ? hi : x);
+  }
+}
+
+/// box_multiplier on the whole row from lambda_estimate, then the write.
+TETHER_HD inline RowResult box_section_finish(double* y, long long n, const BoxSectionRow& s,
+                                              double lambda_estimate) {
+  const BoxMultiplier m = box_multiplier(WholeRow(y, n, s), lambda_estimate);
+  RowResult result;
+  result.multiplier = m.lambda.hi;
+  result.status = m.status;
+  if (m.status == kOk) box_write(y, n, s, m.lambda);
+  return result;
+}
+
+// ---- the safeguarded Newton method on a view -------------------------------------------------
+
+/// The linear piece of g through lambda: entries with y_i - lambda w_i >= u_i are at u, those
+/// <= l_i at l, the rest free. offset / slope is the root of that line; [left, right] is the
+/// interval of lambda on which this classification holds (it contains lambda).
+struct BoxPiece {
+  Sum offset;           ///< sum_{at u} w u + sum_{at l} w l + sum_{free} w y - c
+  Sum slope;            ///< sum_{free} w^2 (g has slope -slope on the piece)
+  double excess = 0.0;  ///< g(lambda) - c = offset - lambda slope
+  double left = 0.0, right = 0.0;
+};
+
+/// A running minimum or maximum of fractions num / w with w > 0, compared by cross-multiplying
+/// (no division per entry; one at the end).
+struct Fraction {
+  double num;
+  double den;
+  TETHER_HD bool below(double n, double d) const { return mul(n, den) < mul(num, d); }
+  TETHER_HD bool above(double n, double d) const { return mul(n, den) > mul(num, d); }
+};
+
+/// One Newton pass: plain sums (the pass only locates the piece; the closing pass is exact).
+template <class View>
+TETHER_HD BoxPiece box_piece(const View& v, double lambda) {
+  Sum offset, slope, g;
+  // right = min over the breakpoints above lambda: a_i of entries at u, b_i of free entries;
+  // left = max over those below: b_i at l, a_i free. (In exact arithmetic each lies on its side
+  // of lambda; the clamps at the end absorb rounding.)
+  Fraction right{HUGE_VAL, 1.0}, left{-HUGE_VAL, 1.0};
+  // Branch-free (selects): the classification is data-dependent and would mispredict.
+  for (long long k = 0; k < v.size(); ++k) {
+    const double w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
+    const double x = yk - mul(lambda, w);
+    const bool at_upper = x >= hi;               // at u while lambda <= a_i
+    const bool at_lower = !at_upper && x <= lo;  // at l while lambda >= b_i
+    const bool free = !at_upper && !at_lower;    // free on (a_i, b_i)
+    const double clamped = at_upper ? hi : (at_lower ? lo : x);
+    offset.s += mul(w, at_upper ? hi : (at_lower ? lo : yk));
+    g.s += mul(w, clamped);
+    slope.s += free ? mul(w, w) : 0.0;
+    // The breakpoint above lambda (a_i at u, b_i free) and the one below (b_i at l, a_i free).
+    const double above = at_upper ? yk - hi : yk - lo, below = at_lower ? yk - lo : yk - hi;
+    const bool moves_right = !at_lower && right.below(above, w);
+    const bool moves_left = !at_upper && left.above(below, w);
+    right = moves_right ? Fraction{above, w} : right;
+    left = moves_left ? Fraction{below, w} : left;
+  }
+  add_sum(offset, v.constant);
+  add_sum(g, v.constant);
+  BoxPiece piece;
+  piece.offset = offset;
+  piece.slope = slope;
+  piece.excess = g.value();
+  const double r = right.num / right.den, l = left.num / left.den;
+  piece.right = r > lambda ? r : lambda;
+  piece.left = l < lambda ? l : lambda;
+  return piece;
+}
+
+/// Bracket [min a_i, max b_i] of the view's root; false (with status kOverflow in *result) when
+/// an end is not finite.
+template <class View>
+TETHER_HD bool box_bracket(const View& v, RowResult* result, double* lo, double* hi) {
+  double a_min = HUGE_VAL, b_max = -HUGE_VAL;
+  for (long long k = 0; k < v.size(); ++k) {
+    const double w = v.weight(k), yk = v.value(k);
+    const double a = (yk - v.upper(k)) / w, b = (yk - v.lower(k)) / w;
+    if (a < a_min) a_min = a;
+    if (b > b_max) b_max = b;
+  }
+  if (!finite(a_min) || !finite(b_max)) {
+    result->status = kOverflow;
+    return false;
+  }
+  *lo = a_min;  // g(lo) = sum w u >= c
+  *hi = b_max;  // g(hi) = sum w l <= c
+  return true;
+}
+
+/// The non-finite check and the bracket of the whole row. Returns false on bad input.
+TETHER_HD inline bool box_row_bracket(const double* y, long long n, const BoxSectionRow& s,
+                                      RowResult* result, double* lo, double* hi) {
+  const long long bad = first_non_finite(y, n);
+  if (bad >= 0) {
+    result->status = kNonFinite;
+    result->index = bad;
+    return false;
+  }
+  return box_bracket(WholeRow(y, n, s), result, lo, hi);
+}
+
+/// Sort-based (Helgason, Kennington and Lall 1980; Kiwiel 2008, section 2): sort the 2n
+/// breakpoints, bisect on their ranks with one O(n) evaluation of g each, and finish on the
+/// piece between the two breakpoints that bracket the root. work holds 2n doubles.
+/// O(n log n).
+template <class Sort>
+TETHER_HD RowResult box_section_sorted(double* y, long long n, const BoxSectionRow& s, double* work,
+                                       Sort sort) {
+  RowResult result;
+  double lo, hi;
+  if (!box_row_bracket(y, n, s, &result, &lo, &hi)) return result;
+  for (long long i = 0; i < n; ++i) {
+    const double w = s.w(i);
+    work[2 * i] = (y[i] - s.u(i)) / w;
+    work[2 * i + 1] = (y[i] - s.l(i)) / w;
+  }
+  const long long m = 2 * n;
+  sort(work, m);
+  const WholeRow row(y, n, s);
+  // Invariant: g(work[first]) - c > 0 >= g(work[last]) - c.
+  long long first = 0, last = m - 1;
+  if (!(box_excess(row, work[0]) > 0.0)) return box_section_finish(y, n, s, work[0]);
+  while (last - first > 1) {
+    const long long mid = first + (last - first) / 2;
+    if (box_excess(row, work[mid]) > 0.0)
+      first = mid;
+    else
+      last = mid;
+  }
+  return box_section_finish(y, n, s, mul(0.5, work[first]) + mul(0.5, work[last]));
+}
+
+/// Iteration cap of the safeguarded Newton method: bisection needs at most ~2100 halvings to
+/// shrink any bracket of doubles to adjacent numbers, and the halving rule bisects at least once
+/// every kHalvingPasses passes; Newton typically needs < 10.
+constexpr int kBoxSectionMaxIterations = 4 * 2200;
+/// The safeguard's window: a bracket that did not halve over this many passes is bisected.
+constexpr int kHalvingPasses = 4;
+
+/// What the Newton method on a view found: status, the multiplier (box_multiplier's) and the
+/// passes it took.
+struct BoxSolve {
+  RowResult result;
+  BoxMultiplier multiplier;
+};
+
+/// Safeguarded semismooth Newton on g(lambda) = c (Cominetti, Mascarenhas and Silva 2014, "A
+/// Newton's method for the continuous quadratic knapsack problem", Math. Prog. Comp. 6), from
+/// the hyperplane multiplier (sum w y - c) / sum w^2, over the view's entries. Each pass
+/// classifies the entries at lambda and jumps to the root of that linear piece; if the root
+/// lies on the piece, it is the answer (exact termination). Otherwise the bracket [lo, hi]
+/// shrinks to lambda's side. A Newton step outside the bracket, or a flat piece (no free entry,
+/// where g is a step), takes the secant through the bracket's ends instead, with the Illinois
+/// halving so it cannot stall against one end; any step once the bracket failed to halve over
+/// kHalvingPasses passes is a bisection. O(size) per pass, no workspace. Starts at lambda
+/// (the whole row: from the hyperplane multiplier) inside the bracket. Passes measured on
+/// whole rows (tests/simplex_projections_test.cpp and the benchmark's rows, n = 1000, narrow
+/// caps 2/n): mean 5.5 to 6.4, max 27 to 32; the halving rule bounds them by
+/// ~kHalvingPasses x 2100 in the worst case of doubles. (Stepping to the end of a flat piece
+/// took mean 15 passes on the benchmark's rows.)
+/// A bracket [lo, hi] of the root with g - c at its ends (>= 0 at lo, <= 0 at hi).
+struct BoxBracket {
+  double lo, hi;
+  double excess_lo, excess_hi;
+  int last_side = 0;  ///< the end the last shrink moved: +1 lo, -1 hi
+  /// Moves the end on lambda's side (excess = g(lambda) - c != 0) to lambda. Illinois: when the
+  /// same end moves twice running, halves the other end's excess, so that the secant through
+  /// the ends does not stall against a fixed end (regula falsi).
+  TETHER_HD void shrink(double lambda, double excess) {
+    const int side = excess > 0.0 ? 1 : -1;
+    if (side > 0) {
+      lo = lambda;
+      excess_lo = excess;
+      if (last_side > 0) excess_hi = mul(0.5, excess_hi);
+    } else {
+      hi = lambda;
+      excess_hi = excess;
+      if (last_side < 0) excess_lo = mul(0.5, excess_lo);
+    }
+    last_side = side;
+  }
+  /// The secant's root through the two ends.
+  TETHER_HD double secant() const {
+    return lo + mul(excess_lo, hi - lo) / (excess_lo - excess_hi);
+  }
+};
+
+/// The view's bracket [min a_i, max b_i] with its ends' excess (every entry at u, at l).
+template <class View>
+TETHER_HD BoxBracket box_extreme_bracket(const View& v, double lo, double hi) {
+  Sum wu, wl;
+  for (long long k = 0; k < v.size(); ++k) {
+    const double w = v.weight(k);
+    wu.add(mul(w, v.upper(k)));
+    wl.add(mul(w, v.lower(k)));
+  }
+  add_sum(wu, v.constant);
+  add_sum(wl, v.constant);
+  return BoxBracket{lo, hi, wu.value(), wl.value()};
+}
+
+/// The hyperplane multiplier (sum w y - c) / sum w^2 of the view.
+template <class View>
+TETHER_HD double box_hyperplane(const View& v) {
+  Sum wy, ww;
+  for (long long k = 0; k < v.size(); ++k) {
+    const double w = v.weight(k);
+    wy.add(mul(w, v.value(k)));
+    ww.add(mul(w, w));
+  }
+  add_sum(wy, v.constant);
+  return wy.value() / ww.value();
+}
+
+template <class View>
+TETHER_HD BoxSolve box_newton(const View& v, BoxBracket b, double lambda) {
+  BoxSolve solve;
+  RowResult& result = solve.result;
+  b.last_side = 0;
+  if (!(lambda >= b.lo)) lambda = b.lo;
+  if (!(lambda <= b.hi)) lambda = b.hi;
+  double widths[kHalvingPasses];
+  for (int k = 0; k < kHalvingPasses; ++k) widths[k] = HUGE_VAL;
+  for (int iteration = 1; iteration <= kBoxSectionMaxIterations; ++iteration) {
+    result.iterations = iteration;
+    const BoxPiece piece = box_piece(v, lambda);
+    if (piece.excess == 0.0) break;
+    double next = lambda;
+    if (piece.slope.value() > 0.0) {
+      next = piece.offset.value() / piece.slope.value();
+      if (next >= piece.left && next <= piece.right) {  // the root of this piece lies on it
+        lambda = next;
+        break;
+      }
+    }
+    b.shrink(lambda, piece.excess);
+    if (!(piece.slope.value() > 0.0)) {
+      // A flat piece (every entry at a bound): the secant through the bracket's ends, the
+      // average slope of g there (stepping to the piece's end crossed one breakpoint a pass).
+      next = b.secant();
+      if (!(next > b.lo && next < b.hi)) next = piece.excess > 0.0 ? piece.right : piece.left;
+    }
+    // Progress check: the bracket must halve every kHalvingPasses passes.
+    const double width = b.hi - b.lo;
+    const bool slow = width > mul(0.5, widths[iteration % kHalvingPasses]);
+    widths[iteration % kHalvingPasses] = width;
+    if (!(next > b.lo && next < b.hi) && !slow) next = b.secant();
+    if (!(next > b.lo && next < b.hi) || slow) {
+      next = mul(0.5, b.lo) + mul(0.5, b.hi);
+      if (!(next > b.lo && next < b.hi)) break;  // lo and hi are adjacent doubles
+    }
+    lambda = next;
+    if (iteration == kBoxSectionMaxIterations) {
+      result.status = kNoConvergence;
+      result.multiplier = lambda;
+      return solve;
+    }
+  }
+  solve.multiplier = box_multiplier(v, lambda);
+  result.status = solve.multiplier.status;
+  result.multiplier = solve.multiplier.lambda.hi;
+  return solve;
+}
+
+/// The safeguarded Newton method on the whole row (no workspace): the reference path, and the
+/// fallback of box_section_newton.
+TETHER_HD inline RowResult box_section_newton_whole(double* y, long long n,
+                                                    const BoxSectionRow& s) {
+  RowResult result;
+  double lo, hi;
+  if (!box_row_bracket(y, n, s, &result, &lo, &hi)) return result;
+  const WholeRow row(y, n, s);
+  const BoxSolve solve = box_newton(row, box_extreme_bracket(row, lo, hi), box_hyperplane(row));
+  if (solve.result.status == kOk) box_write(y, n, s, solve.multiplier.lambda);
+  return solve.result;
+}
+
+// ---- bracket and reduce: vectorised passes over the row --------------------------------------
+
+/// The row's bounds and weights with each either per entry (contiguous) or shared (one value),
+/// fixed at compile time so that the lane loops below vectorise (a shared value is a
+/// broadcast).
+template <bool kLowerShared, bool kUpperShared, bool kWeightShared>
+struct BoxLayout {
+  const double* lower;
+  const double* upper;
+  const double* weight;
+  TETHER_HD double l(long long i) const { return kLowerShared ? lower[0] : lower[i]; }
+  TETHER_HD double u(long long i) const { return kUpperShared ? upper[0] : upper[i]; }
+  TETHER_HD double w(long long i) const { return kWeightShared ? weight[0] : weight[i]; }
+};
+
+/// Runs body(lane, k) over k < n in blocks of kScanLanes consecutive entries, entry k on lane
+/// k % kScanLanes: each block's lane loop vectorises (TETHER_LANES), and the lane arrays the
+/// body sums into fix the order of every sum. The tail block runs lane by lane.
+template <class Body>
+TETHER_HD void for_each_lane(long long n, Body& body) {
+  const long long full = n - n % kScanLanes;
+  for (long long i = 0; i < full; i += kScanLanes) {
+    TETHER_LANES
+    for (int l = 0; l < kScanLanes; ++l) body(l, i + l);
+  }
+  for (long long k = full; k < n; ++k) body(static_cast<int>(k - full), k);
+}
+
+/// What the first pass over a row finds, in lanes, plain sums (bounds only; the closing sums are
+/// exact).
+struct BoxScan {
+  bool finite = true;
+  double wy = 0.0;       ///< sum w y
+  double ww = 0.0;       ///< sum w^2
+  double wu = 0.0;       ///< sum w u
+  double wl = 0.0;       ///< sum w l
+  double w_abs_y = 0.0;  ///< sum w |y|
+  double w_bound = 0.0;  ///< sum w max(|l|, |u|)
+};
+
+template <class Layout>
+TETHER_HD BoxScan box_scan(const double* y, long long n, const Layout& s) {
+  double probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {}, wu[kScanLanes] = {},
+         wl[kScanLanes] = {}, wa[kScanLanes] = {}, wb[kScanLanes] = {};
+  auto body = [&](int l, long long k) {
+    const double yk = y[k], w = s.w(k), lo = s.l(k), hi = s.u(k);
+    probe[l] += yk - yk;  // 0 for finite entries, NaN otherwise (and it stays)
+    wy[l] += mul(w, yk);
+    ww[l] += mul(w, w);
+    wu[l] += mul(w, hi);
+    wl[l] += mul(w, lo);
+    wa[l] += mul(w, fabs(yk));
+    wb[l] += mul(w, fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi));
+  };
+  for_each_lane(n, body);
+  BoxScan scan;
+  double all = 0.0;
+  for (int l = 0; l < kScanLanes; ++l) {
+    all += probe[l];
+    scan.wy += wy[l];
+    scan.ww += ww[l];
+    scan.wu += wu[l];
+    scan.wl += wl[l];
+    scan.w_abs_y += wa[l];
+    scan.w_bound += wb[l];
+  }
+  scan.finite = all == 0.0;
+  return scan;
+}
+
+/// box_bracket over the whole row in lanes: [min a_i, max b_i], the minimum and maximum taken on
+/// bits::order_key (an integer select vectorises; the floating-point one, with its NaN
+/// semantics, does not). False when an end is not finite.
+template <class Layout>
+TETHER_HD bool box_ends(const double* y, long long n, const Layout& s, double* lo, double* hi) {
+  std::int64_t a_min[kScanLanes], b_max[kScanLanes];
+  for (int l = 0; l < kScanLanes; ++l) {
+    a_min[l] = bits::order_key(HUGE_VAL);
+    b_max[l] = bits::order_key(-HUGE_VAL);
+  }
+  auto body = [&](int l, long long k) {
+    const double w = s.w(k);
+    const std::int64_t a = bits::order_key((y[k] - s.u(k)) / w);
+    const std::int64_t b = bits::order_key((y[k] - s.l(k)) / w);
+    a_min[l] = a < a_min[l] ? a : a_min[l];
+    b_max[l] = b > b_max[l] ? b : b_max[l];
+  };
+  for_each_lane(n, body);
+  for (int l = 1; l < kScanLanes; ++l) {
+    a_min[0] = a_min[l] < a_min[0] ? a_min[l] : a_min[0];
+    b_max[0] = b_max[l] > b_max[0] ? b_max[l] : b_max[0];
+  }
+  *lo = bits::of_order_key(a_min[0]);
+  *hi = bits::of_order_key(b_max[0]);
+  return finite(*lo) && finite(*hi);
+}
+
+/// g(lambda) - c and the slope sum_{free} w^2, plain sums in lanes. x_i = y_i - lambda w_i
+/// (product and difference each rounded: monotone in lambda, and no fma call where the
+/// instruction set has none).
+struct BoxLine {
+  double excess = 0.0;
+  double slope = 0.0;
+};
+
+template <class Layout>
+TETHER_HD BoxLine box_line(const double* y, long long n, const Layout& s, double c,
+                           double lambda) {
+  double g[kScanLanes] = {}, slope[kScanLanes] = {};
+  auto body = [&](int l, long long k) {
+    const double w = s.w(k), lo = s.l(k), hi = s.u(k);
+    const double x = fma(-lambda, w, y[k]);
+    g[l] += mul(w, x < lo ? lo : (x > hi ? hi : x));
+    slope[l] += (x > lo && x < hi) ? mul(w, w) : 0.0;
+  };
+  for_each_lane(n, body);
+  BoxLine line;
+  for (int l = 0; l < kScanLanes; ++l) {
+    line.excess += g[l];
+    line.slope += slope[l];
+  }
+  line.excess -= c;
+  return line;
+}
+
+/// The entries of the row that a bracket [lo, hi] of the root leaves undecided: entry i is at u
+/// for every lambda <= hi when y_i - hi w_i >= u_i, and at l for every lambda >= lo when
+/// y_i - lo w_i <= l_i (x as in box_line: monotone in lambda). The fixed entries' w_i times
+/// their bound is summed exactly (products with their fma error, Knuth's two-sum in lanes)
+/// into *fixed; the positions of the others go to position[] in index order; returns their
+/// number.
+template <class Layout>
+TETHER_HD long long box_reduce(const double* y, long long n, const Layout& s, double lo,
+                               double hi, Sum* fixed, double* position) {
+  // First the sums, with each entry's flag (1: undecided) in position[k]; then the flags
+  // become positions, in place, skipping blocks of kScanLanes without a flag.
+  double sum[kScanLanes] = {}, error[kScanLanes] = {};
+  auto body = [&](int l, long long k) {
+    const double w = s.w(k), lower = s.l(k), upper = s.u(k), yk = y[k];
+    const bool at_upper = yk - mul(hi, w) >= upper, at_lower = yk - mul(lo, w) <= lower;
+    const double bound = at_upper ? upper : (at_lower ? lower : 0.0);
+    const double p = mul(w, bound);
+    const double total = sum[l] + p;  // two-sum: total + its error == sum + p exactly
+    const double part = total - sum[l];
+    error[l] += ((sum[l] - (total - part)) + (p - part)) + fma(w, bound, -p);
+    sum[l] = total;
+    position[k] = (at_upper || at_lower) ? 0.0 : 1.0;
+  };
+  for_each_lane(n, body);
+  long long m = 0;
+  for (long long i = 0; i < n; i += kScanLanes) {
+    const int block = n - i < kScanLanes ? static_cast<int>(n - i) : kScanLanes;
+    std::uint64_t flag[kScanLanes] = {}, any = 0;  // the flags' bit patterns: 0 for 0.0
+    for (int l = 0; l < block; ++l) {
+      flag[l] = bits::bits_of(position[i + l]);
+      any |= flag[l];
+    }
+    if (any != 0)
+      for (int l = 0; l < block; ++l) {  // position m <= i + l: flags already read
+        position[m] = static_cast<double>(i + l);
+        m += flag[l] != 0 ? 1 : 0;
+      }
+  }
+  for (int l = 0; l < kScanLanes; ++l) fixed->add(sum[l]);
+  for (int l = 0; l < kScanLanes; ++l) fixed->add(error[l]);
+  return m;
+}
+
+/// Passes over the row that narrow a two-sided bracket before the reduce.
+constexpr int kBoxNarrowingPasses = 2;
+
+/// Passes of box_locate before the row falls back to the whole-row Newton method.
+constexpr int kBoxLocatePasses = 16;
+
+/// Unit roundoff of double.
+constexpr double kRoundoff = 0x1p-53;
+
+/// Brackets the root with Newton steps on plain vectorised passes (secant and bisection when a
+/// step leaves the bracket, as in box_newton), fixes the entries the bracket decides
+/// (box_reduce), solves the rest exactly (box_newton on the RowSubset) and writes the row.
+/// A pass's sign of g - c counts only when it exceeds the pass's rounding bound; a pass within
+/// the bound is at a root up to rounding, and then the bracket is a narrow window around it.
+/// Returns false, with y untouched, when it cannot vouch for the answer (a closed form outside
+/// the bracket, overflow, non-finite input, no bracket within kBoxLocatePasses passes): the
+/// caller then runs the whole-row method. position: n doubles.
+template <class Layout>
+TETHER_HD bool box_section_bracketed_in(const Layout& s, double* y, long long n,
+                                        const BoxSectionRow& set, double* position,
+                                        RowResult* out) {
+  const BoxScan scan = box_scan(y, n, s);
+  if (!scan.finite) return false;
+  const double c = set.total;
+  double lambda = (scan.wy - c) / scan.ww;
+  if (!finite(lambda)) return false;
+  // Rounding bound of box_line's g - c: each x_i within 2 u (|y_i| + |lambda| w_i) (g is
+  // 1-Lipschitz in each x_i, times w_i), each product and the n-term sum within (n + 1) u
+  // sum w_i |clamp| <= (n + 1) u sum w max(|l|, |u|); doubled for the plain sums it uses.
+  const double fixed_bound = mul(mul(2.0 * kRoundoff, static_cast<double>(n + 4)),
+                                 scan.w_bound + fabs(c));
+  BoxBracket b{-HUGE_VAL, HUGE_VAL, scan.wu - c, scan.wl - c};  // the extreme ends' excess
+  bool lo_seen = false, hi_seen = false, at_root = false;
+  int passes = 0, narrowing = 0;
+  double step = 0.0;
+  while (true) {
+    if (++passes > kBoxLocatePasses) return false;
+    const BoxLine line = box_line(y, n, s, c, lambda);
+    const double bound =
+        mul(4.0 * kRoundoff, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
+    if (!finite(line.excess)) return false;
+    if (fabs(line.excess) <= bound) {
+      at_root = true;
+      break;
+    }
+    b.shrink(lambda, line.excess);
+    (line.excess > 0.0 ? lo_seen : hi_seen) = true;
+    double next = line.slope > 0.0 ? lambda + line.excess / line.slope : lambda;
+    if (lo_seen && hi_seen && ++narrowing > kBoxNarrowingPasses) {
+      if (next > b.lo && next < b.hi) lambda = next;  // the rest starts from the Newton step
+      break;
+    }
+    if (!(next > b.lo && next < b.hi)) {
+      if (!lo_seen || !hi_seen) {  // the secant needs both ends: the row's bracket
+        double a_min, b_max;
+        if (!box_ends(y, n, s, &a_min, &b_max)) return false;
+        if (!lo_seen) b.lo = a_min;
+        if (!hi_seen) b.hi = b_max;
+      }
+      next = b.secant();
+      if (!(next > b.lo && next < b.hi)) next = mul(0.5, b.lo) + mul(0.5, b.hi);
+      if (!(next > b.lo && next < b.hi)) return false;
+    }
+    step = next - lambda;
+    lambda = next;
+  }
+  if (at_root) {  // a window around lambda, inside what is known
+    const double window =
+        mul(0x1p-24, fabs(lambda) + fabs(step)) + mul(0x1p-20, fixed_bound / scan.ww);
+    if (!(lambda - window < lambda + window)) return false;
+    b.lo = b.lo > lambda - window ? b.lo : lambda - window;
+    b.hi = b.hi < lambda + window ? b.hi : lambda + window;
+  }
+  const double lo = b.lo, hi = b.hi;
+  RowSubset rest{y, position, 0, set, Sum{}};
+  rest.m = box_reduce(y, n, s, lo, hi, &rest.constant, position);
+  rest.constant.add(-c);
+  Split multiplier;
+  int iterations = passes;
+  if (rest.m == 0) {  // every entry fixed: g is flat on the window, any lambda in it will do
+    if (!at_root) return false;  // (a sign change across a flat bracket: rounding; not seen)
+    multiplier.hi = lambda;
+  } else {
+    // Inside the bracket the rest's g - c is the row's: the secant keeps the bracket's ends
+    // (a window's ends were not evaluated: there, the rest's extreme breakpoints).
+    BoxBracket bracket = b;
+    if (at_root) {
+      RowResult ignored;
+      double rest_lo, rest_hi;
+      if (!box_bracket(rest, &ignored, &rest_lo, &rest_hi)) return false;
+      bracket = box_extreme_bracket(rest, rest_lo, rest_hi);
+    }
+    const BoxSolve solve = box_newton(rest, bracket, lambda);
+    if (solve.result.status != kOk) return false;
+    // Both closed forms must classify inside the bracket, where the fixed entries are fixed.
+    const BoxMultiplier& m = solve.multiplier;
+    if (!(m.first.hi >= lo && m.first.hi <= hi && m.lambda.hi >= lo && m.lambda.hi <= hi))
+      return false;
+    multiplier = m.lambda;
+    iterations += solve.result.iterations;
+  }
+  box_write(y, n, s, multiplier);
+  out->multiplier = multiplier.hi;
+  out->iterations = iterations;
+  return true;
+}
+
+/// box_section_bracketed for the row's layout: each of l, u, w per entry (stride 1) or shared
+/// (stride 0), decided one at a time into BoxLayout's flags; false for other strides.
+template <bool... kShared>
+TETHER_HD bool box_section_bracketed(double* y, long long n, const BoxSectionRow& s,
+                                     double* position, RowResult* out) {
+  constexpr int decided = sizeof...(kShared);
+  if constexpr (decided == 3) {
+    return box_section_bracketed_in(BoxLayout<kShared...>{s.lower, s.upper, s.weight}, y, n, s,
+                                    position, out);
+  } else {
+    const long long stride =
+        decided == 0 ? s.lower_stride : (decided == 1 ? s.upper_stride : s.weight_stride);
+    if (stride == 0) return box_section_bracketed<kShared..., true>(y, n, s, position, out);
+    if (stride == 1) return box_section_bracketed<kShared..., false>(y, n, s, position, out);
+    return false;
+  }
+}
+
+/// The box section's Newton projection of one row: box_section_bracketed, and where it
+/// declines (or position is null), the safeguarded Newton method on the whole row. position:
+/// n doubles of workspace, or nullptr.
+TETHER_HD inline RowResult box_section_newton(double* y, long long n, const BoxSectionRow& s,
+                                              double* position) {
+  RowResult result;
+  if (position != nullptr && box_section_bracketed<>(y, n, s, position, &result)) return result;
+  return box_section_newton_whole(y, n, s);
+}
+
+}  // namespace tether::simplex_row

@@ -36,6 +36,36 @@ TETHER_HD inline std::int64_t order_key(double x) {
   return b ^ ((b >> 63) & INT64_MAX);
 }
 
+/// The float versions: 32-bit patterns and keys.
+TETHER_HD inline std::uint32_t bits_of(float x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<std::uint32_t>(__float_as_int(x));
+#else
+  std::uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+#endif
+}
+
+TETHER_HD inline float float_of(std::uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(static_cast<int>(b));
+#else
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+#endif
+}
+
+TETHER_HD inline std::int32_t order_key(float x) {
+  const auto b = static_cast<std::int32_t>(bits_of(x));
+  return b ^ ((b >> 31) & INT32_MAX);
+}
+
+TETHER_HD inline float of_order_key(std::int32_t k) {
+  return float_of(static_cast<std::uint32_t>(k ^ ((k >> 31) & INT32_MAX)));
+}
+
 /// The double whose order_key is k.
 TETHER_HD inline double of_order_key(std::int64_t k) {
   return double_of(static_cast<std::uint64_t>(k ^ ((k >> 63) & INT64_MAX)));

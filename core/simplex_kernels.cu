@@ -31,37 +31,40 @@ using cuda::DeviceBuffer;
 constexpr unsigned kFullMask = 0xffffffffu;
 
 // Warp sums and maxima: every lane ends with the total (butterfly; the order is fixed).
-__device__ double warp_sum(double v) {
+template <class T>
+__device__ T warp_sum(T v) {
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
   return v;
 }
-__device__ long long warp_max(long long v) {
+template <class Key>
+__device__ Key warp_max(Key v) {
   for (int offset = 16; offset > 0; offset /= 2) {
-    const long long other = __shfl_xor_sync(kFullMask, v, offset);
+    const Key other = __shfl_xor_sync(kFullMask, v, offset);
     v = other > v ? other : v;
   }
   return v;
 }
 
 // One warp per row (blockDim.x a multiple of 32).
-template <bool kAbs>
-__device__ void threshold_row_warp(double* y, long long n, double z, bool sorted, double* work,
-                                   int* status, long long* index) {
+template <bool kAbs, class T>
+__device__ void threshold_row_warp(T* y, long long n, T z, bool sorted, T* work, int* status,
+                                   long long* index) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   // The scan (row::scan_row's quantities, lane-strided, then warp-reduced).
-  double probe = 0.0, abs_sum = 0.0;
-  long long top = bits::order_key(row::value<kAbs>(y, 0));
+  using Key = decltype(bits::order_key(T{}));
+  T probe = 0, abs_sum = 0;
+  Key top = bits::order_key(row::value<kAbs>(y, 0));
   for (long long i = lane; i < n; i += 32) {
-    const double v = row::value<kAbs>(y, i);
+    const T v = row::value<kAbs>(y, i);
     probe += y[i] - y[i];
     if (kAbs) abs_sum += v;
-    const long long key = bits::order_key(v);
+    const Key key = bits::order_key(v);
     top = key > top ? key : top;
   }
   probe = warp_sum(probe);
   abs_sum = warp_sum(abs_sum);
   top = warp_max(top);
-  if (probe != 0.0) {  // NaN or inf somewhere
+  if (probe != T(0)) {  // NaN or inf somewhere
     if (lane == 0) {
       *status = row::kNonFinite;
       *index = row::first_non_finite(y, n);
@@ -73,17 +76,17 @@ __device__ void threshold_row_warp(double* y, long long n, double z, bool sorted
     *index = -1;
   }
   if (kAbs && row::l1_inside(y, n, z, abs_sum)) return;  // left as it is
-  if (z == 0.0) {
-    for (long long i = lane; i < n; i += 32) y[i] = 0.0;
+  if (z == T(0)) {
+    for (long long i = lane; i < n; i += 32) y[i] = T(0);
     return;
   }
   // The candidates, compacted in index order: each round of 32 entries takes one ballot.
-  const double largest = bits::of_order_key(top);
-  const double bound = (largest - z) - row::mul(fabs(largest) + z, 0x1p-40);
+  const T largest = bits::of_order_key(top);
+  const T bound = (largest - z) - row::mul(fabs(largest) + z, row::Precision<T>::margin);
   long long m = 0;
   for (long long base = 0; base < n; base += 32) {
     const long long i = base + lane;
-    const double v = i < n ? row::value<kAbs>(y, i) : 0.0;
+    const T v = i < n ? row::value<kAbs>(y, i) : T(0);
     const bool keep = i < n && v > bound;
     const unsigned ballot = __ballot_sync(kFullMask, keep);
     if (keep) work[m + __popc(ballot & ((1u << lane) - 1u))] = v;
@@ -91,17 +94,17 @@ __device__ void threshold_row_warp(double* y, long long n, double z, bool sorted
   }
   __syncwarp();
   // Lane 0: the part on the candidates, and the whole-row fallback.
-  double tau_hi = 0.0, tau_lo = 0.0;
+  T tau_hi = 0, tau_lo = 0;
   int clear = 0;
   if (lane == 0) {
-    double tau_estimate = 0.0;
-    row::Split tau;
+    T tau_estimate = 0;
+    row::BasicSplit<T> tau;
     const bool ok =
         sorted ? row::threshold_on_candidates(work, n, m, z, largest, bound,
-                                              row::SortedEstimate<row::HeapSort>{{}, z},
+                                              row::SortedEstimate<T, row::HeapSort>{{}, z},
                                               &tau_estimate, &tau)
                : row::threshold_on_candidates(work, n, m, z, largest, bound,
-                                              row::CondatEstimate{z}, &tau_estimate, &tau);
+                                              row::CondatEstimate<T>{z}, &tau_estimate, &tau);
     if (ok) {
       clear = 1;
       tau_hi = tau.hi;
@@ -113,19 +116,20 @@ __device__ void threshold_row_warp(double* y, long long n, double z, bool sorted
   }
   clear = __shfl_sync(kFullMask, clear, 0);
   if (!clear) return;  // lane 0 wrote the row (or its status)
-  row::Split tau;
+  row::BasicSplit<T> tau;
   tau.hi = __shfl_sync(kFullMask, tau_hi, 0);
   tau.lo = __shfl_sync(kFullMask, tau_lo, 0);
   for (long long i = lane; i < n; i += 32) y[i] = row::thresholded<kAbs>(y[i], tau);
 }
 
-__global__ void threshold_warp_kernel(double* x, long long rows, long long n, long long stride,
-                                      double z, bool l1, bool sorted, double* scratch, int* status,
+template <class T>
+__global__ void threshold_warp_kernel(T* x, long long rows, long long n, long long stride, T z,
+                                      bool l1, bool sorted, T* scratch, int* status,
                                       long long* index) {
   const long long r = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
-  double* y = x + r * stride;
-  double* work = scratch + 2 * r * n;
+  T* y = x + r * stride;
+  T* work = scratch + 2 * r * n;
   if (l1)
     threshold_row_warp<true>(y, n, z, sorted, work, status + r, index + r);
   else
@@ -151,6 +155,38 @@ void copy_status_back(const DeviceBuffer& d_status, const DeviceBuffer& d_index,
         "copy status");
   check(cudaMemcpy(index, d_index.data, sizeof(long long) * rows, cudaMemcpyDeviceToHost),
         "copy index");
+}
+
+/// The warp kernel on rows x n contiguous rows on the device; statuses back to the host.
+template <class T>
+void launch_threshold(T* x, long long rows, long long n, T z, bool l1, bool sorted, T* scratch,
+                      const DeviceBuffer& d_status, const DeviceBuffer& d_index, int* status,
+                      long long* index) {
+  const long long warps_per_block = kThreads / 32;
+  const long long blocks = (rows + warps_per_block - 1) / warps_per_block;
+  threshold_warp_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+      x, rows, n, n, z, l1, sorted, scratch, d_status.as<int>(), d_index.as<long long>());
+  check(cudaGetLastError(), "threshold_warp_kernel launch");
+  copy_status_back(d_status, d_index, rows, status, index);  // synchronises
+}
+
+/// The batch copied to the device (rows `stride` values apart on the host), projected there
+/// and copied back.
+template <class T>
+void threshold_rows_copied(T* x, long long rows, long long n, long long stride, T z, bool l1,
+                           bool sorted, int* status, long long* index) {
+  const auto entries = static_cast<std::size_t>(rows * n);
+  DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * 2 * entries),
+      d_status(sizeof(int) * static_cast<std::size_t>(rows)),
+      d_index(sizeof(long long) * static_cast<std::size_t>(rows));
+  check(cudaMemcpy2D(d_x.data, sizeof(T) * n, x, sizeof(T) * stride, sizeof(T) * n, rows,
+                     cudaMemcpyHostToDevice),
+        "copy x");
+  launch_threshold(d_x.as<T>(), rows, n, z, l1, sorted, d_scratch.as<T>(), d_status, d_index,
+                   status, index);
+  check(cudaMemcpy2D(x, sizeof(T) * stride, d_x.data, sizeof(T) * n, sizeof(T) * n, rows,
+                     cudaMemcpyDeviceToHost),
+        "copy x back");
 }
 
 }  // namespace
@@ -188,21 +224,18 @@ void download_rows(const ResidentRows* r, double* x, long long stride) {
 
 void threshold_resident(ResidentRows* r, double z, bool l1, bool sorted, int* status,
                         long long* index) {
-  const long long warps_per_block = kThreads / 32;
-  const long long blocks = (r->rows + warps_per_block - 1) / warps_per_block;
-  threshold_warp_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-      r->x.as<double>(), r->rows, r->n, r->n, z, l1, sorted, r->scratch.as<double>(),
-      r->status.as<int>(), r->index.as<long long>());
-  check(cudaGetLastError(), "threshold_warp_kernel launch");
-  copy_status_back(r->status, r->index, r->rows, status, index);  // synchronises
+  launch_threshold(r->x.as<double>(), r->rows, r->n, z, l1, sorted, r->scratch.as<double>(),
+                   r->status, r->index, status, index);
 }
 
 void threshold_rows(double* x, long long rows, long long n, long long stride, double z, bool l1,
                     bool sorted, int* status, long long* index) {
-  ResidentRows resident(rows, n);
-  upload_rows(&resident, x, stride);
-  threshold_resident(&resident, z, l1, sorted, status, index);
-  download_rows(&resident, x, stride);
+  threshold_rows_copied(x, rows, n, stride, z, l1, sorted, status, index);
+}
+
+void threshold_rows(float* x, long long rows, long long n, long long stride, float z, bool l1,
+                    bool sorted, int* status, long long* index) {
+  threshold_rows_copied(x, rows, n, stride, z, l1, sorted, status, index);
 }
 
 void box_section_resident(ResidentRows* r, const double* lower, long long lower_size,

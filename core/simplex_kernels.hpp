@@ -1,7 +1,7 @@
 // The raw-pointer boundary of the simplex-type projections' CUDA kernels (no Eigen here, so
 // nvcc compiles only plain C++). Implemented in simplex_kernels.cu; used by
 // simplex_projections.cpp, which validates every argument first. All pointers are host
-// pointers; x is row-major with `stride` doubles between rows. On return status[r] and
+// pointers; x is row-major with `stride` values between rows. On return status[r] and
 // index[r] hold row r's simplex_row::RowResult status and offending entry.
 #pragma once
 
@@ -13,6 +13,9 @@ int device_count();
 /// Every row onto the simplex {p >= 0, sum p = z} (l1 == false) or the l1 ball (l1 == true);
 /// sorted == true: the sort-based algorithm, else Condat's. z >= 0 finite.
 void threshold_rows(double* x, long long rows, long long n, long long stride, double z, bool l1,
+                    bool sorted, int* status, long long* index);
+/// The same in float (the row code's float instantiation).
+void threshold_rows(float* x, long long rows, long long n, long long stride, float z, bool l1,
                     bool sorted, int* status, long long* index);
 
 /// A rows x n batch held on the device (contiguous rows), for repeated projections without

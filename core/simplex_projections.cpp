@@ -20,14 +20,18 @@ namespace row = simplex_row;
 
 /// std::sort ascending: the same sorted sequence as simplex_row::heapsort_ascending.
 struct StdSort {
-  void operator()(double* a, long long n) const { std::sort(a, a + n); }
+  template <class T>
+  void operator()(T* a, long long n) const {
+    std::sort(a, a + n);
+  }
 };
 
 void require_dimension(const char* who, Index n) {
   require(n >= 1, who, ": dimension n must be >= 1, got ", n);
 }
 
-void require_radius(const char* who, double z) {
+template <class T>
+void require_radius(const char* who, T z) {
   require(std::isfinite(z), who, ": z must be finite, got ", z);
   require<InfeasibleError>(z >= 0.0, who, ": z = ", z,
                            " < 0 leaves the set empty (z must be >= 0)");
@@ -38,7 +42,8 @@ void require_tolerance(const char* who, double tolerance) {
 }
 
 /// Turns the first failed row of a batch into its exception.
-void throw_row_failure(const char* who, ConstMatrixRef x, Index r, int status, long long index) {
+template <class Rows>
+void throw_row_failure(const char* who, const Rows& x, Index r, int status, long long index) {
   switch (status) {
     case row::kNonFinite:
       throw InvalidArgumentError(
@@ -55,12 +60,14 @@ void throw_row_failure(const char* who, ConstMatrixRef x, Index r, int status, l
 }
 
 /// Runs fn(row pointer, workspace) on every row of x, in parallel over rows; throws for the
-/// lowest-numbered failed row. workspace_per_row doubles of scratch per thread.
-template <class RowFn>
-void for_each_row(const char* who, MatrixRef x, Index workspace_per_row, RowFn fn) {
+/// lowest-numbered failed row. workspace_per_row values of scratch per thread; Rows: MatrixRef
+/// or MatrixFRef.
+template <class Rows, class RowFn>
+void for_each_row(const char* who, Rows x, Index workspace_per_row, RowFn fn) {
+  using T = typename Rows::Scalar;
   const Index rows = x.rows(), n = x.cols();
   const Index stride = x.outerStride();
-  double* data = x.data();
+  T* data = x.data();
   // Key of the first failure: row * 4 + status (statuses are < 4); the minimum over threads is
   // the lowest row, whatever the schedule.
   long long first_failure = std::numeric_limits<long long>::max();
@@ -70,8 +77,8 @@ void for_each_row(const char* who, MatrixRef x, Index workspace_per_row, RowFn f
   {
     // Uninitialised: the threshold projections touch only their candidates' share of it, so
     // a long row does not pay for zeroing (and faulting in) 2 n doubles it never reads.
-    const std::unique_ptr<double[]> work =
-        std::make_unique_for_overwrite<double[]>(static_cast<std::size_t>(workspace_per_row));
+    const std::unique_ptr<T[]> work =
+        std::make_unique_for_overwrite<T[]>(static_cast<std::size_t>(workspace_per_row));
 #pragma omp for schedule(static)
     for (Index r = 0; r < rows; ++r) {
       const row::RowResult result = fn(data + r * stride, static_cast<long long>(n), work.get());
@@ -88,13 +95,15 @@ void for_each_row(const char* who, MatrixRef x, Index workspace_per_row, RowFn f
   }
 }
 
-void threshold_rows_cpu(const char* who, MatrixRef x, double z, SimplexAlgorithm algorithm,
-                        bool l1) {
+template <class Rows>
+void threshold_rows_cpu(const char* who, Rows x, typename Rows::Scalar z,
+                        SimplexAlgorithm algorithm, bool l1) {
+  using T = typename Rows::Scalar;
   require_dimension(who, x.cols());
   require_radius(who, z);
   if (x.rows() == 0) return;
   const bool sorted = algorithm == SimplexAlgorithm::kSort;
-  for_each_row(who, x, 2 * x.cols(), [&](double* y, long long n, double* work) {
+  for_each_row(who, x, 2 * x.cols(), [&](T* y, long long n, T* work) {
     if (l1)
       return sorted ? row::project_sorted<true>(y, n, z, work, StdSort{})
                     : row::project_condat<true>(y, n, z, work);
@@ -138,6 +147,14 @@ void project_simplex_rows(MatrixRef x, double z, SimplexAlgorithm algorithm) {
 }
 
 void project_l1_ball_rows(MatrixRef x, double z, SimplexAlgorithm algorithm) {
+  threshold_rows_cpu("project_l1_ball_rows", x, z, algorithm, true);
+}
+
+void project_simplex_rows(MatrixFRef x, float z, SimplexAlgorithm algorithm) {
+  threshold_rows_cpu("project_simplex_rows", x, z, algorithm, false);
+}
+
+void project_l1_ball_rows(MatrixFRef x, float z, SimplexAlgorithm algorithm) {
   threshold_rows_cpu("project_l1_ball_rows", x, z, algorithm, true);
 }
 
@@ -296,15 +313,17 @@ void require_device(const char* who) {
 }
 
 #if defined(TETHER_HAVE_CUDA)
-void throw_first_failure(const char* who, ConstMatrixRef x, const std::vector<int>& status,
+template <class Rows>
+void throw_first_failure(const char* who, const Rows& x, const std::vector<int>& status,
                          const std::vector<long long>& index) {
   for (std::size_t r = 0; r < status.size(); ++r)
     if (status[r] != row::kOk)
       throw_row_failure(who, x, static_cast<Index>(r), status[r], index[r]);
 }
 
-void threshold_rows_device(const char* who, MatrixRef x, double z, SimplexAlgorithm algorithm,
-                           bool l1) {
+template <class Rows>
+void threshold_rows_device(const char* who, Rows x, typename Rows::Scalar z,
+                           SimplexAlgorithm algorithm, bool l1) {
   require_dimension(who, x.cols());
   require_radius(who, z);
   require_device(who);
@@ -317,7 +336,9 @@ void threshold_rows_device(const char* who, MatrixRef x, double z, SimplexAlgori
   throw_first_failure(who, x, status, index);
 }
 #else
-void threshold_rows_device(const char* who, MatrixRef x, double z, SimplexAlgorithm, bool) {
+template <class Rows>
+void threshold_rows_device(const char* who, Rows x, typename Rows::Scalar z, SimplexAlgorithm,
+                           bool) {
   require_dimension(who, x.cols());
   require_radius(who, z);
   require_device(who);
@@ -331,6 +352,14 @@ void project_simplex_rows(MatrixRef x, double z, SimplexAlgorithm algorithm) {
 }
 
 void project_l1_ball_rows(MatrixRef x, double z, SimplexAlgorithm algorithm) {
+  threshold_rows_device("device::project_l1_ball_rows", x, z, algorithm, true);
+}
+
+void project_simplex_rows(MatrixFRef x, float z, SimplexAlgorithm algorithm) {
+  threshold_rows_device("device::project_simplex_rows", x, z, algorithm, false);
+}
+
+void project_l1_ball_rows(MatrixFRef x, float z, SimplexAlgorithm algorithm) {
   threshold_rows_device("device::project_l1_ball_rows", x, z, algorithm, true);
 }
 

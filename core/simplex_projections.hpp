@@ -173,6 +173,13 @@ void project_simplex_rows(MatrixRef x, double z,
 void project_l1_ball_rows(MatrixRef x, double z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 void project_box_section_rows(MatrixRef x, const BoxSection& set);
+/// The threshold sets in single precision: the same algorithms and exactness in float
+/// (compensated float sums, the threshold as a float hi + lo), so |sum p - z| is a few float
+/// ulps of z; the same refusals.
+void project_simplex_rows(MatrixFRef x, float z,
+                          SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+void project_l1_ball_rows(MatrixFRef x, float z,
+                          SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 
 namespace device {
 
@@ -187,6 +194,10 @@ void project_simplex_rows(MatrixRef x, double z,
 void project_l1_ball_rows(MatrixRef x, double z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 void project_box_section_rows(MatrixRef x, const BoxSection& set);
+void project_simplex_rows(MatrixFRef x, float z,
+                          SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+void project_l1_ball_rows(MatrixFRef x, float z,
+                          SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 
 namespace simplex_kernels {
 struct ResidentRows;

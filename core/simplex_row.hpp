@@ -47,42 +47,71 @@ TETHER_HD inline double mul(double a, double b) {
   return a * b;
 #endif
 }
+TETHER_HD inline float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
 
 /// True for a finite v (inf - inf and NaN - NaN are NaN); needs no <cmath> on either side.
 TETHER_HD inline bool finite(double v) { return v - v == 0.0; }
+TETHER_HD inline bool finite(float v) { return v - v == 0.0f; }
+
+/// The row code runs in double and in float (the threshold sets); what depends on the type.
+template <class T>
+struct Precision;
+template <>
+struct Precision<double> {
+  static constexpr double epsilon = 0x1p-52;
+  /// Relative margin of the candidates' bound (threshold_candidates): 2^12 ulps, far outside
+  /// the closed form's few ulps of rounding.
+  static constexpr double margin = 0x1p-40;
+};
+template <>
+struct Precision<float> {
+  static constexpr float epsilon = 0x1p-23f;
+  static constexpr float margin = 0x1p-12f;  // 2^11 ulps
+};
 
 /// Neumaier's compensated sum: the error is about one rounding of the total plus
 /// n eps^2 sum |terms|, independent of the order of magnitude of the terms. Each step's
 /// rounding error is taken with Knuth's two-sum, branch-free (no comparison of |s| and |x| to
 /// mispredict); it is the exact error, the same number Neumaier's branch computes.
-struct Sum {
-  double s = 0.0;
-  double c = 0.0;
-  TETHER_HD void add(double x) {
-    const double t = s + x;
-    const double part = t - s;
+template <class T>
+struct BasicSum {
+  T s = 0;
+  T c = 0;
+  TETHER_HD void add(T x) {
+    const T t = s + x;
+    const T part = t - s;
     c += (s - (t - part)) + (x - part);
     s = t;
   }
-  TETHER_HD double value() const { return s + c; }
+  TETHER_HD T value() const { return s + c; }
 };
+using Sum = BasicSum<double>;
 
 /// A multiplier as an unevaluated sum hi + lo, |lo| <~ ulp(hi): the closed-form quotient
 /// carried to about twice the precision, so that p_i = (v_i - hi) - lo keeps full relative
 /// accuracy when v_i and the multiplier agree in their leading digits (then v_i - hi is exact,
 /// Sterbenz), and the constraint holds to the rounding of the p_i themselves.
-struct Split {
-  double hi = 0.0;
-  double lo = 0.0;
+template <class T>
+struct BasicSplit {
+  T hi = 0;
+  T lo = 0;
 };
+using Split = BasicSplit<double>;
 
 /// (s + c) / (t + d) for compensated sums num = s + c and den = t + d, as hi + lo.
-TETHER_HD inline Split divide(const Sum& num, const Sum& den) {
-  Split q;
-  const double d = den.value();
+template <class T>
+TETHER_HD BasicSplit<T> divide(const BasicSum<T>& num, const BasicSum<T>& den) {
+  BasicSplit<T> q;
+  const T d = den.value();
   q.hi = num.value() / d;
   // num - hi den: the fma leaves one rounding of a quantity of size ~ eps |num|.
-  const double r = fma(-q.hi, den.s, num.s) + num.c - mul(q.hi, den.c);
+  const T r = fma(-q.hi, den.s, num.s) + num.c - mul(q.hi, den.c);
   q.lo = r / d;
   return q;
 }
@@ -114,31 +143,33 @@ constexpr int kScanLanes = 8;
 /// Index of the first non-finite y_i, or -1. The common all-finite row takes one branch-free
 /// pass (y - y is 0 for finite y, NaN otherwise, and NaN survives the sums), which
 /// vectorises; only a row that fails it is searched.
-TETHER_HD inline long long first_non_finite(const double* y, long long n) {
-  double probe[kScanLanes] = {};
+template <class T>
+TETHER_HD long long first_non_finite(const T* y, long long n) {
+  T probe[kScanLanes] = {};
   const long long full = n - n % kScanLanes;
   for (long long i = 0; i < full; i += kScanLanes)
     for (int l = 0; l < kScanLanes; ++l) probe[l] += y[i + l] - y[i + l];
   for (long long i = full; i < n; ++i) probe[0] += y[i] - y[i];
-  double all = 0.0;
+  T all = 0;
   for (int l = 0; l < kScanLanes; ++l) all += probe[l];
-  if (all == 0.0) return -1;
+  if (all == 0) return -1;
   for (long long i = 0; i < n; ++i)
     if (!finite(y[i])) return i;
   return -1;
 }
 
 /// The value the threshold acts on: y_i (simplex) or |y_i| (l1 ball).
-template <bool kAbs>
-TETHER_HD inline double value(const double* y, long long i) {
+template <bool kAbs, class T>
+TETHER_HD inline T value(const T* y, long long i) {
   return kAbs ? fabs(y[i]) : y[i];
 }
 
 // ---- sorting (the device side of the sort-based algorithms) -------------------------------
 
 /// Restores the max-heap property of a[0..end) below root.
-TETHER_HD inline void sift_down(double* a, long long root, long long end) {
-  const double moving = a[root];
+template <class T>
+TETHER_HD void sift_down(T* a, long long root, long long end) {
+  const T moving = a[root];
   while (true) {
     long long child = 2 * root + 1;
     if (child >= end) break;
@@ -151,10 +182,11 @@ TETHER_HD inline void sift_down(double* a, long long root, long long end) {
 }
 
 /// In-place ascending heapsort: O(n log n), no recursion, no allocation.
-TETHER_HD inline void heapsort_ascending(double* a, long long n) {
+template <class T>
+TETHER_HD void heapsort_ascending(T* a, long long n) {
   for (long long start = n / 2 - 1; start >= 0; --start) sift_down(a, start, n);
   for (long long end = n - 1; end > 0; --end) {
-    const double top = a[0];
+    const T top = a[0];
     a[0] = a[end];
     a[end] = top;
     sift_down(a, 0, end);
@@ -162,7 +194,10 @@ TETHER_HD inline void heapsort_ascending(double* a, long long n) {
 }
 
 struct HeapSort {
-  TETHER_HD void operator()(double* a, long long n) const { heapsort_ascending(a, n); }
+  template <class T>
+  TETHER_HD void operator()(T* a, long long n) const {
+    heapsort_ascending(a, n);
+  }
 };
 
 // ---- threshold sets: simplex and l1 ball --------------------------------------------------
@@ -170,13 +205,14 @@ struct HeapSort {
 /// Held, Wolfe and Crowder (1974) / Michelot (1986): with s sorted ascending, walk from the
 /// largest entry down; the active set is the largest k entries for the last k with
 /// s_(k) > (sum of the k largest - z) / k (a prefix property). Returns that running threshold.
-TETHER_HD inline double threshold_sorted(const double* s, long long n, double z) {
-  double cumulative = 0.0;
-  double tau = s[n - 1] - z;
+template <class T>
+TETHER_HD T threshold_sorted(const T* s, long long n, T z) {
+  T cumulative = T(0);
+  T tau = s[n - 1] - z;
   for (long long k = 1; k <= n; ++k) {
-    const double v = s[n - k];
+    const T v = s[n - k];
     cumulative += v;
-    const double t = (cumulative - z) / static_cast<double>(k);
+    const T t = (cumulative - z) / static_cast<T>(k);
     if (!(v > t)) break;
     tau = t;
   }
@@ -188,15 +224,15 @@ TETHER_HD inline double threshold_sorted(const double* s, long long n, double z)
 /// threshold rho = (sum v - z) / |v| and a waiting list v~; v~ is revisited once, then entries
 /// <= rho are dropped until v is stable. aux holds n doubles (v~ at its front, v after it).
 /// Expected O(n); returns the threshold estimate.
-template <bool kAbs>
-TETHER_HD double threshold_condat(const double* y, long long n, double z, double* aux) {
+template <bool kAbs, class T>
+TETHER_HD T threshold_condat(const T* y, long long n, T z, T* aux) {
   long long vs = 0, ve = 1;  // v = aux[vs, ve), v~ = aux[0, vs)
   aux[0] = value<kAbs>(y, 0);
-  double rho = aux[0] - z;
+  T rho = aux[0] - z;
   for (long long i = 1; i < n; ++i) {
-    const double yi = value<kAbs>(y, i);
+    const T yi = value<kAbs>(y, i);
     if (yi > rho) {
-      rho += (yi - rho) / static_cast<double>(ve - vs + 1);
+      rho += (yi - rho) / static_cast<T>(ve - vs + 1);
       if (rho > yi - z) {
         aux[ve++] = yi;
       } else {  // v joins v~; v restarts at y_i
@@ -211,7 +247,7 @@ TETHER_HD double threshold_condat(const double* y, long long n, double z, double
   for (long long j = vs - 1; j >= 0; --j) {
     if (aux[j] > rho) {
       aux[--vs] = aux[j];
-      rho += (aux[vs] - rho) / static_cast<double>(ve - vs);
+      rho += (aux[vs] - rho) / static_cast<T>(ve - vs);
     }
   }
   long long old;
@@ -219,12 +255,12 @@ TETHER_HD double threshold_condat(const double* y, long long n, double z, double
     old = ve - vs;
     long long kept = vs;
     for (long long i = vs; i < ve; ++i) {
-      const double v = aux[i];
+      const T v = aux[i];
       if (v > rho) {
         aux[kept++] = v;
       } else {
         const long long remaining = (kept - vs) + (ve - i - 1);
-        if (remaining > 0) rho += (rho - v) / static_cast<double>(remaining);
+        if (remaining > 0) rho += (rho - v) / static_cast<T>(remaining);
       }
     }
     ve = kept;
@@ -234,23 +270,23 @@ TETHER_HD double threshold_condat(const double* y, long long n, double z, double
 
 /// tau in closed form on the active set {i : (v_i - t.hi) - t.lo > 0} (or, when rounding
 /// leaves it empty, {v_i = max v}).
-template <bool kAbs>
-TETHER_HD Split simplex_closed_form(const double* y, long long n, double z, const Split& t) {
-  Sum sum;
+template <bool kAbs, class T>
+TETHER_HD BasicSplit<T> simplex_closed_form(const T* y, long long n, T z, const BasicSplit<T>& t) {
+  BasicSum<T> sum;
   long long count = 0;
   for (long long i = 0; i < n; ++i) {
-    const double v = value<kAbs>(y, i);
-    if ((v - t.hi) - t.lo > 0.0) {
+    const T v = value<kAbs>(y, i);
+    if ((v - t.hi) - t.lo > T(0)) {
       sum.add(v);
       ++count;
     }
   }
   if (count == 0) {  // only when z is below the rounding of the largest entries
-    double largest = value<kAbs>(y, 0);
+    T largest = value<kAbs>(y, 0);
     for (long long i = 1; i < n; ++i)
       if (value<kAbs>(y, i) > largest) largest = value<kAbs>(y, i);
     for (long long i = 0; i < n; ++i) {
-      const double v = value<kAbs>(y, i);
+      const T v = value<kAbs>(y, i);
       if (v == largest) {
         sum.add(v);
         ++count;
@@ -258,44 +294,44 @@ TETHER_HD Split simplex_closed_form(const double* y, long long n, double z, cons
     }
   }
   sum.add(-z);
-  Sum k;
-  k.add(static_cast<double>(count));
+  BasicSum<T> k;
+  k.add(static_cast<T>(count));
   return divide(sum, k);
 }
 
 /// Recomputes tau in closed form on the active set of tau_estimate, then once more on the
-/// active set of that tau (classified in double-double: an entry within rounding of a
-/// single-double threshold is placed by the precise one), and writes the projection. z > 0.
+/// active set of that tau (classified in T-T: an entry within rounding of a
+/// single-T threshold is placed by the precise one), and writes the projection. z > 0.
 /// tau in closed form twice from an estimate (see simplex_finish); false when it overflows.
-template <bool kAbs>
-TETHER_HD bool refine_threshold(const double* y, long long n, double z, double tau_estimate,
-                                Split* tau) {
+template <bool kAbs, class T>
+TETHER_HD bool refine_threshold(const T* y, long long n, T z, T tau_estimate,
+                                BasicSplit<T>* tau) {
   tau->hi = tau_estimate;
-  tau->lo = 0.0;
+  tau->lo = T(0);
   *tau = simplex_closed_form<kAbs>(y, n, z, *tau);
   if (finite(tau->hi) && finite(tau->lo)) *tau = simplex_closed_form<kAbs>(y, n, z, *tau);
   return finite(tau->hi) && finite(tau->lo);
 }
 
 /// y_i <- max(v_i - tau, 0) (with y_i's sign for the l1 ball), tau = hi + lo.
-template <bool kAbs>
-TETHER_HD inline double thresholded(double yi, const Split& tau) {
-  const double d = ((kAbs ? fabs(yi) : yi) - tau.hi) - tau.lo;
-  const double p = d > 0.0 ? d : 0.0;
-  return (kAbs && yi < 0.0) ? -p : p;
+template <bool kAbs, class T>
+TETHER_HD inline T thresholded(T yi, const BasicSplit<T>& tau) {
+  const T d = ((kAbs ? fabs(yi) : yi) - tau.hi) - tau.lo;
+  const T p = d > T(0) ? d : T(0);
+  return (kAbs && yi < T(0)) ? -p : p;
 }
 
-template <bool kAbs>
-TETHER_HD void write_thresholded(double* y, long long n, const Split& tau) {
+template <bool kAbs, class T>
+TETHER_HD void write_thresholded(T* y, long long n, const BasicSplit<T>& tau) {
   for (long long i = 0; i < n; ++i) y[i] = thresholded<kAbs>(y[i], tau);
 }
 
 /// Recomputes tau in closed form on the active set of tau_estimate, then once more on the
-/// active set of that tau (classified in double-double: an entry within rounding of a
-/// single-double threshold is placed by the precise one), and writes the projection. z > 0.
-template <bool kAbs>
-TETHER_HD RowResult simplex_finish(double* y, long long n, double z, double tau_estimate) {
-  Split tau;
+/// active set of that tau (classified in T-T: an entry within rounding of a
+/// single-T threshold is placed by the precise one), and writes the projection. z > 0.
+template <bool kAbs, class T>
+TETHER_HD RowResult simplex_finish(T* y, long long n, T z, T tau_estimate) {
+  BasicSplit<T> tau;
   RowResult result;
   const bool ok = refine_threshold<kAbs>(y, n, z, tau_estimate, &tau);
   result.multiplier = tau.hi;
@@ -308,18 +344,20 @@ TETHER_HD RowResult simplex_finish(double* y, long long n, double z, double tau_
 }
 
 /// What one branch-free lane pass over a row finds (threshold_trivial's scan).
+template <class T>
 struct RowScan {
   bool finite = true;     ///< no NaN or +-inf
-  double largest = 0.0;   ///< max_i v_i (v = y, or |y| for the l1 ball); meaningful if finite
-  double abs_sum = 0.0;   ///< sum_i |y_i| in lane order (plain, not compensated); l1 ball only
+  T largest = T(0);   ///< max_i v_i (v = y, or |y| for the l1 ball); meaningful if finite
+  T abs_sum = T(0);   ///< sum_i |y_i| in lane order (plain, not compensated); l1 ball only
 };
 
-template <bool kAbs>
-TETHER_HD inline RowScan scan_row(const double* y, long long n) {
+template <bool kAbs, class T>
+TETHER_HD RowScan<T> scan_row(const T* y, long long n) {
   // The maximum runs on bits::order_key: an integer max vectorises, the floating-point select
   // (with its NaN semantics) does not. NaN is caught by the probe and the maximum then unused.
-  double probe[kScanLanes] = {}, abs_sum[kScanLanes] = {};
-  std::int64_t largest[kScanLanes];
+  T probe[kScanLanes] = {}, abs_sum[kScanLanes] = {};
+  using Key = decltype(bits::order_key(T{}));
+  Key largest[kScanLanes];
   for (int l = 0; l < kScanLanes; ++l) largest[l] = bits::order_key(value<kAbs>(y, 0));
   const long long full = n - n % kScanLanes;
   // Three loops over the (cache-resident) row rather than one: each vectorises on its own.
@@ -328,7 +366,7 @@ TETHER_HD inline RowScan scan_row(const double* y, long long n) {
       probe[l] += y[i + l] - y[i + l];  // 0 for finite entries, NaN otherwise (and it stays)
   for (long long i = 0; i < full; i += kScanLanes)
     for (int l = 0; l < kScanLanes; ++l) {
-      const std::int64_t key = bits::order_key(value<kAbs>(y, i + l));
+      const Key key = bits::order_key(value<kAbs>(y, i + l));
       largest[l] = key > largest[l] ? key : largest[l];
     }
   if (kAbs)
@@ -336,21 +374,21 @@ TETHER_HD inline RowScan scan_row(const double* y, long long n) {
       for (int l = 0; l < kScanLanes; ++l) abs_sum[l] += fabs(y[i + l]);
   for (long long i = full; i < n; ++i) {  // the tail, entry i into lane i - full
     const int l = static_cast<int>(i - full);
-    const double v = value<kAbs>(y, i);
-    const std::int64_t key = bits::order_key(v);
+    const T v = value<kAbs>(y, i);
+    const Key key = bits::order_key(v);
     probe[l] += v - v;
     largest[l] = key > largest[l] ? key : largest[l];
     if (kAbs) abs_sum[l] += v;
   }
-  RowScan scan;
-  double all = 0.0;
-  std::int64_t top = largest[0];
+  RowScan<T> scan;
+  T all = T(0);
+  Key top = largest[0];
   for (int l = 0; l < kScanLanes; ++l) {
     all += probe[l];
     top = largest[l] > top ? largest[l] : top;
     scan.abs_sum += abs_sum[l];
   }
-  scan.finite = all == 0.0;
+  scan.finite = all == T(0);
   scan.largest = bits::of_order_key(top);
   return scan;
 }
@@ -358,11 +396,12 @@ TETHER_HD inline RowScan scan_row(const double* y, long long n) {
 /// |y|_1 <= z, given a plain sum of |y| in any order: it settles the question unless it lies
 /// within its own error bound of z (n eps relative, all terms >= 0), where the compensated sum
 /// in index order decides.
-TETHER_HD inline bool l1_inside(const double* y, long long n, double z, double plain_sum) {
-  const double slack = mul(mul(4.0 * 2.220446049250313e-16, static_cast<double>(n + 8)), z);
+template <class T>
+TETHER_HD bool l1_inside(const T* y, long long n, T z, T plain_sum) {
+  const T slack = mul(mul(4 * Precision<T>::epsilon, static_cast<T>(n + 8)), z);
   if (plain_sum < z - slack) return true;
   if (plain_sum > z + slack) return false;
-  Sum norm;
+  BasicSum<T> norm;
   for (long long i = 0; i < n; ++i) norm.add(fabs(y[i]));
   return norm.value() <= z;
 }
@@ -370,9 +409,9 @@ TETHER_HD inline bool l1_inside(const double* y, long long n, double z, double p
 /// The checks and special cases every threshold algorithm shares, from one scan of the row
 /// (kept in *scan for the candidates). Returns true when the row is done (bad input, z = 0, or
 /// an l1 point already inside the ball).
-template <bool kAbs>
-TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* result,
-                                 RowScan* scan) {
+template <bool kAbs, class T>
+TETHER_HD bool threshold_trivial(T* y, long long n, T z, RowResult* result,
+                                 RowScan<T>* scan) {
   *scan = scan_row<kAbs>(y, n);
   if (!scan->finite) {
     result->status = kNonFinite;
@@ -381,8 +420,8 @@ TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* re
   }
   if (kAbs && l1_inside(y, n, z, scan->abs_sum))
     return true;  // inside the ball: left as it is, bit for bit
-  if (z == 0.0) {  // both sets are {0}
-    for (long long i = 0; i < n; ++i) y[i] = 0.0;
+  if (z == T(0)) {  // both sets are {0}
+    for (long long i = 0; i < n; ++i) y[i] = T(0);
     return true;
   }
   return false;
@@ -395,14 +434,14 @@ TETHER_HD bool threshold_trivial(double* y, long long n, double z, RowResult* re
 /// Copies the values v_i above the bound, in index order, to out (n doubles) and returns their
 /// number (>= 1: the largest is one of them; `largest` is max v, from the row's scan).
 /// Branch-free: one pass, whatever the number of candidates.
-template <bool kAbs>
-TETHER_HD long long threshold_candidates(const double* y, long long n, double z, double largest,
-                                         double* out, double* bound) {
-  const double b = (largest - z) - mul(fabs(largest) + z, 0x1p-40);
+template <bool kAbs, class T>
+TETHER_HD long long threshold_candidates(const T* y, long long n, T z, T largest,
+                                         T* out, T* bound) {
+  const T b = (largest - z) - mul(fabs(largest) + z, Precision<T>::margin);
   *bound = b;
   long long m = 0;
   for (long long i = 0; i < n; ++i) {
-    const double v = value<kAbs>(y, i);
+    const T v = value<kAbs>(y, i);
     out[m] = v;
     m += v > b ? 1 : 0;
   }
@@ -418,22 +457,23 @@ TETHER_HD long long threshold_candidates(const double* y, long long n, double z,
 /// steps cut them to near the active set, so the estimate's data-dependent branches run over
 /// few entries. Stops when a step keeps more than 7/8, at 32 candidates, or after 8 steps.
 /// Rounding in the sums is caught by project_threshold's checks against the bound.
-TETHER_HD inline long long tighten_candidates(double* v, long long m, double z, double largest,
-                                             double* bound) {
+template <class T>
+TETHER_HD long long tighten_candidates(T* v, long long m, T z, T largest,
+                                             T* bound) {
   for (int step = 0; step < 8 && m > 32; ++step) {
-    double lane_sum[kScanLanes] = {};
+    T lane_sum[kScanLanes] = {};
     const long long full = m - m % kScanLanes;
     for (long long i = 0; i < full; i += kScanLanes)
       for (int l = 0; l < kScanLanes; ++l) lane_sum[l] += v[i + l];
-    double sum = 0.0;
+    T sum = T(0);
     for (int l = 0; l < kScanLanes; ++l) sum += lane_sum[l];
     for (long long i = full; i < m; ++i) sum += v[i];
-    const double lower = (sum - z) / static_cast<double>(m);
-    const double next = lower - mul(fabs(lower) + z, 0x1p-40);
+    const T lower = (sum - z) / static_cast<T>(m);
+    const T next = lower - mul(fabs(lower) + z, Precision<T>::margin);
     if (!(next > *bound && next < largest)) break;  // no progress (or rounding): keep what we have
     long long kept = 0;
     for (long long i = 0; i < m; ++i) {  // in place: the write position never passes the read
-      const double x = v[i];
+      const T x = v[i];
       v[kept] = x;
       kept += x > next ? 1 : 0;
     }
@@ -456,32 +496,32 @@ TETHER_HD inline long long tighten_candidates(double* v, long long m, double z, 
 /// front, m of them, and has room for m more): tighten, estimate, and the two closed forms.
 /// Writes the estimate, and tau; returns false when some threshold is not clear of the bound,
 /// and then the caller refines on the whole row (simplex_finish from the estimate).
-template <class Estimate>
-TETHER_HD bool threshold_on_candidates(double* work, long long n, long long m, double z,
-                                       double largest, double bound, Estimate estimate,
-                                       double* tau_estimate, Split* tau) {
+template <class T, class Estimate>
+TETHER_HD bool threshold_on_candidates(T* work, long long n, long long m, T z,
+                                       T largest, T bound, Estimate estimate,
+                                       T* tau_estimate, BasicSplit<T>* tau) {
   m = tighten_candidates(work, m, z, largest, &bound);
   *tau_estimate = estimate(work, m, work + n);
   tau->hi = *tau_estimate;
-  tau->lo = 0.0;
+  tau->lo = T(0);
   bool clear = *tau_estimate > bound;
   for (int pass = 0; clear && pass < 2; ++pass) {  // simplex_finish's two closed forms
     *tau = simplex_closed_form<false>(work, m, z, *tau);
-    clear = finite(tau->hi) && finite(tau->lo) && tau->hi - bound > 4.0 * fabs(tau->lo);
+    clear = finite(tau->hi) && finite(tau->lo) && tau->hi - bound > T(4) * fabs(tau->lo);
   }
   return clear;
 }
 
-template <bool kAbs, class Estimate>
-TETHER_HD RowResult project_threshold(double* y, long long n, double z, double* work,
+template <bool kAbs, class T, class Estimate>
+TETHER_HD RowResult project_threshold(T* y, long long n, T z, T* work,
                                       Estimate estimate) {
   RowResult result;
-  RowScan scan;
+  RowScan<T> scan;
   if (threshold_trivial<kAbs>(y, n, z, &result, &scan)) return result;
-  double bound = 0.0;
+  T bound = T(0);
   const long long m = threshold_candidates<kAbs>(y, n, z, scan.largest, work, &bound);
-  double tau_estimate = 0.0;
-  Split tau;
+  T tau_estimate = T(0);
+  BasicSplit<T> tau;
   if (threshold_on_candidates(work, n, m, z, scan.largest, bound, estimate, &tau_estimate,
                               &tau)) {
     result.multiplier = tau.hi;
@@ -492,11 +532,11 @@ TETHER_HD RowResult project_threshold(double* y, long long n, double z, double* 
 }
 
 /// The sort-based estimate: Held-Wolfe-Crowder on the sorted candidates.
-template <class Sort>
+template <class T, class Sort>
 struct SortedEstimate {
   Sort sort;
-  double z;
-  TETHER_HD double operator()(const double* v, long long m, double* aux) const {
+  T z;
+  TETHER_HD T operator()(const T* v, long long m, T* aux) const {
     for (long long i = 0; i < m; ++i) aux[i] = v[i];
     sort(aux, m);
     return threshold_sorted(aux, m, z);
@@ -504,24 +544,25 @@ struct SortedEstimate {
 };
 
 /// Condat's estimate on the candidates.
+template <class T>
 struct CondatEstimate {
-  double z;
-  TETHER_HD double operator()(const double* v, long long m, double* aux) const {
+  T z;
+  TETHER_HD T operator()(const T* v, long long m, T* aux) const {
     return threshold_condat<false>(v, m, z, aux);
   }
 };
 
 /// Sort-based projection of one row (kAbs: onto the l1 ball, else onto the simplex): sorts the
 /// candidates. work holds 2 n doubles; sort(a, n) sorts ascending.
-template <bool kAbs, class Sort>
-TETHER_HD RowResult project_sorted(double* y, long long n, double z, double* work, Sort sort) {
-  return project_threshold<kAbs>(y, n, z, work, SortedEstimate<Sort>{sort, z});
+template <bool kAbs, class T, class Sort>
+TETHER_HD RowResult project_sorted(T* y, long long n, T z, T* work, Sort sort) {
+  return project_threshold<kAbs>(y, n, z, work, SortedEstimate<T, Sort>{sort, z});
 }
 
 /// Condat's projection of one row, on its candidates. work holds 2 n doubles.
-template <bool kAbs>
-TETHER_HD RowResult project_condat(double* y, long long n, double z, double* work) {
-  return project_threshold<kAbs>(y, n, z, work, CondatEstimate{z});
+template <bool kAbs, class T>
+TETHER_HD RowResult project_condat(T* y, long long n, T z, T* work) {
+  return project_threshold<kAbs>(y, n, z, work, CondatEstimate<T>{z});
 }
 
 }  // namespace tether::simplex_row

@@ -16,6 +16,9 @@ using Vector = Eigen::VectorXd;
 /// N x K, row-major: row i holds the K options of group i.
 using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MatrixRef = Eigen::Ref<Matrix>;
+/// The same layout in float (batches of single-precision rows, e.g. for the projections).
+using MatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixFRef = Eigen::Ref<MatrixF>;
 using ConstMatrixRef = Eigen::Ref<const Matrix>;
 using VectorRef = Eigen::Ref<Vector>;
 using ConstVectorRef = Eigen::Ref<const Vector>;

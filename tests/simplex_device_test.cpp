@@ -100,6 +100,49 @@ TEST(SimplexDevice, MatchesTheCpuBatch) {
   EXPECT_THROW(device::project_simplex_rows(bad, -1.0), InfeasibleError);
 }
 
+// Single precision: the float kernels against the float CPU batch, to 1e-5 of each row's scale
+// (the float tolerance; the same row code, so bitwise equality is expected and counted).
+TEST(SimplexDevice, FloatRowsMatchTheCpuBatch) {
+  if (!device::simplex_kernels_available()) {
+    MatrixF x = MatrixF::Ones(2, 3);
+    EXPECT_THROW(device::project_simplex_rows(x, 1.0f), Error);
+    EXPECT_THROW(device::project_l1_ball_rows(x, 1.0f), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  Rng rng(23);
+  int rows_total = 0, identical = 0;
+  for (Index rows : {1, 129, 3000}) {
+    for (Index n : {1, 7, 1000}) {
+      const MatrixF x = random_rows(rng, rows, n).cast<float>();
+      for (SimplexAlgorithm a : {SimplexAlgorithm::kSort, SimplexAlgorithm::kCondat}) {
+        for (bool l1 : {false, true}) {
+          MatrixF c = x, d = x;
+          if (l1) {
+            project_l1_ball_rows(c, 3.0f, a);
+            device::project_l1_ball_rows(d, 3.0f, a);
+          } else {
+            project_simplex_rows(c, 1.0f, a);
+            device::project_simplex_rows(d, 1.0f, a);
+          }
+          for (Index r = 0; r < rows; ++r) {
+            ++rows_total;
+            if (c.row(r) == d.row(r)) ++identical;
+            const float scale = x.row(r).cwiseAbs().maxCoeff() + c.row(r).cwiseAbs().maxCoeff();
+            EXPECT_LE((c.row(r) - d.row(r)).cwiseAbs().maxCoeff(), 1e-5f * scale)
+                << (l1 ? "float l1 ball" : "float simplex") << ", row " << r << " of " << rows
+                << " x " << n;
+          }
+        }
+      }
+    }
+  }
+  std::printf("measured (GPU vs CPU, float): %d of %d rows bitwise equal\n", identical,
+              rows_total);
+  MatrixF bad = MatrixF::Ones(4, 5);
+  bad(2, 3) = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(device::project_simplex_rows(bad, 1.0f), InvalidArgumentError);
+}
+
 TEST(SimplexDevice, ResidentRowsMatchTheCpuBatch) {
   if (!device::simplex_kernels_available()) {
     EXPECT_THROW(device::DeviceRows(2, 3), Error);

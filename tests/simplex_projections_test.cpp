@@ -41,11 +41,16 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 static_assert(ConvexSet<Simplex>);
 static_assert(ConvexSet<L1Ball>);
 static_assert(ConvexSet<BoxSection>);
-// The device launchers take exactly the CPU batch functions' arguments.
-static_assert(
-    std::is_same_v<decltype(&project_simplex_rows), decltype(&device::project_simplex_rows)>);
-static_assert(
-    std::is_same_v<decltype(&project_l1_ball_rows), decltype(&device::project_l1_ball_rows)>);
+// The device launchers take exactly the CPU batch functions' arguments, in double and in float
+// (each initialiser compiles only if that overload exists).
+using ThresholdRows = void (*)(MatrixRef, double, SimplexAlgorithm);
+using ThresholdRowsF = void (*)(MatrixFRef, float, SimplexAlgorithm);
+[[maybe_unused]] constexpr ThresholdRows kThresholdRows[] = {
+    &project_simplex_rows, &device::project_simplex_rows, &project_l1_ball_rows,
+    &device::project_l1_ball_rows};
+[[maybe_unused]] constexpr ThresholdRowsF kThresholdRowsF[] = {
+    &project_simplex_rows, &device::project_simplex_rows, &project_l1_ball_rows,
+    &device::project_l1_ball_rows};
 static_assert(std::is_same_v<decltype(&project_box_section_rows),
                              decltype(&device::project_box_section_rows)>);
 
@@ -266,7 +271,7 @@ TEST(Simplex, CandidatePathIsBitIdenticalToTheWholeRow) {
       whole = y;
       std::vector<double> fast = y;
       simplex_row::RowResult a, b;
-      simplex_row::RowScan scan;
+      simplex_row::RowScan<double> scan;
       if (l1) {
         a = simplex_row::project_condat<true>(fast.data(), n, z, work.data());
         if (simplex_row::threshold_trivial<true>(whole.data(), n, z, &b, &scan)) continue;
@@ -754,6 +759,92 @@ TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
 }
 
 // ---- batches -------------------------------------------------------------------------------
+
+// ---- single precision --------------------------------------------------------------------
+
+// The threshold sets in float: the same algorithms in the row code's float instantiation,
+// against the double projection of the same (float) input. The float closed form carries the
+// threshold as a float hi + lo, so each p_i is its double value rounded, up to an ulp or two
+// of the row's scale; the constraint holds to a few float ulps of z.
+TEST(SimplexFloat, MatchesTheDoubleProjectionToFloatRounding) {
+  Rng rng(31);
+  constexpr double kFloatEps = std::numeric_limits<float>::epsilon();
+  Worst diff, sum_error;
+  int identical_algorithms = 0, rows_total = 0, inside_kept = 0;
+  for (Index n : {1, 7, 100, 1000}) {
+    const Matrix x = random_rows(rng, 40, n);
+    const MatrixF xf = x.cast<float>();
+    const Matrix x_rounded = xf.cast<double>();
+    for (const bool l1 : {false, true}) {
+      const float z = l1 ? 3.0f : 1.0f;
+      MatrixF condat = xf, sorted = xf;
+      Matrix reference = x_rounded;
+      if (l1) {
+        project_l1_ball_rows(condat, z, SimplexAlgorithm::kCondat);
+        project_l1_ball_rows(sorted, z, SimplexAlgorithm::kSort);
+        project_l1_ball_rows(reference, z);
+      } else {
+        project_simplex_rows(condat, z, SimplexAlgorithm::kCondat);
+        project_simplex_rows(sorted, z, SimplexAlgorithm::kSort);
+        project_simplex_rows(reference, z);
+      }
+      for (Index r = 0; r < x.rows(); ++r) {
+        ++rows_total;
+        if (condat.row(r) == sorted.row(r)) ++identical_algorithms;
+        const double scale = z + x_rounded.row(r).cwiseAbs().maxCoeff();
+        const double d =
+            (condat.row(r).cast<double>() - reference.row(r)).cwiseAbs().maxCoeff() / scale;
+        diff.see(d / kFloatEps);
+        EXPECT_LE(d, 2 * kFloatEps) << (l1 ? "l1 ball" : "simplex") << ", n = " << n;
+        if (l1 && x_rounded.row(r).cwiseAbs().sum() <= z) {  // inside: left as it was
+          EXPECT_EQ(condat.row(r), xf.row(r));
+          ++inside_kept;
+          continue;
+        }
+        double total = 0.0;  // in double: the float sum itself would round
+        for (Index j = 0; j < n; ++j) {
+          if (!l1) EXPECT_GE(condat(r, j), 0.0f);
+          total += std::abs(static_cast<double>(condat(r, j)));
+        }
+        sum_error.see(std::abs(total - z) / (kFloatEps * z));
+        EXPECT_LE(std::abs(total - z), 2 * kFloatEps * z);
+      }
+    }
+  }
+  EXPECT_EQ(identical_algorithms, rows_total);
+  std::printf(
+      "measured (float simplex and l1 ball): max |p_float - p_double| <= %.2f float eps (z + "
+      "|y|_inf); |sum |p| - z| <= %.2f float eps z; Condat and sort bitwise equal in %d of %d "
+      "rows; %d l1 rows inside, unchanged\n",
+      diff.value, sum_error.value, identical_algorithms, rows_total, inside_kept);
+}
+
+TEST(SimplexFloat, RefusesBadInputLikeTheDoublePath) {
+  MatrixF x = MatrixF::Ones(3, 4);
+  x(1, 2) = std::numeric_limits<float>::quiet_NaN();
+  const MatrixF before = x;
+  for (const bool l1 : {false, true}) {
+    MatrixF y = x;
+    const auto project = [&](MatrixF& rows, float z) {
+      if (l1)
+        project_l1_ball_rows(rows, z);
+      else
+        project_simplex_rows(rows, z);
+    };
+    EXPECT_THAT(message_of<InvalidArgumentError>([&] { project(y, 1.0f); }),
+                HasSubstr("x(1, 2) = nan must be finite"));
+    EXPECT_TRUE(y.row(1).hasNaN());  // the refused row is left as it was
+    MatrixF ones = MatrixF::Ones(2, 3);
+    EXPECT_THROW(project(ones, -1.0f), InfeasibleError);
+    EXPECT_THROW(project(ones, std::numeric_limits<float>::infinity()), InvalidArgumentError);
+    MatrixF empty(0, 3);
+    project(empty, 1.0f);
+    MatrixF zero(2, 3);
+    zero << 1, 2, 3, -4, 5, 6;
+    project(zero, 0.0f);
+    EXPECT_EQ(zero, MatrixF::Zero(2, 3));
+  }
+}
 
 TEST(SimplexBatch, RowsEqualPerRowCallsAndStridedBlocksWork) {
   Rng rng(15);

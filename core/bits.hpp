@@ -1,74 +1,89 @@
-// Bit casts between double and its 64-bit pattern, the same on the host (memcpy) and the
-// device (intrinsics), for the shared row code.
+// Bit casts between floating-point numbers and their bit patterns, the same on the host
+// (memcpy) and the device (intrinsics), for the shared row code; double and float.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <tether/core/hd.hpp>
 
 namespace tether::bits {
 
-TETHER_HD inline std::uint64_t bits_of(double x) {
+/// The integer types of a floating-point type's bit pattern.
+template <class F>
+struct Pattern;
+template <>
+struct Pattern<double> {
+  using Unsigned = std::uint64_t;
+  using Signed = std::int64_t;
+};
+template <>
+struct Pattern<float> {
+  using Unsigned = std::uint32_t;
+  using Signed = std::int32_t;
+};
+
+/// The floating-point type whose order key (below) is the signed integer type S.
+template <class S>
+struct KeyOf;
+template <>
+struct KeyOf<std::int64_t> {
+  using Float = double;
+};
+template <>
+struct KeyOf<std::int32_t> {
+  using Float = float;
+};
+
+template <class F>
+TETHER_HD typename Pattern<F>::Unsigned bits_of(F x) {
 #if defined(__CUDA_ARCH__)
-  return static_cast<std::uint64_t>(__double_as_longlong(x));
+  if constexpr (sizeof(F) == 8)
+    return static_cast<std::uint64_t>(__double_as_longlong(x));
+  else
+    return static_cast<std::uint32_t>(__float_as_int(x));
 #else
-  std::uint64_t b;
+  typename Pattern<F>::Unsigned b;
   std::memcpy(&b, &x, sizeof b);
   return b;
 #endif
 }
 
-TETHER_HD inline double double_of(std::uint64_t b) {
+template <class F>
+TETHER_HD F from_bits(typename Pattern<F>::Unsigned b) {
 #if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(b));
+  if constexpr (sizeof(F) == 8)
+    return __longlong_as_double(static_cast<long long>(b));
+  else
+    return __int_as_float(static_cast<int>(b));
 #else
-  double x;
+  F x;
   std::memcpy(&x, &b, sizeof x);
   return x;
 #endif
 }
 
-/// An integer key with the order of the doubles (for non-NaN x: x < y iff key(x) < key(y),
-/// except that -0 sorts below +0): the sign-magnitude pattern turned two's-complement. Integer
-/// max vectorises where the floating-point select with NaN semantics does not.
-TETHER_HD inline std::int64_t order_key(double x) {
-  const auto b = static_cast<std::int64_t>(bits_of(x));
-  return b ^ ((b >> 63) & INT64_MAX);
+TETHER_HD inline double double_of(std::uint64_t b) { return from_bits<double>(b); }
+
+/// An integer key with the order of the floating-point numbers (for non-NaN x: x < y iff
+/// key(x) < key(y), except that -0 sorts below +0): the sign-magnitude pattern turned
+/// two's-complement. Integer max vectorises where the floating-point select with NaN semantics
+/// does not.
+template <class F>
+TETHER_HD typename Pattern<F>::Signed order_key(F x) {
+  using Signed = typename Pattern<F>::Signed;
+  constexpr int kSignBit = 8 * sizeof(Signed) - 1;
+  const auto b = static_cast<Signed>(bits_of(x));
+  return b ^ ((b >> kSignBit) & std::numeric_limits<Signed>::max());
 }
 
-/// The float versions: 32-bit patterns and keys.
-TETHER_HD inline std::uint32_t bits_of(float x) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<std::uint32_t>(__float_as_int(x));
-#else
-  std::uint32_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-#endif
-}
-
-TETHER_HD inline float float_of(std::uint32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __int_as_float(static_cast<int>(b));
-#else
-  float x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-#endif
-}
-
-TETHER_HD inline std::int32_t order_key(float x) {
-  const auto b = static_cast<std::int32_t>(bits_of(x));
-  return b ^ ((b >> 31) & INT32_MAX);
-}
-
-TETHER_HD inline float of_order_key(std::int32_t k) {
-  return float_of(static_cast<std::uint32_t>(k ^ ((k >> 31) & INT32_MAX)));
-}
-
-/// The double whose order_key is k.
-TETHER_HD inline double of_order_key(std::int64_t k) {
-  return double_of(static_cast<std::uint64_t>(k ^ ((k >> 63) & INT64_MAX)));
+/// The number whose order_key is k (double for 64-bit keys, float for 32-bit ones).
+template <class S>
+TETHER_HD typename KeyOf<S>::Float of_order_key(S k) {
+  using Float = typename KeyOf<S>::Float;
+  constexpr int kSignBit = 8 * sizeof(S) - 1;
+  return from_bits<Float>(static_cast<typename Pattern<Float>::Unsigned>(
+      k ^ ((k >> kSignBit) & std::numeric_limits<S>::max())));
 }
 
 }  // namespace tether::bits

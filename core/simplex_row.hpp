@@ -40,24 +40,23 @@ namespace tether::simplex_row {
 /// GCC's default -ffp-contract=fast may fuse some products into sums (add_product's compensated
 /// terms), which can cost the last bits of the compensation and the host/device bitwise
 /// agreement. Such builds should add -ffp-contract=off.
-TETHER_HD inline double mul(double a, double b) {
+template <class T>
+TETHER_HD T mul(T a, T b) {
 #if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-TETHER_HD inline float mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
+  if constexpr (sizeof(T) == 8)
+    return __dmul_rn(a, b);
+  else
+    return __fmul_rn(a, b);
 #else
   return a * b;
 #endif
 }
 
 /// True for a finite v (inf - inf and NaN - NaN are NaN); needs no <cmath> on either side.
-TETHER_HD inline bool finite(double v) { return v - v == 0.0; }
-TETHER_HD inline bool finite(float v) { return v - v == 0.0f; }
+template <class T>
+TETHER_HD bool finite(T v) {
+  return v - v == T(0);
+}
 
 /// The row code runs in double and in float (the threshold sets); what depends on the type.
 template <class T>

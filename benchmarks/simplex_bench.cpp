@@ -4,6 +4,7 @@
 //   BM_L1Ball<Alg>/N/n         the same rows onto {|p|_1 <= 1}
 //   BM_BoxSection<Alg>/N/n     onto {0 <= p <= 2/n, w^T p = 1}, w_i in [0.5, 1.5) per entry
 //   BM_SimplexLongVector<Alg>/N    one vector of N entries onto the simplex (one row: serial)
+//   BM_<Simplex|L1Ball>CondatFloat/N/n   the same rows in float (bytes: 8 N)
 //   BM_SimplexCopyOnly/N/n     the copy of the input each iteration makes (the projection is
 //                              in place, so every iteration starts from a fresh copy of x);
 //                              below 1e6 entries it is timed: subtract it to get the
@@ -122,6 +123,33 @@ void long_vector(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 
+/// run() for float rows: the same input rounded to float, bytes read + written 8 N.
+template <class Project>
+void run_float(benchmark::State& state, Project project) {
+  const tether::MatrixF x = input(state.range(0), state.range(1)).cast<float>();
+  tether::MatrixF y = x;
+  const bool copy_untimed = x.size() >= 1000000;
+  for (auto _ : state) {
+    if (copy_untimed) state.PauseTiming();
+    y = x;
+    if (copy_untimed) state.ResumeTiming();
+    project(y);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(8 * x.size()) * state.iterations());
+}
+
+void BM_SimplexCondatFloat(benchmark::State& state) {
+  run_float(state, [](tether::MatrixF& y) { tether::project_simplex_rows(y, 1.0f); });
+}
+BENCHMARK(BM_SimplexCondatFloat)->Apply(sizes);
+
+void BM_L1BallCondatFloat(benchmark::State& state) {
+  run_float(state, [](tether::MatrixF& y) { tether::project_l1_ball_rows(y, 1.0f); });
+}
+BENCHMARK(BM_L1BallCondatFloat)->Apply(sizes);
+
 void BM_SimplexLongVectorSort(benchmark::State& state) {
   run(state,
       [](Matrix& y) { tether::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kSort); });
@@ -152,6 +180,9 @@ const bool kGpuRegistered = [] {
   add("BM_L1BallCondatGpu", [](Matrix& y) {
     tether::device::project_l1_ball_rows(y, 1.0, tether::SimplexAlgorithm::kCondat);
   });
+  benchmark::RegisterBenchmark("BM_SimplexCondatFloatGpu", [](benchmark::State& state) {
+    run_float(state, [](tether::MatrixF& y) { tether::device::project_simplex_rows(y, 1.0f); });
+  })->Apply(sizes);
   // Resident on the device: the batch is uploaded before each call outside the timing, so the
   // time is the kernel's (and the status copy's): the figure for the bandwidth goal at 1e8.
   const auto add_resident = [](const char* name, auto project) {

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <tether/core/hd.hpp>
 
 namespace tether::bits {
@@ -16,11 +15,13 @@ template <>
 struct Pattern<double> {
   using Unsigned = std::uint64_t;
   using Signed = std::int64_t;
+  static constexpr Signed kMagnitude = INT64_MAX;  ///< every bit but the sign
 };
 template <>
 struct Pattern<float> {
   using Unsigned = std::uint32_t;
   using Signed = std::int32_t;
+  static constexpr Signed kMagnitude = INT32_MAX;
 };
 
 /// The floating-point type whose order key (below) is the signed integer type S.
@@ -74,7 +75,7 @@ TETHER_HD typename Pattern<F>::Signed order_key(F x) {
   using Signed = typename Pattern<F>::Signed;
   constexpr int kSignBit = 8 * sizeof(Signed) - 1;
   const auto b = static_cast<Signed>(bits_of(x));
-  return b ^ ((b >> kSignBit) & std::numeric_limits<Signed>::max());
+  return b ^ ((b >> kSignBit) & Pattern<F>::kMagnitude);
 }
 
 /// The number whose order_key is k (double for 64-bit keys, float for 32-bit ones).
@@ -83,7 +84,7 @@ TETHER_HD typename KeyOf<S>::Float of_order_key(S k) {
   using Float = typename KeyOf<S>::Float;
   constexpr int kSignBit = 8 * sizeof(S) - 1;
   return from_bits<Float>(static_cast<typename Pattern<Float>::Unsigned>(
-      k ^ ((k >> kSignBit) & std::numeric_limits<S>::max())));
+      k ^ ((k >> kSignBit) & Pattern<Float>::kMagnitude)));
 }
 
 }  // namespace tether::bits

@@ -118,27 +118,90 @@ __device__ double row_spread(const double* c, int k) {
   return hi - lo;
 }
 
-__device__ RetractionOutcome outcome_of(const budget_root::SafeguardedNewton& root) {
-  RetractionOutcome o;
-  o.shift = root.t;
-  o.residual = root.phi - root.target;
-  o.passes = root.passes;
-  o.converged = root.converged;
-  o.saturated = root.saturated;
-  o.feasible_start = root.feasible_start;
-  return o;
+// The retraction's searches, as on the CPU (BudgetManifold::retract). With move, every pass
+// after the first (which measures the start point) also moves the rows to the shift it
+// measures, in place, so the pass that ends the search has already made the final move: no
+// separate pass over the data. Only after a rejected polishing trial (budget_root.hpp), where
+// alpha sits at the trial, a second search runs from there without moving, then one final
+// move. pass(shift, move, &phi, &slope) runs one pass over the instance's rows (moments at
+// `shift`; with move, each row moved to alpha + shift c right after its moments) and leaves the
+// instance's totals in thread 0; shift_rows(t) moves every row by t. Every thread of a row's
+// pass is the same in each pass, so a row is only ever read and written by its own thread.
+// Thread 0 of each block holds the root finder (identical copies across the grid); `shared`
+// broadcasts its decisions.
+struct SearchShared {
+  double shift;  // of this pass, relative to where alpha is
+  int move;      // this pass also moves the rows
+  int more;      // the search continues
+  int again;     // a second search (after a rejected polishing trial)
+  int final_move;
+};
+
+template <class Pass, class ShiftRows>
+__device__ void retract_rows(Pass pass, ShiftRows shift_rows, double budget, double tol,
+                             int max_passes, bool at_most, double spread,
+                             SearchShared* shared, RetractionOutcome* outcome) {
+  budget_root::SafeguardedNewton root;  // thread 0 only
+  double applied = 0.0, query = 0.0, total_shift = 0.0;
+  int passes = 0;
+  for (int round = 0; round < 2; ++round) {
+    const bool move = round == 0;  // the second search measures only
+    if (threadIdx.x == 0) budget_root::start(root, budget, tol, max_passes, at_most, spread);
+    bool moved = false;
+    while (true) {
+      if (threadIdx.x == 0) {
+        query = budget_root::query(root);
+        shared->move = move && root.passes >= 1;
+        shared->shift = move ? query - applied : query;
+      }
+      __syncthreads();
+      double phi = 0.0, slope = 0.0;
+      pass(shared->shift, shared->move != 0, &phi, &slope);
+      if (threadIdx.x == 0) {
+        if (shared->move) {
+          moved = true;
+          applied = query;
+        }
+        shared->more = budget_root::feed(root, phi, slope);
+      }
+      __syncthreads();
+      if (!shared->more) break;
+    }
+    if (threadIdx.x == 0) {
+      passes += root.passes;
+      shared->again = move && moved && applied != root.t;
+      // After the first search: a final move only if no pass moved (and something is to move);
+      // after the second, from where alpha sits.
+      shared->final_move =
+          !root.feasible_start && (round == 1 || (!moved && !shared->again)) ? 1 : 0;
+      total_shift = round == 1 ? applied + root.t : root.t;
+      shared->shift = root.t;  // a final move goes from where alpha sits
+    }
+    __syncthreads();
+    if (!shared->again || round == 1) break;
+  }
+  if (shared->final_move) shift_rows(shared->shift);
+  if (threadIdx.x == 0 && outcome != nullptr) {
+    RetractionOutcome o;
+    o.shift = total_shift;
+    o.residual = root.phi - root.target;
+    o.passes = passes;
+    o.converged = root.converged;
+    o.saturated = root.saturated;
+    o.feasible_start = root.feasible_start;
+    *outcome = o;
+  }
 }
 
-// One block per instance. Thread 0 runs the root finder; every pass is a strided sum over the
-// instance's rows and a block reduction.
+// One block per instance; every pass is a strided sum over the instance's rows and a block
+// reduction.
 __global__ void retract_instances_kernel(double* alpha, const double* costs, int k,
                                          const long long* starts, const double* budgets,
                                          double relative_tolerance, int max_passes, int at_most,
                                          int recentre, RetractionOutcome* outcomes) {
   __shared__ double sa[kThreads];
   __shared__ double sb[kThreads];
-  __shared__ double t_query;
-  __shared__ int more;
+  __shared__ SearchShared shared;
   const long long r0 = starts[blockIdx.x], r1 = starts[blockIdx.x + 1];
   double spread = 0.0;
   for (long long i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
@@ -147,40 +210,32 @@ __global__ void retract_instances_kernel(double* alpha, const double* costs, int
   }
   sa[threadIdx.x] = spread;
   block_max(sa);
-  budget_root::SafeguardedNewton root;  // meaningful in thread 0 only
-  if (threadIdx.x == 0) {
-    const double budget = budgets[blockIdx.x];
-    const double tol = relative_tolerance * (fabs(budget) > 1.0 ? fabs(budget) : 1.0);
-    budget_root::start(root, budget, tol, max_passes, at_most != 0, sa[0]);
-    t_query = budget_root::query(root);
-  }
-  while (true) {
-    __syncthreads();
-    const double t = t_query;
-    double phi = 0.0, slope = 0.0;
+  const double widest = sa[0];
+  __syncthreads();  // sa is reused by the passes
+  auto pass = [&](double shift, bool move, double* phi, double* slope) {
+    double p = 0.0, d = 0.0;
     for (long long i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
-      const budget_row::Moments m = budget_row::moments_shifted(alpha + i * k, costs + i * k, k, t);
-      phi += m.expected;
-      slope += m.variance;
+      const budget_row::Moments m =
+          budget_row::moments_shifted(alpha + i * k, costs + i * k, k, shift);
+      if (move) budget_row::shift_row(alpha + i * k, costs + i * k, k, shift, alpha + i * k,
+                                      recentre != 0);
+      p += m.expected;
+      d += m.variance;
     }
-    sa[threadIdx.x] = phi;
-    sb[threadIdx.x] = slope;
+    sa[threadIdx.x] = p;
+    sb[threadIdx.x] = d;
     block_sum(sa, sb);
-    if (threadIdx.x == 0) {
-      more = budget_root::feed(root, sa[0], sb[0]);
-      t_query = more ? budget_root::query(root) : root.t;
-      if (!more) {
-        outcomes[blockIdx.x] = outcome_of(root);
-        if (root.feasible_start) more = -1;
-      }
-    }
-    __syncthreads();
-    if (more <= 0) break;
-  }
-  if (more == -1) return;  // a feasible start (at most): nothing is shifted
-  const double t = t_query;
-  for (long long i = r0 + threadIdx.x; i < r1; i += blockDim.x)
-    budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
+    *phi = sa[0];
+    *slope = sb[0];
+  };
+  auto shift_rows = [&](double t) {
+    for (long long i = r0 + threadIdx.x; i < r1; i += blockDim.x)
+      budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
+  };
+  const double budget = budgets[blockIdx.x];
+  const double tol = relative_tolerance * (fabs(budget) > 1.0 ? fabs(budget) : 1.0);
+  retract_rows(pass, shift_rows, budget, tol, max_passes, at_most != 0, widest, &shared,
+               outcomes + blockIdx.x);
 }
 
 // One instance over the whole grid (cooperative launch). Each pass: block sums into
@@ -194,8 +249,7 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
   cg::grid_group grid = cg::this_grid();
   __shared__ double sa[kThreads];
   __shared__ double sb[kThreads];
-  __shared__ double t_query;
-  __shared__ int more;
+  __shared__ SearchShared shared;
   const long long first = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   double* spread_partials = partials + 4 * gridDim.x;
@@ -208,27 +262,23 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
   block_max(sa);
   if (threadIdx.x == 0) spread_partials[blockIdx.x] = sa[0];
   grid.sync();
-  budget_root::SafeguardedNewton root;  // thread 0 of every block: identical copies
-  if (threadIdx.x == 0) {
-    double widest = 0.0;
-    for (unsigned b = 0; b < gridDim.x; ++b)
-      widest = spread_partials[b] > widest ? spread_partials[b] : widest;
-    const double tol = relative_tolerance * (fabs(budget) > 1.0 ? fabs(budget) : 1.0);
-    budget_root::start(root, budget, tol, max_passes, at_most != 0, widest);
-    t_query = budget_root::query(root);
-  }
+  double widest = 0.0;
+  for (unsigned b = 0; b < gridDim.x; ++b)
+    widest = spread_partials[b] > widest ? spread_partials[b] : widest;
+  __syncthreads();  // sa is reused by the passes
   int parity = 0;
-  while (true) {
-    __syncthreads();
-    const double t = t_query;
-    double phi = 0.0, slope = 0.0;
+  auto pass = [&](double shift, bool move, double* phi, double* slope) {
+    double p = 0.0, d = 0.0;
     for (long long i = first; i < n; i += stride) {
-      const budget_row::Moments m = budget_row::moments_shifted(alpha + i * k, costs + i * k, k, t);
-      phi += m.expected;
-      slope += m.variance;
+      const budget_row::Moments m =
+          budget_row::moments_shifted(alpha + i * k, costs + i * k, k, shift);
+      if (move) budget_row::shift_row(alpha + i * k, costs + i * k, k, shift, alpha + i * k,
+                                      recentre != 0);
+      p += m.expected;
+      d += m.variance;
     }
-    sa[threadIdx.x] = phi;
-    sb[threadIdx.x] = slope;
+    sa[threadIdx.x] = p;
+    sb[threadIdx.x] = d;
     block_sum(sa, sb);
     double* buffer = partials + 2 * parity * gridDim.x;
     if (threadIdx.x == 0) {
@@ -242,21 +292,18 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
         total_phi += buffer[b];
         total_slope += buffer[gridDim.x + b];
       }
-      more = budget_root::feed(root, total_phi, total_slope);
-      t_query = more ? budget_root::query(root) : root.t;
-      if (!more) {
-        if (blockIdx.x == 0) *outcome = outcome_of(root);
-        if (root.feasible_start) more = -1;
-      }
+      *phi = total_phi;
+      *slope = total_slope;
     }
-    __syncthreads();
-    if (more <= 0) break;
     parity ^= 1;
-  }
-  if (more == -1) return;
-  const double t = t_query;
-  for (long long i = first; i < n; i += stride)
-    budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
+  };
+  auto shift_rows = [&](double t) {
+    for (long long i = first; i < n; i += stride)
+      budget_row::shift_row(alpha + i * k, costs + i * k, k, t, alpha + i * k, recentre != 0);
+  };
+  const double tol = relative_tolerance * (fabs(budget) > 1.0 ? fabs(budget) : 1.0);
+  retract_rows(pass, shift_rows, budget, tol, max_passes, at_most != 0, widest, &shared,
+               blockIdx.x == 0 ? outcome : nullptr);
 }
 
 // ---- the tangent projection: v <- v - (<n, v> / <n, n>) n per instance, n the normal ----

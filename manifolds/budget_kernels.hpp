@@ -27,7 +27,10 @@ struct RetractionOutcome {
 /// [starts[b], starts[b + 1]) with budget budgets[b]. Many instances run one CUDA block each;
 /// a single large instance runs as one cooperative kernel over the whole grid (a grid-wide sync
 /// per Newton pass, every block replaying the same root finder on the same sums), so no pass
-/// returns to the host. Throws tether::Error on a CUDA failure.
+/// returns to the host. As on the CPU, every pass after the first also moves the rows to the
+/// shift it measures, so the last pass of the search is the final move (no separate pass; only
+/// after a rejected polishing trial a second search and one move follow). Throws tether::Error
+/// on a CUDA failure.
 void retract(double* alpha, const double* costs, long long n, int k, const long long* starts,
              int instances, const double* budgets, double relative_tolerance, int max_passes,
              bool at_most, bool recentre, RetractionOutcome* outcomes);

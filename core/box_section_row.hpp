@@ -157,14 +157,16 @@ TETHER_HD BoxMultiplier box_multiplier(const View& v, double estimate) {
 
 /// p_i = clamp(y_i - lambda w_i, l_i, u_i) over the whole row; Set: BoxSectionRow or a
 /// BoxLayout (whose compile-time strides let the loop vectorise).
+TETHER_HD inline double box_clamped(double y, const Split& lambda, double w, double lo,
+                                     double hi) {
+  const double x = subtract_scaled(y, lambda, w);
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
 template <class Set>
 TETHER_HD void box_write(double* y, long long n, const Set& s, const Split& lambda) {
   TETHER_LANES
-  for (long long i = 0; i < n; ++i) {
-    const double lo = s.l(i), hi = s.u(i);
-    const double x = subtract_scaled(y[i], lambda, s.w(i));
-    y[i] = x < lo ? lo : (x > hi ? hi : x);
-  }
+  for (long long i = 0; i < n; ++i) y[i] = box_clamped(y[i], lambda, s.w(i), s.l(i), s.u(i));
 }
 
 /// box_multiplier on the whole row from lambda_estimate, then the write.
@@ -473,76 +475,43 @@ TETHER_HD void for_each_lane(long long n, Body& body) {
   for (long long k = full; k < n; ++k) body(static_cast<int>(k - full), k);
 }
 
-/// What the first pass over a row finds, in lanes, plain sums (bounds only; the closing sums are
-/// exact).
+/// One entry's terms of the first pass over a row.
+struct BoxScanTerms {
+  double probe, wy, ww, wu, wl, w_abs_y, w_bound;
+};
+
+TETHER_HD inline BoxScanTerms box_scan_terms(double y, double w, double lo, double hi) {
+  return BoxScanTerms{y - y,  // 0 for a finite entry, NaN otherwise (and it stays)
+                      mul(w, y),
+                      mul(w, w),
+                      mul(w, hi),
+                      mul(w, lo),
+                      mul(w, fabs(y)),
+                      mul(w, fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi))};
+}
+
+/// What the first pass over a row finds, plain sums (bounds only; the closing sums are exact).
 struct BoxScan {
-  bool finite = true;
+  double probe = 0.0;    ///< sum (y - y): 0 for a finite row, NaN otherwise
   double wy = 0.0;       ///< sum w y
   double ww = 0.0;       ///< sum w^2
   double wu = 0.0;       ///< sum w u
   double wl = 0.0;       ///< sum w l
   double w_abs_y = 0.0;  ///< sum w |y|
   double w_bound = 0.0;  ///< sum w max(|l|, |u|)
+  TETHER_HD void add(const BoxScanTerms& t) {
+    probe += t.probe;
+    wy += t.wy;
+    ww += t.ww;
+    wu += t.wu;
+    wl += t.wl;
+    w_abs_y += t.w_abs_y;
+    w_bound += t.w_bound;
+  }
+  TETHER_HD bool finite() const { return probe == 0.0; }
 };
 
-template <class Layout>
-TETHER_HD BoxScan box_scan(const double* y, long long n, const Layout& s) {
-  double probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {}, wu[kScanLanes] = {},
-         wl[kScanLanes] = {}, wa[kScanLanes] = {}, wb[kScanLanes] = {};
-  auto body = [&](int l, long long k) {
-    const double yk = y[k], w = s.w(k), lo = s.l(k), hi = s.u(k);
-    probe[l] += yk - yk;  // 0 for finite entries, NaN otherwise (and it stays)
-    wy[l] += mul(w, yk);
-    ww[l] += mul(w, w);
-    wu[l] += mul(w, hi);
-    wl[l] += mul(w, lo);
-    wa[l] += mul(w, fabs(yk));
-    wb[l] += mul(w, fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi));
-  };
-  for_each_lane(n, body);
-  BoxScan scan;
-  double all = 0.0;
-  for (int l = 0; l < kScanLanes; ++l) {
-    all += probe[l];
-    scan.wy += wy[l];
-    scan.ww += ww[l];
-    scan.wu += wu[l];
-    scan.wl += wl[l];
-    scan.w_abs_y += wa[l];
-    scan.w_bound += wb[l];
-  }
-  scan.finite = all == 0.0;
-  return scan;
-}
-
-/// box_bracket over the whole row in lanes: [min a_i, max b_i], the minimum and maximum taken on
-/// bits::order_key (an integer select vectorises; the floating-point one, with its NaN
-/// semantics, does not). False when an end is not finite.
-template <class Layout>
-TETHER_HD bool box_ends(const double* y, long long n, const Layout& s, double* lo, double* hi) {
-  std::int64_t a_min[kScanLanes], b_max[kScanLanes];
-  for (int l = 0; l < kScanLanes; ++l) {
-    a_min[l] = bits::order_key(HUGE_VAL);
-    b_max[l] = bits::order_key(-HUGE_VAL);
-  }
-  auto body = [&](int l, long long k) {
-    const double w = s.w(k);
-    const std::int64_t a = bits::order_key((y[k] - s.u(k)) / w);
-    const std::int64_t b = bits::order_key((y[k] - s.l(k)) / w);
-    a_min[l] = a < a_min[l] ? a : a_min[l];
-    b_max[l] = b > b_max[l] ? b : b_max[l];
-  };
-  for_each_lane(n, body);
-  for (int l = 1; l < kScanLanes; ++l) {
-    a_min[0] = a_min[l] < a_min[0] ? a_min[l] : a_min[0];
-    b_max[0] = b_max[l] > b_max[0] ? b_max[l] : b_max[0];
-  }
-  *lo = bits::of_order_key(a_min[0]);
-  *hi = bits::of_order_key(b_max[0]);
-  return finite(*lo) && finite(*hi);
-}
-
-/// g(lambda) - c and the slope sum_{free} w^2, plain sums in lanes. x_i = y_i - lambda w_i
+/// One entry's terms of g(lambda) - c and of its slope sum_{free} w^2. x_i = y_i - lambda w_i
 /// (product and difference each rounded: monotone in lambda, and no fma call where the
 /// instruction set has none).
 struct BoxLine {
@@ -550,68 +519,149 @@ struct BoxLine {
   double slope = 0.0;
 };
 
-template <class Layout>
-TETHER_HD BoxLine box_line(const double* y, long long n, const Layout& s, double c,
-                           double lambda) {
-  double g[kScanLanes] = {}, slope[kScanLanes] = {};
-  auto body = [&](int l, long long k) {
-    const double w = s.w(k), lo = s.l(k), hi = s.u(k);
-    const double x = fma(-lambda, w, y[k]);
-    g[l] += mul(w, x < lo ? lo : (x > hi ? hi : x));
-    slope[l] += (x > lo && x < hi) ? mul(w, w) : 0.0;
-  };
-  for_each_lane(n, body);
-  BoxLine line;
-  for (int l = 0; l < kScanLanes; ++l) {
-    line.excess += g[l];
-    line.slope += slope[l];
-  }
-  line.excess -= c;
-  return line;
+TETHER_HD inline BoxLine box_line_terms(double y, double w, double lo, double hi, double lambda) {
+  const double x = y - mul(lambda, w);
+  return BoxLine{mul(w, x < lo ? lo : (x > hi ? hi : x)), (x > lo && x < hi) ? mul(w, w) : 0.0};
 }
 
-/// The entries of the row that a bracket [lo, hi] of the root leaves undecided: entry i is at u
-/// for every lambda <= hi when y_i - hi w_i >= u_i, and at l for every lambda >= lo when
-/// y_i - lo w_i <= l_i (x as in box_line: monotone in lambda). The fixed entries' w_i times
-/// their bound is summed exactly (products with their fma error, Knuth's two-sum in lanes)
-/// into *fixed; the positions of the others go to position[] in index order; returns their
-/// number.
-template <class Layout>
-TETHER_HD long long box_reduce(const double* y, long long n, const Layout& s, double lo,
-                               double hi, Sum* fixed, double* position) {
-  // First the sums, with each entry's flag (1: undecided) in position[k]; then the flags
-  // become positions, in place, skipping blocks of kScanLanes without a flag.
-  double sum[kScanLanes] = {}, error[kScanLanes] = {};
-  auto body = [&](int l, long long k) {
-    const double w = s.w(k), lower = s.l(k), upper = s.u(k), yk = y[k];
-    const bool at_upper = yk - mul(hi, w) >= upper, at_lower = yk - mul(lo, w) <= lower;
-    const double bound = at_upper ? upper : (at_lower ? lower : 0.0);
-    const double p = mul(w, bound);
-    const double total = sum[l] + p;  // two-sum: total + its error == sum + p exactly
-    const double part = total - sum[l];
-    error[l] += ((sum[l] - (total - part)) + (p - part)) + fma(w, bound, -p);
-    sum[l] = total;
-    position[k] = (at_upper || at_lower) ? 0.0 : 1.0;
-  };
-  for_each_lane(n, body);
-  long long m = 0;
-  for (long long i = 0; i < n; i += kScanLanes) {
-    const int block = n - i < kScanLanes ? static_cast<int>(n - i) : kScanLanes;
-    std::uint64_t flag[kScanLanes] = {}, any = 0;  // the flags' bit patterns: 0 for 0.0
-    for (int l = 0; l < block; ++l) {
-      flag[l] = bits::bits_of(position[i + l]);
-      any |= flag[l];
-    }
-    if (any != 0)
-      for (int l = 0; l < block; ++l) {  // position m <= i + l: flags already read
-        position[m] = static_cast<double>(i + l);
-        m += flag[l] != 0 ? 1 : 0;
-      }
+/// The row's bracket [min a_i, max b_i], a_i = (y_i - u_i) / w_i, b_i = (y_i - l_i) / w_i,
+/// kept as order keys (bits::order_key: an integer minimum and maximum vectorise, the
+/// floating-point select with its NaN semantics does not).
+struct BoxEnds {
+  std::int64_t a_min = bits::order_key(HUGE_VAL);
+  std::int64_t b_max = bits::order_key(-HUGE_VAL);
+  TETHER_HD void add(std::int64_t a, std::int64_t b) {
+    a_min = a < a_min ? a : a_min;
+    b_max = b > b_max ? b : b_max;
   }
-  for (int l = 0; l < kScanLanes; ++l) fixed->add(sum[l]);
-  for (int l = 0; l < kScanLanes; ++l) fixed->add(error[l]);
-  return m;
+  TETHER_HD double lo() const { return bits::of_order_key(a_min); }
+  TETHER_HD double hi() const { return bits::of_order_key(b_max); }
+};
+
+TETHER_HD inline std::int64_t lower_breakpoint_key(double y, double w, double hi) {
+  return bits::order_key((y - hi) / w);
 }
+TETHER_HD inline std::int64_t upper_breakpoint_key(double y, double w, double lo) {
+  return bits::order_key((y - lo) / w);
+}
+
+/// Whether a bracket [lo, hi] of the root fixes an entry, and the exact product w_i times its
+/// bound: the entry is at u for every lambda <= hi when y_i - hi w_i >= u_i, and at l for every
+/// lambda >= lo when y_i - lo w_i <= l_i (x as in box_line_terms: monotone in lambda).
+struct BoxFixing {
+  double product;  ///< w bound (0 when undecided)
+  double error;    ///< its rounding error (fma)
+  bool undecided;
+};
+
+TETHER_HD inline BoxFixing box_fixing(double y, double w, double lower, double upper, double lo,
+                                      double hi) {
+  const bool at_upper = y - mul(hi, w) >= upper, at_lower = y - mul(lo, w) <= lower;
+  const double bound = at_upper ? upper : (at_lower ? lower : 0.0);
+  const double p = mul(w, bound);
+  return BoxFixing{p, fma(w, bound, -p), !(at_upper || at_lower)};
+}
+
+/// sum + p by Knuth's two-sum, its exact rounding error (plus `more`) added to error.
+TETHER_HD inline void two_sum_into(double* sum, double* error, double p, double more) {
+  const double total = *sum + p;
+  const double part = total - *sum;
+  *error += ((*sum - (total - part)) + (p - part)) + more;
+  *sum = total;
+}
+
+/// The passes of box_section_bracketed over one row on one thread: lane loops (kScanLanes
+/// accumulators, each entry k on lane k % kScanLanes, a field an array) that vectorise on the
+/// host.
+template <class Layout>
+struct LanePasses {
+  double* y;
+  long long n;
+  Layout s;
+
+  TETHER_HD BoxScan scan() const {
+    double probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {},
+           wu[kScanLanes] = {}, wl[kScanLanes] = {}, wa[kScanLanes] = {}, wb[kScanLanes] = {};
+    auto body = [&](int l, long long k) {
+      const BoxScanTerms t = box_scan_terms(y[k], s.w(k), s.l(k), s.u(k));
+      probe[l] += t.probe;
+      wy[l] += t.wy;
+      ww[l] += t.ww;
+      wu[l] += t.wu;
+      wl[l] += t.wl;
+      wa[l] += t.w_abs_y;
+      wb[l] += t.w_bound;
+    };
+    for_each_lane(n, body);
+    BoxScan scan;
+    for (int l = 0; l < kScanLanes; ++l)
+      scan.add(BoxScanTerms{probe[l], wy[l], ww[l], wu[l], wl[l], wa[l], wb[l]});
+    return scan;
+  }
+  TETHER_HD BoxLine line(double lambda) const {
+    double g[kScanLanes] = {}, slope[kScanLanes] = {};
+    auto body = [&](int l, long long k) {
+      const BoxLine t = box_line_terms(y[k], s.w(k), s.l(k), s.u(k), lambda);
+      g[l] += t.excess;
+      slope[l] += t.slope;
+    };
+    for_each_lane(n, body);
+    BoxLine line;
+    for (int l = 0; l < kScanLanes; ++l) {
+      line.excess += g[l];
+      line.slope += slope[l];
+    }
+    return line;
+  }
+  TETHER_HD BoxEnds ends() const {
+    std::int64_t a_min[kScanLanes], b_max[kScanLanes];
+    BoxEnds ends;
+    for (int l = 0; l < kScanLanes; ++l) {
+      a_min[l] = ends.a_min;
+      b_max[l] = ends.b_max;
+    }
+    auto body = [&](int l, long long k) {
+      const std::int64_t a = lower_breakpoint_key(y[k], s.w(k), s.u(k));
+      const std::int64_t b = upper_breakpoint_key(y[k], s.w(k), s.l(k));
+      a_min[l] = a < a_min[l] ? a : a_min[l];
+      b_max[l] = b > b_max[l] ? b : b_max[l];
+    };
+    for_each_lane(n, body);
+    for (int l = 0; l < kScanLanes; ++l) ends.add(a_min[l], b_max[l]);
+    return ends;
+  }
+  /// The fixed entries' exact sum into *fixed; the undecided entries' positions, in index
+  /// order, into position[]; returns their number.
+  TETHER_HD long long reduce(double lo, double hi, Sum* fixed, double* position) const {
+    // First the sums, with each entry's flag (1: undecided) in position[k]; then the flags
+    // become positions, in place, skipping blocks of kScanLanes without a flag.
+    double sum[kScanLanes] = {}, error[kScanLanes] = {};
+    auto body = [&](int l, long long k) {
+      const BoxFixing f = box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
+      two_sum_into(&sum[l], &error[l], f.product, f.error);
+      position[k] = f.undecided ? 1.0 : 0.0;
+    };
+    for_each_lane(n, body);
+    long long m = 0;
+    for (long long i = 0; i < n; i += kScanLanes) {
+      const int block = n - i < kScanLanes ? static_cast<int>(n - i) : kScanLanes;
+      std::uint64_t flag[kScanLanes] = {}, any = 0;  // the flags' bit patterns: 0 for 0.0
+      for (int l = 0; l < block; ++l) {
+        flag[l] = bits::bits_of(position[i + l]);
+        any |= flag[l];
+      }
+      if (any != 0)
+        for (int l = 0; l < block; ++l) {  // position m <= i + l: flags already read
+          position[m] = static_cast<double>(i + l);
+          m += flag[l] != 0 ? 1 : 0;
+        }
+    }
+    for (int l = 0; l < kScanLanes; ++l) fixed->add(sum[l]);
+    for (int l = 0; l < kScanLanes; ++l) fixed->add(error[l]);
+    return m;
+  }
+  TETHER_HD void write(const Split& lambda) const { box_write(y, n, s, lambda); }
+};
 
 /// Passes over the row that narrow a two-sided bracket before the reduce.
 constexpr int kBoxNarrowingPasses = 2;
@@ -629,13 +679,15 @@ constexpr double kRoundoff = 0x1p-53;
 /// the bound is at a root up to rounding, and then the bracket is a narrow window around it.
 /// Returns false, with y untouched, when it cannot vouch for the answer (a closed form outside
 /// the bracket, overflow, non-finite input, no bracket within kBoxLocatePasses passes): the
-/// caller then runs the whole-row method. position: n doubles.
-template <class Layout>
-TETHER_HD bool box_section_bracketed_in(const Layout& s, double* y, long long n,
+/// caller then runs the whole-row method. position: n doubles. Passes: the passes over the row
+/// (LanePasses on one thread; the CUDA kernel's warp passes, whose every lane runs this
+/// function on the same sums, so all take the same steps).
+template <class Passes>
+TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, double* y, long long n,
                                         const BoxSectionRow& set, double* position,
                                         RowResult* out) {
-  const BoxScan scan = box_scan(y, n, s);
-  if (!scan.finite) return false;
+  const BoxScan scan = passes_over.scan();
+  if (!scan.finite()) return false;
   const double c = set.total;
   double lambda = (scan.wy - c) / scan.ww;
   if (!finite(lambda)) return false;
@@ -650,7 +702,8 @@ TETHER_HD bool box_section_bracketed_in(const Layout& s, double* y, long long n,
   double step = 0.0;
   while (true) {
     if (++passes > kBoxLocatePasses) return false;
-    const BoxLine line = box_line(y, n, s, c, lambda);
+    BoxLine line = passes_over.line(lambda);
+    line.excess -= c;
     const double bound =
         mul(4.0 * kRoundoff, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
     if (!finite(line.excess)) return false;
@@ -667,10 +720,10 @@ TETHER_HD bool box_section_bracketed_in(const Layout& s, double* y, long long n,
     }
     if (!(next > b.lo && next < b.hi)) {
       if (!lo_seen || !hi_seen) {  // the secant needs both ends: the row's bracket
-        double a_min, b_max;
-        if (!box_ends(y, n, s, &a_min, &b_max)) return false;
-        if (!lo_seen) b.lo = a_min;
-        if (!hi_seen) b.hi = b_max;
+        const BoxEnds ends = passes_over.ends();
+        if (!finite(ends.lo()) || !finite(ends.hi())) return false;
+        if (!lo_seen) b.lo = ends.lo();
+        if (!hi_seen) b.hi = ends.hi();
       }
       next = b.secant();
       if (!(next > b.lo && next < b.hi)) next = mul(0.5, b.lo) + mul(0.5, b.hi);
@@ -688,7 +741,7 @@ TETHER_HD bool box_section_bracketed_in(const Layout& s, double* y, long long n,
   }
   const double lo = b.lo, hi = b.hi;
   RowSubset rest{y, position, 0, set, Sum{}};
-  rest.m = box_reduce(y, n, s, lo, hi, &rest.constant, position);
+  rest.m = passes_over.reduce(lo, hi, &rest.constant, position);
   rest.constant.add(-c);
   Split multiplier;
   int iterations = passes;
@@ -714,26 +767,29 @@ TETHER_HD bool box_section_bracketed_in(const Layout& s, double* y, long long n,
     multiplier = m.lambda;
     iterations += solve.result.iterations;
   }
-  box_write(y, n, s, multiplier);
+  passes_over.write(multiplier);
   out->multiplier = multiplier.hi;
   out->iterations = iterations;
   return true;
 }
 
-/// box_section_bracketed for the row's layout: each of l, u, w per entry (stride 1) or shared
-/// (stride 0), decided one at a time into BoxLayout's flags; false for other strides.
-template <bool... kShared>
+/// box_section_bracketed_by with Passes<Layout> for the row's layout: each of l, u, w per entry
+/// (stride 1) or shared (stride 0), decided one at a time into BoxLayout's flags; false for
+/// other strides. Passes: LanePasses (one thread), or the CUDA kernel's warp passes.
+template <template <class> class Passes, bool... kShared>
 TETHER_HD bool box_section_bracketed(double* y, long long n, const BoxSectionRow& s,
                                      double* position, RowResult* out) {
   constexpr int decided = sizeof...(kShared);
   if constexpr (decided == 3) {
-    return box_section_bracketed_in(BoxLayout<kShared...>{s.lower, s.upper, s.weight}, y, n, s,
-                                    position, out);
+    const Passes<BoxLayout<kShared...>> passes{y, n, {s.lower, s.upper, s.weight}};
+    return box_section_bracketed_by(passes, y, n, s, position, out);
   } else {
     const long long stride =
         decided == 0 ? s.lower_stride : (decided == 1 ? s.upper_stride : s.weight_stride);
-    if (stride == 0) return box_section_bracketed<kShared..., true>(y, n, s, position, out);
-    if (stride == 1) return box_section_bracketed<kShared..., false>(y, n, s, position, out);
+    if (stride == 0)
+      return box_section_bracketed<Passes, kShared..., true>(y, n, s, position, out);
+    if (stride == 1)
+      return box_section_bracketed<Passes, kShared..., false>(y, n, s, position, out);
     return false;
   }
 }
@@ -744,7 +800,8 @@ TETHER_HD bool box_section_bracketed(double* y, long long n, const BoxSectionRow
 TETHER_HD inline RowResult box_section_newton(double* y, long long n, const BoxSectionRow& s,
                                               double* position) {
   RowResult result;
-  if (position != nullptr && box_section_bracketed<>(y, n, s, position, &result)) return result;
+  if (position != nullptr && box_section_bracketed<LanePasses>(y, n, s, position, &result))
+    return result;
   return box_section_newton_whole(y, n, s);
 }
 

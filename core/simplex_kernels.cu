@@ -6,7 +6,12 @@
 //   sort of the candidates, the closed forms), which is short, and, if a threshold is not clear
 //   of the bound, the whole-row finish. The sort-based variant heapsorts the candidates; the CPU
 //   sorts with std::sort, which gives the same sorted sequence.
-//   Box section: one thread per row (a warp per row is the next step).
+//   Box section, Newton: one warp per row. The lanes run the bracketing passes over the row
+//   (coalesced, warp sums that every lane holds bit for bit, so every lane takes the same
+//   steps), the reduce (positions compacted in index order by ballots), and the write; the
+//   exact part on the few undecided entries is the same short computation in every lane. Lane 0
+//   runs the whole-row method where the bracketing declines. The sort-based variant: one thread
+//   per row.
 #include <cuda_runtime.h>
 
 #include <string>
@@ -136,15 +141,112 @@ __global__ void threshold_warp_kernel(T* x, long long rows, long long n, long lo
     threshold_row_warp<false>(y, n, z, sorted, work, status + r, index + r);
 }
 
-__global__ void box_section_kernel(double* x, long long rows, long long n, long long stride,
-                                   row::BoxSectionRow set, bool sorted, double* scratch,
-                                   int* status, long long* index) {
+// ---- box section: one warp per row ---------------------------------------------------------
+
+// The warp's smallest key (butterfly: every lane ends with it).
+template <class Key>
+__device__ Key warp_min(Key v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const Key other = __shfl_xor_sync(kFullMask, v, offset);
+    v = other < v ? other : v;
+  }
+  return v;
+}
+
+// The passes of row::box_section_bracketed_by over one row, by a warp: lane l takes entries
+// l, l + 32, ... (coalesced), and every pass ends in warp sums that every lane holds, bit for
+// bit the same (the butterfly adds the same pairs in every lane), so every lane runs the
+// bracketing with the same numbers and takes the same steps; the part on the few undecided
+// entries is then the same short computation in every lane.
+template <class Layout>
+struct WarpPasses {
+  double* y;
+  long long n;
+  Layout s;
+
+  __device__ static int lane() { return static_cast<int>(threadIdx.x % 32); }
+
+  __device__ row::BoxScan scan() const {
+    row::BoxScan mine, all;
+    for (long long k = lane(); k < n; k += 32)
+      mine.add(row::box_scan_terms(y[k], s.w(k), s.l(k), s.u(k)));
+    all.add(row::BoxScanTerms{warp_sum(mine.probe), warp_sum(mine.wy), warp_sum(mine.ww),
+                              warp_sum(mine.wu), warp_sum(mine.wl), warp_sum(mine.w_abs_y),
+                              warp_sum(mine.w_bound)});
+    return all;
+  }
+  __device__ row::BoxLine line(double lambda) const {
+    row::BoxLine mine;
+    for (long long k = lane(); k < n; k += 32) {
+      const row::BoxLine t = row::box_line_terms(y[k], s.w(k), s.l(k), s.u(k), lambda);
+      mine.excess += t.excess;
+      mine.slope += t.slope;
+    }
+    return row::BoxLine{warp_sum(mine.excess), warp_sum(mine.slope)};
+  }
+  __device__ row::BoxEnds ends() const {
+    row::BoxEnds mine;
+    for (long long k = lane(); k < n; k += 32)
+      mine.add(row::lower_breakpoint_key(y[k], s.w(k), s.u(k)),
+               row::upper_breakpoint_key(y[k], s.w(k), s.l(k)));
+    row::BoxEnds all;
+    all.add(warp_min(mine.a_min), warp_max(mine.b_max));
+    return all;
+  }
+  // The fixed entries' exact sum (each lane's two-sum pair, added in lane order by every lane)
+  // and the undecided entries' positions in index order (a ballot per 32 entries).
+  __device__ long long reduce(double lo, double hi, row::Sum* fixed, double* position) const {
+    double sum = 0.0, error = 0.0;
+    long long m = 0;
+    for (long long base = 0; base < n; base += 32) {
+      const long long k = base + lane();
+      bool undecided = false;
+      if (k < n) {
+        const row::BoxFixing f = row::box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
+        row::two_sum_into(&sum, &error, f.product, f.error);
+        undecided = f.undecided;
+      }
+      const unsigned ballot = __ballot_sync(kFullMask, undecided);
+      if (undecided)
+        position[m + __popc(ballot & ((1u << lane()) - 1u))] = static_cast<double>(k);
+      m += __popc(ballot);
+    }
+    for (int l = 0; l < 32; ++l) fixed->add(__shfl_sync(kFullMask, sum, l));
+    for (int l = 0; l < 32; ++l) fixed->add(__shfl_sync(kFullMask, error, l));
+    __syncwarp();  // the positions, for every lane's reads
+    return m;
+  }
+  __device__ void write(const row::Split& lambda) const {
+    for (long long k = lane(); k < n; k += 32)
+      y[k] = row::box_clamped(y[k], lambda, s.w(k), s.l(k), s.u(k));
+  }
+};
+
+// One warp per row (Newton: bracketed by the warp, the whole-row method by lane 0 where the
+// bracketing declines); one thread per row for the sort-based variant.
+__global__ void box_section_newton_kernel(double* x, long long rows, long long n,
+                                          long long stride, row::BoxSectionRow set,
+                                          double* scratch, int* status, long long* index) {
+  const long long r = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
+  double* y = x + r * stride;
+  row::RowResult result;
+  const bool bracketed =
+      row::box_section_bracketed<WarpPasses>(y, n, set, scratch + 2 * r * n, &result);
+  __syncwarp();
+  if (threadIdx.x % 32 != 0) return;
+  if (!bracketed) result = row::box_section_newton_whole(y, n, set);
+  status[r] = result.status;
+  index[r] = result.index;
+}
+
+__global__ void box_section_sorted_kernel(double* x, long long rows, long long n,
+                                          long long stride, row::BoxSectionRow set,
+                                          double* scratch, int* status, long long* index) {
   const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
-  double* y = x + r * stride;
   const row::RowResult result =
-      sorted ? row::box_section_sorted(y, n, set, scratch + 2 * r * n, row::HeapSort{})
-             : row::box_section_newton(y, n, set, scratch + 2 * r * n);
+      row::box_section_sorted(x + r * stride, n, set, scratch + 2 * r * n, row::HeapSort{});
   status[r] = result.status;
   index[r] = result.index;
 }
@@ -253,11 +355,19 @@ void box_section_resident(ResidentRows* r, const double* lower, long long lower_
                                upper_size == 1 ? 0LL : 1LL,
                                weight_size == 1 ? 0LL : 1LL,
                                total};
-  const long long blocks = (r->rows + kThreads - 1) / kThreads;
-  box_section_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-      r->x.as<double>(), r->rows, r->n, r->n, set, sorted, r->scratch.as<double>(),
-      r->status.as<int>(), r->index.as<long long>());
-  check(cudaGetLastError(), "box_section_kernel launch");
+  if (sorted) {
+    const long long blocks = (r->rows + kThreads - 1) / kThreads;
+    box_section_sorted_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+        r->x.as<double>(), r->rows, r->n, r->n, set, r->scratch.as<double>(),
+        r->status.as<int>(), r->index.as<long long>());
+  } else {
+    const long long warps_per_block = kThreads / 32;
+    const long long blocks = (r->rows + warps_per_block - 1) / warps_per_block;
+    box_section_newton_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+        r->x.as<double>(), r->rows, r->n, r->n, set, r->scratch.as<double>(),
+        r->status.as<int>(), r->index.as<long long>());
+  }
+  check(cudaGetLastError(), "box_section kernel launch");
   copy_status_back(r->status, r->index, r->rows, status, index);  // synchronises
 }
 

@@ -694,7 +694,7 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
         Vector a = x.row(r).transpose(), b = a;
         simplex_row::RowResult fast;
         const bool taken =
-            simplex_row::box_section_bracketed<>(a.data(), n, s, position.data(), &fast);
+            simplex_row::box_section_bracketed<simplex_row::LanePasses>(a.data(), n, s, position.data(), &fast);
         const simplex_row::RowResult whole =
             simplex_row::box_section_newton_whole(b.data(), n, s);
         ASSERT_EQ(whole.status, simplex_row::kOk);
@@ -737,7 +737,7 @@ TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
   Vector y = Vector::LinSpaced(n, -1.0, 1.0);
   y[5] = std::numeric_limits<double>::quiet_NaN();
   const Vector before = y;
-  EXPECT_FALSE(simplex_row::box_section_bracketed<>(y.data(), n, shared, position.data(), &result));
+  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(y.data(), n, shared, position.data(), &result));
   EXPECT_TRUE(y.hasNaN() && y.segment(0, 5) == before.segment(0, 5));
   // The whole-row method then names the entry.
   const simplex_row::RowResult refused = simplex_row::box_section_newton(y.data(), n, shared,
@@ -750,7 +750,7 @@ TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
   strided.upper = every_other.data();
   strided.upper_stride = 2;
   Vector z = Vector::LinSpaced(n, -1.0, 1.0);
-  EXPECT_FALSE(simplex_row::box_section_bracketed<>(z.data(), n, strided, position.data(), &result));
+  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(z.data(), n, strided, position.data(), &result));
   EXPECT_EQ(simplex_row::box_section_newton(z.data(), n, strided, position.data()).status,
             simplex_row::kOk);
   Vector expected = Vector::LinSpaced(n, -1.0, 1.0);

@@ -719,7 +719,7 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, double* y, lo
       break;
     }
     if (!(next > b.lo && next < b.hi)) {
-      if (!lo_seen || !hi_seen) {  // the secant needs both ends: the row's bracket
+      if (!(finite(b.lo) && finite(b.hi))) {  // the secant needs both ends: the row's bracket
         const BoxEnds ends = passes_over.ends();
         if (!finite(ends.lo()) || !finite(ends.hi())) return false;
         if (!lo_seen) b.lo = ends.lo();
@@ -749,15 +749,11 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, double* y, lo
     if (!at_root) return false;  // (a sign change across a flat bracket: rounding; not seen)
     multiplier.hi = lambda;
   } else {
-    // Inside the bracket the rest's g - c is the row's: the secant keeps the bracket's ends
-    // (a window's ends were not evaluated: there, the rest's extreme breakpoints).
+    // Inside the bracket the rest's g - c is the row's: the secant keeps the bracket's ends.
+    // A window's ends were not evaluated (NaN excess: the safeguard bisects until a pass has
+    // moved them); lambda is a root to rounding there, and the first pass usually ends it.
     BoxBracket bracket = b;
-    if (at_root) {
-      RowResult ignored;
-      double rest_lo, rest_hi;
-      if (!box_bracket(rest, &ignored, &rest_lo, &rest_hi)) return false;
-      bracket = box_extreme_bracket(rest, rest_lo, rest_hi);
-    }
+    if (at_root) bracket = BoxBracket{lo, hi, NAN, NAN};
     const BoxSolve solve = box_newton(rest, bracket, lambda);
     if (solve.result.status != kOk) return false;
     // Both closed forms must classify inside the bracket, where the fixed entries are fixed.

@@ -3,6 +3,9 @@
 //   BM_Simplex<Alg>/N/n        N elements in rows of n, every row onto {p >= 0, sum p = 1}
 //   BM_L1Ball<Alg>/N/n         the same rows onto {|p|_1 <= 1}
 //   BM_BoxSection<Alg>/N/n     onto {0 <= p <= 2/n, w^T p = 1}, w_i in [0.5, 1.5) per entry
+//   BM_BoxSectionNewtonWideBoxes/N/n   l_i in [-1, 0), u_i - l_i in [0, 3), c mid-range: many
+//                              entries free at the root
+//   BM_BoxSectionNewtonNearEnd/N/n     the narrow caps with c at 99.9% of [w^T l, w^T u]
 //   BM_SimplexLongVector<Alg>/N    one vector of N entries onto the simplex (one row: serial)
 //   BM_<Simplex|L1Ball>CondatFloat/N/n   the same rows in float (bytes: 8 N)
 //   BM_SimplexCopyOnly/N/n     the copy of the input each iteration makes (the projection is
@@ -40,14 +43,27 @@ Matrix input(Index total, Index n) {
   return x;
 }
 
-tether::BoxSection box_set(Index n, tether::BoxSectionAlgorithm algorithm) {
+/// The narrow caps {0 <= p <= 2/n}, weights in [0.5, 1.5), c at `fraction` of [w^T l, w^T u].
+tether::BoxSection box_set(Index n, tether::BoxSectionAlgorithm algorithm,
+                           double fraction = 0.5) {
   tether::Rng rng(8);
   tether::Vector w(n);
   for (Index i = 0; i < n; ++i) w[i] = rng.uniform(0.5, 1.5);
   const double cap = 2.0 / static_cast<double>(n);
-  // c halfway between w^T l = 0 and w^T u = cap sum w.
   return tether::BoxSection(tether::Vector::Zero(n), tether::Vector::Constant(n, cap), w,
-                            w.sum() * cap * 0.5, algorithm);
+                            w.sum() * cap * fraction, algorithm);
+}
+
+/// Wide random boxes: l_i in [-1, 0), u_i = l_i + [0, 3), weights in [0.5, 1.5), c mid-range.
+tether::BoxSection wide_box_set(Index n) {
+  tether::Rng rng(9);
+  tether::Vector l(n), u(n), w(n);
+  for (Index i = 0; i < n; ++i) {
+    l[i] = rng.uniform(-1.0, 0.0);
+    u[i] = l[i] + rng.uniform(0.0, 3.0);
+    w[i] = rng.uniform(0.5, 1.5);
+  }
+  return tether::BoxSection(l, u, w, 0.5 * (w.dot(l) + w.dot(u)));
 }
 
 template <class Project>
@@ -111,6 +127,23 @@ void BM_BoxSectionSort(benchmark::State& state) {
   run(state, [&](Matrix& y) { set.project_rows(y); });
 }
 BENCHMARK(BM_BoxSectionSort)->Apply(sizes);
+
+void one_size(benchmark::internal::Benchmark* b) {
+  b->Args({1000000, 1000})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+void BM_BoxSectionNewtonWideBoxes(benchmark::State& state) {
+  const tether::BoxSection set = wide_box_set(state.range(1));
+  run(state, [&](Matrix& y) { set.project_rows(y); });
+}
+BENCHMARK(BM_BoxSectionNewtonWideBoxes)->Apply(one_size);
+
+void BM_BoxSectionNewtonNearEnd(benchmark::State& state) {
+  const tether::BoxSection set =
+      box_set(state.range(1), tether::BoxSectionAlgorithm::kNewton, 0.999);
+  run(state, [&](Matrix& y) { set.project_rows(y); });
+}
+BENCHMARK(BM_BoxSectionNewtonNearEnd)->Apply(one_size);
 
 void BM_BoxSectionNewton(benchmark::State& state) {
   const tether::BoxSection set = box_set(state.range(1), tether::BoxSectionAlgorithm::kNewton);

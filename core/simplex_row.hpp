@@ -345,21 +345,20 @@ TETHER_HD RowResult simplex_finish(T* y, long long n, T z, T tau_estimate) {
 /// What one branch-free lane pass over a row finds (threshold_trivial's scan).
 template <class T>
 struct RowScan {
-  bool finite = true;     ///< no NaN or +-inf
-  T largest = T(0);   ///< max_i v_i (v = y, or |y| for the l1 ball); meaningful if finite
-  T abs_sum = T(0);   ///< sum_i |y_i| in lane order (plain, not compensated); l1 ball only
+  bool finite = true;  ///< no NaN or +-inf
+  T largest = T(0);    ///< max_i v_i (v = y, or |y| for the l1 ball); meaningful if finite
 };
 
 template <bool kAbs, class T>
 TETHER_HD RowScan<T> scan_row(const T* y, long long n) {
   // The maximum runs on bits::order_key: an integer max vectorises, the floating-point select
   // (with its NaN semantics) does not. NaN is caught by the probe and the maximum then unused.
-  T probe[kScanLanes] = {}, abs_sum[kScanLanes] = {};
+  T probe[kScanLanes] = {};
   using Key = decltype(bits::order_key(T{}));
   Key largest[kScanLanes];
   for (int l = 0; l < kScanLanes; ++l) largest[l] = bits::order_key(value<kAbs>(y, 0));
   const long long full = n - n % kScanLanes;
-  // Three loops over the (cache-resident) row rather than one: each vectorises on its own.
+  // Two loops over the (cache-resident) row rather than one: each vectorises on its own.
   for (long long i = 0; i < full; i += kScanLanes)
     for (int l = 0; l < kScanLanes; ++l)
       probe[l] += y[i + l] - y[i + l];  // 0 for finite entries, NaN otherwise (and it stays)
@@ -368,16 +367,12 @@ TETHER_HD RowScan<T> scan_row(const T* y, long long n) {
       const Key key = bits::order_key(value<kAbs>(y, i + l));
       largest[l] = key > largest[l] ? key : largest[l];
     }
-  if (kAbs)
-    for (long long i = 0; i < full; i += kScanLanes)
-      for (int l = 0; l < kScanLanes; ++l) abs_sum[l] += fabs(y[i + l]);
   for (long long i = full; i < n; ++i) {  // the tail, entry i into lane i - full
     const int l = static_cast<int>(i - full);
     const T v = value<kAbs>(y, i);
     const Key key = bits::order_key(v);
     probe[l] += v - v;
     largest[l] = key > largest[l] ? key : largest[l];
-    if (kAbs) abs_sum[l] += v;
   }
   RowScan<T> scan;
   T all = T(0);
@@ -385,11 +380,23 @@ TETHER_HD RowScan<T> scan_row(const T* y, long long n) {
   for (int l = 0; l < kScanLanes; ++l) {
     all += probe[l];
     top = largest[l] > top ? largest[l] : top;
-    scan.abs_sum += abs_sum[l];
   }
   scan.finite = all == T(0);
   scan.largest = bits::of_order_key(top);
   return scan;
+}
+
+/// sum_i |y_i| in lanes (plain, not compensated).
+template <class T>
+TETHER_HD T abs_sum(const T* y, long long n) {
+  T lanes[kScanLanes] = {};
+  const long long full = n - n % kScanLanes;
+  for (long long i = 0; i < full; i += kScanLanes)
+    for (int l = 0; l < kScanLanes; ++l) lanes[l] += fabs(y[i + l]);
+  for (long long i = full; i < n; ++i) lanes[i - full] += fabs(y[i]);
+  T sum = T(0);
+  for (int l = 0; l < kScanLanes; ++l) sum += lanes[l];
+  return sum;
 }
 
 /// |y|_1 <= z, given a plain sum of |y| in any order: it settles the question unless it lies
@@ -417,8 +424,10 @@ TETHER_HD bool threshold_trivial(T* y, long long n, T z, RowResult* result,
     result->index = first_non_finite(y, n);
     return true;
   }
-  if (kAbs && l1_inside(y, n, z, scan->abs_sum))
-    return true;  // inside the ball: left as it is, bit for bit
+  // Inside the ball: left as it is, bit for bit. |y|_1 >= max |y_i| (exactly), so a row whose
+  // largest entry exceeds z is outside without the sum of |y|.
+  if (kAbs && !(scan->largest > z) && l1_inside(y, n, z, abs_sum(y, n)))
+    return true;
   if (z == T(0)) {  // both sets are {0}
     for (long long i = 0; i < n; ++i) y[i] = T(0);
     return true;

@@ -25,61 +25,73 @@
 
 namespace tether::simplex_row {
 
+/// The order key type of T (bits::order_key).
+template <class T>
+using Key = typename bits::Pattern<T>::Signed;
+
 /// The set, with per-entry or shared bounds and weights: entry i reads lower[i * lower_stride]
 /// (stride 0: one value for all entries). Validated by the caller: l <= u finite, w > 0 finite,
 /// sum w l <= c <= sum w u.
-struct BoxSectionRow {
-  const double* lower;
-  const double* upper;
-  const double* weight;
+template <class T>
+struct BasicBoxSectionRow {
+  using Scalar = T;
+  const T* lower;
+  const T* upper;
+  const T* weight;
   long long lower_stride;
   long long upper_stride;
   long long weight_stride;
-  double total;  ///< c
-  TETHER_HD double l(long long i) const { return lower[i * lower_stride]; }
-  TETHER_HD double u(long long i) const { return upper[i * upper_stride]; }
-  TETHER_HD double w(long long i) const { return weight[i * weight_stride]; }
+  T total;  ///< c
+  TETHER_HD T l(long long i) const { return lower[i * lower_stride]; }
+  TETHER_HD T u(long long i) const { return upper[i * upper_stride]; }
+  TETHER_HD T w(long long i) const { return weight[i * weight_stride]; }
 };
+using BoxSectionRow = BasicBoxSectionRow<double>;
 
 // ---- views ---------------------------------------------------------------------------------
 
 /// Every entry of the row; g - c has the constant part -c.
+template <class T>
 struct WholeRow {
-  const double* y;
+  using Scalar = T;
+  const T* y;
   long long n;
-  BoxSectionRow set;
-  Sum constant;  ///< -c
-  TETHER_HD WholeRow(const double* row, long long size, const BoxSectionRow& s)
+  BasicBoxSectionRow<T> set;
+  BasicSum<T> constant;  ///< -c
+  TETHER_HD WholeRow(const T* row, long long size, const BasicBoxSectionRow<T>& s)
       : y(row), n(size), set(s) {
     constant.add(-s.total);
   }
   TETHER_HD long long size() const { return n; }
-  TETHER_HD double value(long long k) const { return y[k]; }
-  TETHER_HD double lower(long long k) const { return set.l(k); }
-  TETHER_HD double upper(long long k) const { return set.u(k); }
-  TETHER_HD double weight(long long k) const { return set.w(k); }
+  TETHER_HD T value(long long k) const { return y[k]; }
+  TETHER_HD T lower(long long k) const { return set.l(k); }
+  TETHER_HD T upper(long long k) const { return set.u(k); }
+  TETHER_HD T weight(long long k) const { return set.w(k); }
 };
 
 /// The entries y[position[k]], k < m, of a row whose other entries are fixed at a bound for
 /// every lambda in some bracket; constant = (their exact sum of w_i times the bound) - c, so
 /// that on the bracket g - c is the same function as on the whole row. Positions are stored
-/// as doubles (exact below 2^53) in the row's double workspace.
+/// as T in the row's workspace (exact below Precision<T>::exact_integers).
+template <class T>
 struct RowSubset {
-  const double* y;
-  const double* position;
+  using Scalar = T;
+  const T* y;
+  const T* position;
   long long m;
-  BoxSectionRow set;
-  Sum constant;
+  BasicBoxSectionRow<T> set;
+  BasicSum<T> constant;
   TETHER_HD long long at(long long k) const { return static_cast<long long>(position[k]); }
   TETHER_HD long long size() const { return m; }
-  TETHER_HD double value(long long k) const { return y[at(k)]; }
-  TETHER_HD double lower(long long k) const { return set.l(at(k)); }
-  TETHER_HD double upper(long long k) const { return set.u(at(k)); }
-  TETHER_HD double weight(long long k) const { return set.w(at(k)); }
+  TETHER_HD T value(long long k) const { return y[at(k)]; }
+  TETHER_HD T lower(long long k) const { return set.l(at(k)); }
+  TETHER_HD T upper(long long k) const { return set.u(at(k)); }
+  TETHER_HD T weight(long long k) const { return set.w(at(k)); }
 };
 
 /// sum += constant (both parts of a compensated sum).
-TETHER_HD inline void add_sum(Sum& sum, const Sum& constant) {
+template <class T>
+TETHER_HD void add_sum(BasicSum<T>& sum, const BasicSum<T>& constant) {
   sum.add(constant.s);
   sum.add(constant.c);
 }
@@ -88,12 +100,12 @@ TETHER_HD inline void add_sum(Sum& sum, const Sum& constant) {
 
 /// g(lambda) - c, compensated (a plain sum picks a neighbouring piece near the root more
 /// often: measured, a re-projected point then moved by up to 49 eps instead of 3).
-template <class View>
-TETHER_HD double box_excess(const View& v, double lambda) {
-  Sum sum;
+template <class View, class T = typename View::Scalar>
+TETHER_HD T box_excess(const View& v, T lambda) {
+  BasicSum<T> sum;
   for (long long k = 0; k < v.size(); ++k) {
-    const double w = v.weight(k), lo = v.lower(k), hi = v.upper(k);
-    const double x = v.value(k) - mul(lambda, w);
+    const T w = v.weight(k), lo = v.lower(k), hi = v.upper(k);
+    const T x = v.value(k) - mul(lambda, w);
     sum.add(mul(w, x < lo ? lo : (x > hi ? hi : x)));
   }
   add_sum(sum, v.constant);
@@ -102,8 +114,9 @@ TETHER_HD double box_excess(const View& v, double lambda) {
 
 /// Adds a * b to sum; exact_products: with the rounding error of the product (fma), so that
 /// the closed-form multiplier does not inherit the rounding of w_i y_i. Otherwise a plain add.
-TETHER_HD inline void add_product(Sum& sum, double a, double b, bool exact_products) {
-  const double p = mul(a, b);
+template <class T>
+TETHER_HD void add_product(BasicSum<T>& sum, T a, T b, bool exact_products) {
+  const T p = mul(a, b);
   if (exact_products) {
     sum.add(p);
     sum.add(fma(a, b, -p));
@@ -116,12 +129,12 @@ TETHER_HD inline void add_product(Sum& sum, double a, double b, bool exact_produ
 /// u_i: at u; below l_i: at l; otherwise, ties included, free (at a breakpoint both pieces
 /// have the same root, and the free side is the one that is not flat). Exact products,
 /// compensated sums. Returns t itself when no entry is free (g is flat there).
-template <class View>
-TETHER_HD Split box_closed_form(const View& v, const Split& t) {
-  Sum offset, slope;
+template <class View, class T = typename View::Scalar>
+TETHER_HD BasicSplit<T> box_closed_form(const View& v, const BasicSplit<T>& t) {
+  BasicSum<T> offset, slope;
   for (long long k = 0; k < v.size(); ++k) {
-    const double w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
-    const double x = subtract_scaled(yk, t, w);
+    const T w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
+    const T x = subtract_scaled(yk, t, w);
     if (x > hi) {
       add_product(offset, w, hi, true);
     } else if (x < lo) {
@@ -132,21 +145,22 @@ TETHER_HD Split box_closed_form(const View& v, const Split& t) {
     }
   }
   add_sum(offset, v.constant);
-  return slope.value() > 0.0 ? divide(offset, slope) : t;
+  return slope.value() > T(0) ? divide(offset, slope) : t;
 }
 
 /// The multiplier from an estimate on the root's piece: the closed form on the piece through
-/// the estimate, then once more on the classification at that lambda (in double-double: an
-/// entry within rounding of a bound at a single-double lambda is placed by the precise one).
+/// the estimate, then once more on the classification at that lambda (in T-T: an
+/// entry within rounding of a bound at a single-T lambda is placed by the precise one).
+template <class T>
 struct BoxMultiplier {
   int status = kOk;  ///< kOk or kOverflow
-  Split first;       ///< the first closed form (the classification of the second)
-  Split lambda;      ///< the second: the multiplier
+  BasicSplit<T> first;       ///< the first closed form (the classification of the second)
+  BasicSplit<T> lambda;      ///< the second: the multiplier
 };
 
-template <class View>
-TETHER_HD BoxMultiplier box_multiplier(const View& v, double estimate) {
-  BoxMultiplier m;
+template <class View, class T = typename View::Scalar>
+TETHER_HD BoxMultiplier<T> box_multiplier(const View& v, T estimate) {
+  BoxMultiplier<T> m;
   m.first.hi = estimate;
   m.first = box_closed_form(v, m.first);
   m.lambda = m.first;
@@ -155,24 +169,45 @@ TETHER_HD BoxMultiplier box_multiplier(const View& v, double estimate) {
   return m;
 }
 
-/// p_i = clamp(y_i - lambda w_i, l_i, u_i) over the whole row; Set: BoxSectionRow or a
+/// Whether lambda (hi + lo) solves g(lambda) = c on the view up to rounding: g - c in a
+/// compensated sum, with x_i = y_i - lambda w_i as the write computes it, within 8 eps of the
+/// magnitudes involved (|y_i| + |lambda| w_i + |bounds| per entry times w_i, the constant's
+/// terms as given by `magnitude`). Catches a multiplier on a flat piece of g (no free entry)
+/// that is not at c: the closed form keeps such a multiplier unchanged.
+template <class View, class T = typename View::Scalar>
+TETHER_HD bool box_is_root(const View& v, const BasicSplit<T>& lambda, T magnitude) {
+  BasicSum<T> excess;
+  T size = magnitude;
+  for (long long k = 0; k < v.size(); ++k) {
+    const T w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
+    const T x = subtract_scaled(yk, lambda, w);
+    excess.add(mul(w, x < lo ? lo : (x > hi ? hi : x)));
+    size += mul(w, fabs(yk) + mul(fabs(lambda.hi), w) + fabs(lo) + fabs(hi));
+  }
+  add_sum(excess, v.constant);
+  return fabs(excess.value()) <= mul(T(8) * Precision<T>::epsilon, size);
+}
+
+/// p_i = clamp(y_i - lambda w_i, l_i, u_i) over the whole row; Set: BasicBoxSectionRow<T> or a
 /// BoxLayout (whose compile-time strides let the loop vectorise).
-TETHER_HD inline double box_clamped(double y, const Split& lambda, double w, double lo,
-                                     double hi) {
-  const double x = subtract_scaled(y, lambda, w);
+template <class T>
+TETHER_HD T box_clamped(T y, const BasicSplit<T>& lambda, T w, T lo,
+                                     T hi) {
+  const T x = subtract_scaled(y, lambda, w);
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
-template <class Set>
-TETHER_HD void box_write(double* y, long long n, const Set& s, const Split& lambda) {
+template <class Set, class T = typename Set::Scalar>
+TETHER_HD void box_write(T* y, long long n, const Set& s, const BasicSplit<T>& lambda) {
   TETHER_LANES
   for (long long i = 0; i < n; ++i) y[i] = box_clamped(y[i], lambda, s.w(i), s.l(i), s.u(i));
 }
 
 /// box_multiplier on the whole row from lambda_estimate, then the write.
-TETHER_HD inline RowResult box_section_finish(double* y, long long n, const BoxSectionRow& s,
-                                              double lambda_estimate) {
-  const BoxMultiplier m = box_multiplier(WholeRow(y, n, s), lambda_estimate);
+template <class T>
+TETHER_HD RowResult box_section_finish(T* y, long long n, const BasicBoxSectionRow<T>& s,
+                                              T lambda_estimate) {
+  const BoxMultiplier<T> m = box_multiplier(WholeRow<T>(y, n, s), lambda_estimate);
   RowResult result;
   result.multiplier = m.lambda.hi;
   result.status = m.status;
@@ -185,55 +220,57 @@ TETHER_HD inline RowResult box_section_finish(double* y, long long n, const BoxS
 /// The linear piece of g through lambda: entries with y_i - lambda w_i >= u_i are at u, those
 /// <= l_i at l, the rest free. offset / slope is the root of that line; [left, right] is the
 /// interval of lambda on which this classification holds (it contains lambda).
+template <class T>
 struct BoxPiece {
-  Sum offset;           ///< sum_{at u} w u + sum_{at l} w l + sum_{free} w y - c
-  Sum slope;            ///< sum_{free} w^2 (g has slope -slope on the piece)
-  double excess = 0.0;  ///< g(lambda) - c = offset - lambda slope
-  double left = 0.0, right = 0.0;
+  BasicSum<T> offset;           ///< sum_{at u} w u + sum_{at l} w l + sum_{free} w y - c
+  BasicSum<T> slope;            ///< sum_{free} w^2 (g has slope -slope on the piece)
+  T excess = T(0);  ///< g(lambda) - c = offset - lambda slope
+  T left = T(0), right = T(0);
 };
 
 /// A running minimum or maximum of fractions num / w with w > 0, compared by cross-multiplying
 /// (no division per entry; one at the end).
+template <class T>
 struct Fraction {
-  double num;
-  double den;
-  TETHER_HD bool below(double n, double d) const { return mul(n, den) < mul(num, d); }
-  TETHER_HD bool above(double n, double d) const { return mul(n, den) > mul(num, d); }
+  T num;
+  T den;
+  TETHER_HD bool below(T n, T d) const { return mul(n, den) < mul(num, d); }
+  TETHER_HD bool above(T n, T d) const { return mul(n, den) > mul(num, d); }
 };
 
 /// One Newton pass: plain sums (the pass only locates the piece; the closing pass is exact).
-template <class View>
-TETHER_HD BoxPiece box_piece(const View& v, double lambda) {
-  Sum offset, slope, g;
+template <class View, class T = typename View::Scalar>
+TETHER_HD BoxPiece<T> box_piece(const View& v, T lambda) {
+  BasicSum<T> offset, slope, g;
   // right = min over the breakpoints above lambda: a_i of entries at u, b_i of free entries;
   // left = max over those below: b_i at l, a_i free. (In exact arithmetic each lies on its side
   // of lambda; the clamps at the end absorb rounding.)
-  Fraction right{HUGE_VAL, 1.0}, left{-HUGE_VAL, 1.0};
+  Fraction<T> right{T(HUGE_VAL), T(1)}, left{T(-HUGE_VAL), T(1)};
   // Branch-free (selects): the classification is data-dependent and would mispredict.
   for (long long k = 0; k < v.size(); ++k) {
-    const double w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
-    const double x = yk - mul(lambda, w);
+    const T w = v.weight(k), lo = v.lower(k), hi = v.upper(k), yk = v.value(k);
+    const T x = yk - mul(lambda, w);
     const bool at_upper = x >= hi;               // at u while lambda <= a_i
     const bool at_lower = !at_upper && x <= lo;  // at l while lambda >= b_i
     const bool free = !at_upper && !at_lower;    // free on (a_i, b_i)
-    const double clamped = at_upper ? hi : (at_lower ? lo : x);
+    const T clamped = at_upper ? hi : (at_lower ? lo : x);
     offset.s += mul(w, at_upper ? hi : (at_lower ? lo : yk));
     g.s += mul(w, clamped);
-    slope.s += free ? mul(w, w) : 0.0;
+    slope.s += free ? mul(w, w) : T(0);
     // The breakpoint above lambda (a_i at u, b_i free) and the one below (b_i at l, a_i free).
-    const double above = at_upper ? yk - hi : yk - lo, below = at_lower ? yk - lo : yk - hi;
+    const T above = at_upper ? yk - hi : yk - lo, below = at_lower ? yk - lo : yk - hi;
     const bool moves_right = !at_lower && right.below(above, w);
     const bool moves_left = !at_upper && left.above(below, w);
-    right = moves_right ? Fraction{above, w} : right;
-    left = moves_left ? Fraction{below, w} : left;
+    right = moves_right ? Fraction<T>{above, w} : right;
+    left = moves_left ? Fraction<T>{below, w} : left;
   }
   add_sum(offset, v.constant);
   add_sum(g, v.constant);
-  BoxPiece piece;
+  BoxPiece<T> piece;
   piece.offset = offset;
   piece.slope = slope;
   piece.excess = g.value();
-  const double r = right.num / right.den, l = left.num / left.den;
+  const T r = right.num / right.den, l = left.num / left.den;
   piece.right = r > lambda ? r : lambda;
   piece.left = l < lambda ? l : lambda;
   return piece;
@@ -241,12 +278,12 @@ TETHER_HD BoxPiece box_piece(const View& v, double lambda) {
 
 /// Bracket [min a_i, max b_i] of the view's root; false (with status kOverflow in *result) when
 /// an end is not finite.
-template <class View>
-TETHER_HD bool box_bracket(const View& v, RowResult* result, double* lo, double* hi) {
-  double a_min = HUGE_VAL, b_max = -HUGE_VAL;
+template <class View, class T = typename View::Scalar>
+TETHER_HD bool box_bracket(const View& v, RowResult* result, T* lo, T* hi) {
+  T a_min = T(HUGE_VAL), b_max = T(-HUGE_VAL);
   for (long long k = 0; k < v.size(); ++k) {
-    const double w = v.weight(k), yk = v.value(k);
-    const double a = (yk - v.upper(k)) / w, b = (yk - v.lower(k)) / w;
+    const T w = v.weight(k), yk = v.value(k);
+    const T a = (yk - v.upper(k)) / w, b = (yk - v.lower(k)) / w;
     if (a < a_min) a_min = a;
     if (b > b_max) b_max = b;
   }
@@ -260,46 +297,47 @@ TETHER_HD bool box_bracket(const View& v, RowResult* result, double* lo, double*
 }
 
 /// The non-finite check and the bracket of the whole row. Returns false on bad input.
-TETHER_HD inline bool box_row_bracket(const double* y, long long n, const BoxSectionRow& s,
-                                      RowResult* result, double* lo, double* hi) {
+template <class T>
+TETHER_HD bool box_row_bracket(const T* y, long long n, const BasicBoxSectionRow<T>& s,
+                                      RowResult* result, T* lo, T* hi) {
   const long long bad = first_non_finite(y, n);
   if (bad >= 0) {
     result->status = kNonFinite;
     result->index = bad;
     return false;
   }
-  return box_bracket(WholeRow(y, n, s), result, lo, hi);
+  return box_bracket(WholeRow<T>(y, n, s), result, lo, hi);
 }
 
 /// Sort-based (Helgason, Kennington and Lall 1980; Kiwiel 2008, section 2): sort the 2n
 /// breakpoints, bisect on their ranks with one O(n) evaluation of g each, and finish on the
 /// piece between the two breakpoints that bracket the root. work holds 2n doubles.
 /// O(n log n).
-template <class Sort>
-TETHER_HD RowResult box_section_sorted(double* y, long long n, const BoxSectionRow& s, double* work,
+template <class T, class Sort>
+TETHER_HD RowResult box_section_sorted(T* y, long long n, const BasicBoxSectionRow<T>& s, T* work,
                                        Sort sort) {
   RowResult result;
-  double lo, hi;
+  T lo, hi;
   if (!box_row_bracket(y, n, s, &result, &lo, &hi)) return result;
   for (long long i = 0; i < n; ++i) {
-    const double w = s.w(i);
+    const T w = s.w(i);
     work[2 * i] = (y[i] - s.u(i)) / w;
     work[2 * i + 1] = (y[i] - s.l(i)) / w;
   }
   const long long m = 2 * n;
   sort(work, m);
-  const WholeRow row(y, n, s);
+  const WholeRow<T> row(y, n, s);
   // Invariant: g(work[first]) - c > 0 >= g(work[last]) - c.
   long long first = 0, last = m - 1;
-  if (!(box_excess(row, work[0]) > 0.0)) return box_section_finish(y, n, s, work[0]);
+  if (!(box_excess(row, work[0]) > T(0))) return box_section_finish(y, n, s, work[0]);
   while (last - first > 1) {
     const long long mid = first + (last - first) / 2;
-    if (box_excess(row, work[mid]) > 0.0)
+    if (box_excess(row, work[mid]) > T(0))
       first = mid;
     else
       last = mid;
   }
-  return box_section_finish(y, n, s, mul(0.5, work[first]) + mul(0.5, work[last]));
+  return box_section_finish(y, n, s, mul(T(0.5), work[first]) + mul(T(0.5), work[last]));
 }
 
 /// Iteration cap of the safeguarded Newton method: bisection needs at most ~2100 halvings to
@@ -311,9 +349,10 @@ constexpr int kHalvingPasses = 4;
 
 /// What the Newton method on a view found: status, the multiplier (box_multiplier's) and the
 /// passes it took.
+template <class T>
 struct BoxSolve {
   RowResult result;
-  BoxMultiplier multiplier;
+  BoxMultiplier<T> multiplier;
 };
 
 /// Safeguarded semismooth Newton on g(lambda) = c (Cominetti, Mascarenhas and Silva 2014, "A
@@ -331,52 +370,53 @@ struct BoxSolve {
 /// ~kHalvingPasses x 2100 in the worst case of doubles. (Stepping to the end of a flat piece
 /// took mean 15 passes on the benchmark's rows.)
 /// A bracket [lo, hi] of the root with g - c at its ends (>= 0 at lo, <= 0 at hi).
+template <class T>
 struct BoxBracket {
-  double lo, hi;
-  double excess_lo, excess_hi;
+  T lo, hi;
+  T excess_lo, excess_hi;
   int last_side = 0;  ///< the end the last shrink moved: +1 lo, -1 hi
   /// Moves the end on lambda's side (excess = g(lambda) - c != 0) to lambda. Illinois: when the
   /// same end moves twice running, halves the other end's excess, so that the secant through
   /// the ends does not stall against a fixed end (regula falsi).
-  TETHER_HD void shrink(double lambda, double excess) {
-    const int side = excess > 0.0 ? 1 : -1;
+  TETHER_HD void shrink(T lambda, T excess) {
+    const int side = excess > T(0) ? 1 : -1;
     if (side > 0) {
       lo = lambda;
       excess_lo = excess;
-      if (last_side > 0) excess_hi = mul(0.5, excess_hi);
+      if (last_side > 0) excess_hi = mul(T(0.5), excess_hi);
     } else {
       hi = lambda;
       excess_hi = excess;
-      if (last_side < 0) excess_lo = mul(0.5, excess_lo);
+      if (last_side < 0) excess_lo = mul(T(0.5), excess_lo);
     }
     last_side = side;
   }
   /// The secant's root through the two ends.
-  TETHER_HD double secant() const {
+  TETHER_HD T secant() const {
     return lo + mul(excess_lo, hi - lo) / (excess_lo - excess_hi);
   }
 };
 
 /// The view's bracket [min a_i, max b_i] with its ends' excess (every entry at u, at l).
-template <class View>
-TETHER_HD BoxBracket box_extreme_bracket(const View& v, double lo, double hi) {
-  Sum wu, wl;
+template <class View, class T = typename View::Scalar>
+TETHER_HD BoxBracket<T> box_extreme_bracket(const View& v, T lo, T hi) {
+  BasicSum<T> wu, wl;
   for (long long k = 0; k < v.size(); ++k) {
-    const double w = v.weight(k);
+    const T w = v.weight(k);
     wu.add(mul(w, v.upper(k)));
     wl.add(mul(w, v.lower(k)));
   }
   add_sum(wu, v.constant);
   add_sum(wl, v.constant);
-  return BoxBracket{lo, hi, wu.value(), wl.value()};
+  return BoxBracket<T>{lo, hi, wu.value(), wl.value()};
 }
 
 /// The hyperplane multiplier (sum w y - c) / sum w^2 of the view.
-template <class View>
-TETHER_HD double box_hyperplane(const View& v) {
-  Sum wy, ww;
+template <class View, class T = typename View::Scalar>
+TETHER_HD T box_hyperplane(const View& v) {
+  BasicSum<T> wy, ww;
   for (long long k = 0; k < v.size(); ++k) {
-    const double w = v.weight(k);
+    const T w = v.weight(k);
     wy.add(mul(w, v.value(k)));
     ww.add(mul(w, w));
   }
@@ -384,21 +424,21 @@ TETHER_HD double box_hyperplane(const View& v) {
   return wy.value() / ww.value();
 }
 
-template <class View>
-TETHER_HD BoxSolve box_newton(const View& v, BoxBracket b, double lambda) {
-  BoxSolve solve;
+template <class View, class T = typename View::Scalar>
+TETHER_HD BoxSolve<T> box_newton(const View& v, BoxBracket<T> b, T lambda) {
+  BoxSolve<T> solve;
   RowResult& result = solve.result;
   b.last_side = 0;
   if (!(lambda >= b.lo)) lambda = b.lo;
   if (!(lambda <= b.hi)) lambda = b.hi;
-  double widths[kHalvingPasses];
-  for (int k = 0; k < kHalvingPasses; ++k) widths[k] = HUGE_VAL;
+  T widths[kHalvingPasses];
+  for (int k = 0; k < kHalvingPasses; ++k) widths[k] = T(HUGE_VAL);
   for (int iteration = 1; iteration <= kBoxSectionMaxIterations; ++iteration) {
     result.iterations = iteration;
-    const BoxPiece piece = box_piece(v, lambda);
-    if (piece.excess == 0.0) break;
-    double next = lambda;
-    if (piece.slope.value() > 0.0) {
+    const BoxPiece<T> piece = box_piece(v, lambda);
+    if (piece.excess == T(0)) break;
+    T next = lambda;
+    if (piece.slope.value() > T(0)) {
       next = piece.offset.value() / piece.slope.value();
       if (next >= piece.left && next <= piece.right) {  // the root of this piece lies on it
         lambda = next;
@@ -406,19 +446,19 @@ TETHER_HD BoxSolve box_newton(const View& v, BoxBracket b, double lambda) {
       }
     }
     b.shrink(lambda, piece.excess);
-    if (!(piece.slope.value() > 0.0)) {
+    if (!(piece.slope.value() > T(0))) {
       // A flat piece (every entry at a bound): the secant through the bracket's ends, the
       // average slope of g there (stepping to the piece's end crossed one breakpoint a pass).
       next = b.secant();
-      if (!(next > b.lo && next < b.hi)) next = piece.excess > 0.0 ? piece.right : piece.left;
+      if (!(next > b.lo && next < b.hi)) next = piece.excess > T(0) ? piece.right : piece.left;
     }
     // Progress check: the bracket must halve every kHalvingPasses passes.
-    const double width = b.hi - b.lo;
-    const bool slow = width > mul(0.5, widths[iteration % kHalvingPasses]);
+    const T width = b.hi - b.lo;
+    const bool slow = width > mul(T(0.5), widths[iteration % kHalvingPasses]);
     widths[iteration % kHalvingPasses] = width;
     if (!(next > b.lo && next < b.hi) && !slow) next = b.secant();
     if (!(next > b.lo && next < b.hi) || slow) {
-      next = mul(0.5, b.lo) + mul(0.5, b.hi);
+      next = mul(T(0.5), b.lo) + mul(T(0.5), b.hi);
       if (!(next > b.lo && next < b.hi)) break;  // lo and hi are adjacent doubles
     }
     lambda = next;
@@ -436,13 +476,14 @@ TETHER_HD BoxSolve box_newton(const View& v, BoxBracket b, double lambda) {
 
 /// The safeguarded Newton method on the whole row (no workspace): the reference path, and the
 /// fallback of box_section_newton.
-TETHER_HD inline RowResult box_section_newton_whole(double* y, long long n,
-                                                    const BoxSectionRow& s) {
+template <class T>
+TETHER_HD RowResult box_section_newton_whole(T* y, long long n,
+                                                    const BasicBoxSectionRow<T>& s) {
   RowResult result;
-  double lo, hi;
+  T lo, hi;
   if (!box_row_bracket(y, n, s, &result, &lo, &hi)) return result;
-  const WholeRow row(y, n, s);
-  const BoxSolve solve = box_newton(row, box_extreme_bracket(row, lo, hi), box_hyperplane(row));
+  const WholeRow<T> row(y, n, s);
+  const BoxSolve<T> solve = box_newton(row, box_extreme_bracket(row, lo, hi), box_hyperplane(row));
   if (solve.result.status == kOk) box_write(y, n, s, solve.multiplier.lambda);
   return solve.result;
 }
@@ -452,14 +493,15 @@ TETHER_HD inline RowResult box_section_newton_whole(double* y, long long n,
 /// The row's bounds and weights with each either per entry (contiguous) or shared (one value),
 /// fixed at compile time so that the lane loops below vectorise (a shared value is a
 /// broadcast).
-template <bool kLowerShared, bool kUpperShared, bool kWeightShared>
+template <class T, bool kLowerShared, bool kUpperShared, bool kWeightShared>
 struct BoxLayout {
-  const double* lower;
-  const double* upper;
-  const double* weight;
-  TETHER_HD double l(long long i) const { return kLowerShared ? lower[0] : lower[i]; }
-  TETHER_HD double u(long long i) const { return kUpperShared ? upper[0] : upper[i]; }
-  TETHER_HD double w(long long i) const { return kWeightShared ? weight[0] : weight[i]; }
+  using Scalar = T;
+  const T* lower;
+  const T* upper;
+  const T* weight;
+  TETHER_HD T l(long long i) const { return kLowerShared ? lower[0] : lower[i]; }
+  TETHER_HD T u(long long i) const { return kUpperShared ? upper[0] : upper[i]; }
+  TETHER_HD T w(long long i) const { return kWeightShared ? weight[0] : weight[i]; }
 };
 
 /// Runs body(lane, k) over k < n in blocks of kScanLanes consecutive entries, entry k on lane
@@ -476,12 +518,14 @@ TETHER_HD void for_each_lane(long long n, Body& body) {
 }
 
 /// One entry's terms of the first pass over a row.
+template <class T>
 struct BoxScanTerms {
-  double probe, wy, ww, wu, wl, w_abs_y, w_bound;
+  T probe, wy, ww, wu, wl, w_abs_y, w_bound;
 };
 
-TETHER_HD inline BoxScanTerms box_scan_terms(double y, double w, double lo, double hi) {
-  return BoxScanTerms{y - y,  // 0 for a finite entry, NaN otherwise (and it stays)
+template <class T>
+TETHER_HD BoxScanTerms<T> box_scan_terms(T y, T w, T lo, T hi) {
+  return BoxScanTerms<T>{y - y,  // 0 for a finite entry, NaN otherwise (and it stays)
                       mul(w, y),
                       mul(w, w),
                       mul(w, hi),
@@ -491,15 +535,16 @@ TETHER_HD inline BoxScanTerms box_scan_terms(double y, double w, double lo, doub
 }
 
 /// What the first pass over a row finds, plain sums (bounds only; the closing sums are exact).
+template <class T>
 struct BoxScan {
-  double probe = 0.0;    ///< sum (y - y): 0 for a finite row, NaN otherwise
-  double wy = 0.0;       ///< sum w y
-  double ww = 0.0;       ///< sum w^2
-  double wu = 0.0;       ///< sum w u
-  double wl = 0.0;       ///< sum w l
-  double w_abs_y = 0.0;  ///< sum w |y|
-  double w_bound = 0.0;  ///< sum w max(|l|, |u|)
-  TETHER_HD void add(const BoxScanTerms& t) {
+  T probe = T(0);    ///< sum (y - y): 0 for a finite row, NaN otherwise
+  T wy = T(0);       ///< sum w y
+  T ww = T(0);       ///< sum w^2
+  T wu = T(0);       ///< sum w u
+  T wl = T(0);       ///< sum w l
+  T w_abs_y = T(0);  ///< sum w |y|
+  T w_bound = T(0);  ///< sum w max(|l|, |u|)
+  TETHER_HD void add(const BoxScanTerms<T>& t) {
     probe += t.probe;
     wy += t.wy;
     ww += t.ww;
@@ -508,64 +553,72 @@ struct BoxScan {
     w_abs_y += t.w_abs_y;
     w_bound += t.w_bound;
   }
-  TETHER_HD bool finite() const { return probe == 0.0; }
+  TETHER_HD bool finite() const { return probe == T(0); }
 };
 
 /// One entry's terms of g(lambda) - c and of its slope sum_{free} w^2. x_i = y_i - lambda w_i
 /// (product and difference each rounded: monotone in lambda, and no fma call where the
 /// instruction set has none).
+template <class T>
 struct BoxLine {
-  double excess = 0.0;
-  double slope = 0.0;
+  T excess = T(0);
+  T slope = T(0);
 };
 
-TETHER_HD inline BoxLine box_line_terms(double y, double w, double lo, double hi, double lambda) {
-  const double x = y - mul(lambda, w);
-  return BoxLine{mul(w, x < lo ? lo : (x > hi ? hi : x)), (x > lo && x < hi) ? mul(w, w) : 0.0};
+template <class T>
+TETHER_HD BoxLine<T> box_line_terms(T y, T w, T lo, T hi, T lambda) {
+  const T x = y - mul(lambda, w);
+  return BoxLine<T>{mul(w, x < lo ? lo : (x > hi ? hi : x)), (x > lo && x < hi) ? mul(w, w) : T(0)};
 }
 
 /// The row's bracket [min a_i, max b_i], a_i = (y_i - u_i) / w_i, b_i = (y_i - l_i) / w_i,
 /// kept as order keys (bits::order_key: an integer minimum and maximum vectorise, the
 /// floating-point select with its NaN semantics does not).
+template <class T>
 struct BoxEnds {
-  std::int64_t a_min = bits::order_key(HUGE_VAL);
-  std::int64_t b_max = bits::order_key(-HUGE_VAL);
-  TETHER_HD void add(std::int64_t a, std::int64_t b) {
+  Key<T> a_min = bits::order_key(T(HUGE_VAL));
+  Key<T> b_max = bits::order_key(T(-HUGE_VAL));
+  TETHER_HD void add(Key<T> a, Key<T> b) {
     a_min = a < a_min ? a : a_min;
     b_max = b > b_max ? b : b_max;
   }
-  TETHER_HD double lo() const { return bits::of_order_key(a_min); }
-  TETHER_HD double hi() const { return bits::of_order_key(b_max); }
+  TETHER_HD T lo() const { return bits::of_order_key(a_min); }
+  TETHER_HD T hi() const { return bits::of_order_key(b_max); }
 };
 
-TETHER_HD inline std::int64_t lower_breakpoint_key(double y, double w, double hi) {
+template <class T>
+TETHER_HD Key<T> lower_breakpoint_key(T y, T w, T hi) {
   return bits::order_key((y - hi) / w);
 }
-TETHER_HD inline std::int64_t upper_breakpoint_key(double y, double w, double lo) {
+template <class T>
+TETHER_HD Key<T> upper_breakpoint_key(T y, T w, T lo) {
   return bits::order_key((y - lo) / w);
 }
 
 /// Whether a bracket [lo, hi] of the root fixes an entry, and the exact product w_i times its
 /// bound: the entry is at u for every lambda <= hi when y_i - hi w_i >= u_i, and at l for every
 /// lambda >= lo when y_i - lo w_i <= l_i (x as in box_line_terms: monotone in lambda).
+template <class T>
 struct BoxFixing {
-  double product;  ///< w bound (0 when undecided)
-  double error;    ///< its rounding error (fma)
+  T product;  ///< w bound (0 when undecided)
+  T error;    ///< its rounding error (fma)
   bool undecided;
 };
 
-TETHER_HD inline BoxFixing box_fixing(double y, double w, double lower, double upper, double lo,
-                                      double hi) {
+template <class T>
+TETHER_HD BoxFixing<T> box_fixing(T y, T w, T lower, T upper, T lo,
+                                      T hi) {
   const bool at_upper = y - mul(hi, w) >= upper, at_lower = y - mul(lo, w) <= lower;
-  const double bound = at_upper ? upper : (at_lower ? lower : 0.0);
-  const double p = mul(w, bound);
-  return BoxFixing{p, fma(w, bound, -p), !(at_upper || at_lower)};
+  const T bound = at_upper ? upper : (at_lower ? lower : T(0));
+  const T p = mul(w, bound);
+  return BoxFixing<T>{p, fma(w, bound, -p), !(at_upper || at_lower)};
 }
 
 /// sum + p by Knuth's two-sum, its exact rounding error (plus `more`) added to error.
-TETHER_HD inline void two_sum_into(double* sum, double* error, double p, double more) {
-  const double total = *sum + p;
-  const double part = total - *sum;
+template <class T>
+TETHER_HD void two_sum_into(T* sum, T* error, T p, T more) {
+  const T total = *sum + p;
+  const T part = total - *sum;
   *error += ((*sum - (total - part)) + (p - part)) + more;
   *sum = total;
 }
@@ -575,15 +628,17 @@ TETHER_HD inline void two_sum_into(double* sum, double* error, double p, double 
 /// host.
 template <class Layout>
 struct LanePasses {
-  double* y;
+  using T = typename Layout::Scalar;
+  using Scalar = T;
+  T* y;
   long long n;
   Layout s;
 
-  TETHER_HD BoxScan scan() const {
-    double probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {},
+  TETHER_HD BoxScan<T> scan() const {
+    T probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {},
            wu[kScanLanes] = {}, wl[kScanLanes] = {}, wa[kScanLanes] = {}, wb[kScanLanes] = {};
     auto body = [&](int l, long long k) {
-      const BoxScanTerms t = box_scan_terms(y[k], s.w(k), s.l(k), s.u(k));
+      const BoxScanTerms<T> t = box_scan_terms(y[k], s.w(k), s.l(k), s.u(k));
       probe[l] += t.probe;
       wy[l] += t.wy;
       ww[l] += t.ww;
@@ -593,36 +648,36 @@ struct LanePasses {
       wb[l] += t.w_bound;
     };
     for_each_lane(n, body);
-    BoxScan scan;
+    BoxScan<T> scan;
     for (int l = 0; l < kScanLanes; ++l)
-      scan.add(BoxScanTerms{probe[l], wy[l], ww[l], wu[l], wl[l], wa[l], wb[l]});
+      scan.add(BoxScanTerms<T>{probe[l], wy[l], ww[l], wu[l], wl[l], wa[l], wb[l]});
     return scan;
   }
-  TETHER_HD BoxLine line(double lambda) const {
-    double g[kScanLanes] = {}, slope[kScanLanes] = {};
+  TETHER_HD BoxLine<T> line(T lambda) const {
+    T g[kScanLanes] = {}, slope[kScanLanes] = {};
     auto body = [&](int l, long long k) {
-      const BoxLine t = box_line_terms(y[k], s.w(k), s.l(k), s.u(k), lambda);
+      const BoxLine<T> t = box_line_terms(y[k], s.w(k), s.l(k), s.u(k), lambda);
       g[l] += t.excess;
       slope[l] += t.slope;
     };
     for_each_lane(n, body);
-    BoxLine line;
+    BoxLine<T> line;
     for (int l = 0; l < kScanLanes; ++l) {
       line.excess += g[l];
       line.slope += slope[l];
     }
     return line;
   }
-  TETHER_HD BoxEnds ends() const {
-    std::int64_t a_min[kScanLanes], b_max[kScanLanes];
-    BoxEnds ends;
+  TETHER_HD BoxEnds<T> ends() const {
+    Key<T> a_min[kScanLanes], b_max[kScanLanes];
+    BoxEnds<T> ends;
     for (int l = 0; l < kScanLanes; ++l) {
       a_min[l] = ends.a_min;
       b_max[l] = ends.b_max;
     }
     auto body = [&](int l, long long k) {
-      const std::int64_t a = lower_breakpoint_key(y[k], s.w(k), s.u(k));
-      const std::int64_t b = upper_breakpoint_key(y[k], s.w(k), s.l(k));
+      const Key<T> a = lower_breakpoint_key(y[k], s.w(k), s.u(k));
+      const Key<T> b = upper_breakpoint_key(y[k], s.w(k), s.l(k));
       a_min[l] = a < a_min[l] ? a : a_min[l];
       b_max[l] = b > b_max[l] ? b : b_max[l];
     };
@@ -632,27 +687,28 @@ struct LanePasses {
   }
   /// The fixed entries' exact sum into *fixed; the undecided entries' positions, in index
   /// order, into position[]; returns their number.
-  TETHER_HD long long reduce(double lo, double hi, Sum* fixed, double* position) const {
+  TETHER_HD long long reduce(T lo, T hi, BasicSum<T>* fixed, T* position) const {
     // First the sums, with each entry's flag (1: undecided) in position[k]; then the flags
     // become positions, in place, skipping blocks of kScanLanes without a flag.
-    double sum[kScanLanes] = {}, error[kScanLanes] = {};
+    T sum[kScanLanes] = {}, error[kScanLanes] = {};
     auto body = [&](int l, long long k) {
-      const BoxFixing f = box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
+      const BoxFixing<T> f = box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
       two_sum_into(&sum[l], &error[l], f.product, f.error);
-      position[k] = f.undecided ? 1.0 : 0.0;
+      position[k] = f.undecided ? T(1) : T(0);
     };
     for_each_lane(n, body);
     long long m = 0;
     for (long long i = 0; i < n; i += kScanLanes) {
       const int block = n - i < kScanLanes ? static_cast<int>(n - i) : kScanLanes;
-      std::uint64_t flag[kScanLanes] = {}, any = 0;  // the flags' bit patterns: 0 for 0.0
+      // The flags' bit patterns: 0 for a flag of 0.
+      typename bits::Pattern<T>::Unsigned flag[kScanLanes] = {}, any = 0;
       for (int l = 0; l < block; ++l) {
         flag[l] = bits::bits_of(position[i + l]);
         any |= flag[l];
       }
       if (any != 0)
         for (int l = 0; l < block; ++l) {  // position m <= i + l: flags already read
-          position[m] = static_cast<double>(i + l);
+          position[m] = static_cast<T>(i + l);
           m += flag[l] != 0 ? 1 : 0;
         }
     }
@@ -660,7 +716,7 @@ struct LanePasses {
     for (int l = 0; l < kScanLanes; ++l) fixed->add(error[l]);
     return m;
   }
-  TETHER_HD void write(const Split& lambda) const { box_write(y, n, s, lambda); }
+  TETHER_HD void write(const BasicSplit<T>& lambda) const { box_write(y, n, s, lambda); }
 };
 
 /// Passes over the row that narrow a two-sided bracket before the reduce.
@@ -669,12 +725,10 @@ constexpr int kBoxNarrowingPasses = 2;
 /// Passes of box_locate before the row falls back to the whole-row Newton method.
 constexpr int kBoxLocatePasses = 16;
 
-/// Unit roundoff of double.
-constexpr double kRoundoff = 0x1p-53;
 
 /// Brackets the root with Newton steps on plain vectorised passes (secant and bisection when a
 /// step leaves the bracket, as in box_newton), fixes the entries the bracket decides
-/// (box_reduce), solves the rest exactly (box_newton on the RowSubset) and writes the row.
+/// (box_reduce), solves the rest exactly (box_newton on the RowSubset<T>) and writes the row.
 /// A pass's sign of g - c counts only when it exceeds the pass's rounding bound; a pass within
 /// the bound is at a root up to rounding, and then the bracket is a narrow window around it.
 /// Returns false, with y untouched, when it cannot vouch for the answer (a closed form outside
@@ -682,84 +736,93 @@ constexpr double kRoundoff = 0x1p-53;
 /// caller then runs the whole-row method. position: n doubles. Passes: the passes over the row
 /// (LanePasses on one thread; the CUDA kernel's warp passes, whose every lane runs this
 /// function on the same sums, so all take the same steps).
-template <class Passes>
-TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, double* y, long long n,
-                                        const BoxSectionRow& set, double* position,
+template <class Passes, class T = typename Passes::Scalar>
+TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long long n,
+                                        const BasicBoxSectionRow<T>& set, T* position,
                                         RowResult* out) {
-  const BoxScan scan = passes_over.scan();
+  if (n >= Precision<T>::exact_integers) return false;  // positions are stored as T
+  const BoxScan<T> scan = passes_over.scan();
   if (!scan.finite()) return false;
-  const double c = set.total;
-  double lambda = (scan.wy - c) / scan.ww;
+  const T c = set.total;
+  T lambda = (scan.wy - c) / scan.ww;
   if (!finite(lambda)) return false;
   // Rounding bound of box_line's g - c: each x_i within 2 u (|y_i| + |lambda| w_i) (g is
   // 1-Lipschitz in each x_i, times w_i), each product and the n-term sum within (n + 1) u
   // sum w_i |clamp| <= (n + 1) u sum w max(|l|, |u|); doubled for the plain sums it uses.
-  const double fixed_bound = mul(mul(2.0 * kRoundoff, static_cast<double>(n + 4)),
+  constexpr T eps = Precision<T>::epsilon;  // twice the unit roundoff
+  const T fixed_bound = mul(mul(eps, static_cast<T>(n + 4)),
                                  scan.w_bound + fabs(c));
-  BoxBracket b{-HUGE_VAL, HUGE_VAL, scan.wu - c, scan.wl - c};  // the extreme ends' excess
+  BoxBracket<T> b{T(-HUGE_VAL), T(HUGE_VAL), scan.wu - c, scan.wl - c};  // the extreme ends' excess
   bool lo_seen = false, hi_seen = false, at_root = false;
   int passes = 0, narrowing = 0;
-  double step = 0.0;
+  T step = T(0);
   while (true) {
     if (++passes > kBoxLocatePasses) return false;
-    BoxLine line = passes_over.line(lambda);
+    BoxLine<T> line = passes_over.line(lambda);
     line.excess -= c;
-    const double bound =
-        mul(4.0 * kRoundoff, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
+    const T bound =
+        mul(T(2) * eps, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
     if (!finite(line.excess)) return false;
     if (fabs(line.excess) <= bound) {
       at_root = true;
       break;
     }
     b.shrink(lambda, line.excess);
-    (line.excess > 0.0 ? lo_seen : hi_seen) = true;
-    double next = line.slope > 0.0 ? lambda + line.excess / line.slope : lambda;
+    (line.excess > T(0) ? lo_seen : hi_seen) = true;
+    T next = line.slope > T(0) ? lambda + line.excess / line.slope : lambda;
     if (lo_seen && hi_seen && ++narrowing > kBoxNarrowingPasses) {
       if (next > b.lo && next < b.hi) lambda = next;  // the rest starts from the Newton step
       break;
     }
     if (!(next > b.lo && next < b.hi)) {
       if (!(finite(b.lo) && finite(b.hi))) {  // the secant needs both ends: the row's bracket
-        const BoxEnds ends = passes_over.ends();
+        const BoxEnds<T> ends = passes_over.ends();
         if (!finite(ends.lo()) || !finite(ends.hi())) return false;
         if (!lo_seen) b.lo = ends.lo();
         if (!hi_seen) b.hi = ends.hi();
       }
       next = b.secant();
-      if (!(next > b.lo && next < b.hi)) next = mul(0.5, b.lo) + mul(0.5, b.hi);
+      if (!(next > b.lo && next < b.hi)) next = mul(T(0.5), b.lo) + mul(T(0.5), b.hi);
       if (!(next > b.lo && next < b.hi)) return false;
     }
     step = next - lambda;
     lambda = next;
   }
   if (at_root) {  // a window around lambda, inside what is known
-    const double window =
-        mul(0x1p-24, fabs(lambda) + fabs(step)) + mul(0x1p-20, fixed_bound / scan.ww);
+    const T window =
+        mul(Precision<T>::window, fabs(lambda) + fabs(step)) +
+        mul(T(16) * Precision<T>::window, fixed_bound / scan.ww);
     if (!(lambda - window < lambda + window)) return false;
     b.lo = b.lo > lambda - window ? b.lo : lambda - window;
     b.hi = b.hi < lambda + window ? b.hi : lambda + window;
   }
-  const double lo = b.lo, hi = b.hi;
-  RowSubset rest{y, position, 0, set, Sum{}};
+  const T lo = b.lo, hi = b.hi;
+  RowSubset<T> rest{y, position, 0, set, BasicSum<T>{}};
   rest.m = passes_over.reduce(lo, hi, &rest.constant, position);
   rest.constant.add(-c);
-  Split multiplier;
+  BasicSplit<T> multiplier;
   int iterations = passes;
+  // The multiplier must solve g = c on the rest (the fixed entries' part is the constant): a
+  // pass's rounding bound is loose far from the root (it charges every entry for the rounding
+  // of y_i - lambda w_i, clamped or not), so a pass there can pass for a root, and then the
+  // window may hold none (seen in float).
+  const T constant_size = scan.w_bound + fabs(c);
   if (rest.m == 0) {  // every entry fixed: g is flat on the window, any lambda in it will do
-    if (!at_root) return false;  // (a sign change across a flat bracket: rounding; not seen)
     multiplier.hi = lambda;
+    if (!at_root || !box_is_root(rest, multiplier, constant_size)) return false;
   } else {
     // Inside the bracket the rest's g - c is the row's: the secant keeps the bracket's ends.
     // A window's ends were not evaluated (NaN excess: the safeguard bisects until a pass has
     // moved them); lambda is a root to rounding there, and the first pass usually ends it.
-    BoxBracket bracket = b;
-    if (at_root) bracket = BoxBracket{lo, hi, NAN, NAN};
-    const BoxSolve solve = box_newton(rest, bracket, lambda);
+    BoxBracket<T> bracket = b;
+    if (at_root) bracket = BoxBracket<T>{lo, hi, T(NAN), T(NAN)};
+    const BoxSolve<T> solve = box_newton(rest, bracket, lambda);
     if (solve.result.status != kOk) return false;
     // Both closed forms must classify inside the bracket, where the fixed entries are fixed.
-    const BoxMultiplier& m = solve.multiplier;
+    const BoxMultiplier<T>& m = solve.multiplier;
     if (!(m.first.hi >= lo && m.first.hi <= hi && m.lambda.hi >= lo && m.lambda.hi <= hi))
       return false;
+    if (!box_is_root(rest, m.lambda, constant_size)) return false;
     multiplier = m.lambda;
     iterations += solve.result.iterations;
   }
@@ -772,12 +835,12 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, double* y, lo
 /// box_section_bracketed_by with Passes<Layout> for the row's layout: each of l, u, w per entry
 /// (stride 1) or shared (stride 0), decided one at a time into BoxLayout's flags; false for
 /// other strides. Passes: LanePasses (one thread), or the CUDA kernel's warp passes.
-template <template <class> class Passes, bool... kShared>
-TETHER_HD bool box_section_bracketed(double* y, long long n, const BoxSectionRow& s,
-                                     double* position, RowResult* out) {
+template <template <class> class Passes, bool... kShared, class T>
+TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow<T>& s,
+                                     T* position, RowResult* out) {
   constexpr int decided = sizeof...(kShared);
   if constexpr (decided == 3) {
-    const Passes<BoxLayout<kShared...>> passes{y, n, {s.lower, s.upper, s.weight}};
+    const Passes<BoxLayout<T, kShared...>> passes{y, n, {s.lower, s.upper, s.weight}};
     return box_section_bracketed_by(passes, y, n, s, position, out);
   } else {
     const long long stride =
@@ -793,8 +856,9 @@ TETHER_HD bool box_section_bracketed(double* y, long long n, const BoxSectionRow
 /// The box section's Newton projection of one row: box_section_bracketed, and where it
 /// declines (or position is null), the safeguarded Newton method on the whole row. position:
 /// n doubles of workspace, or nullptr.
-TETHER_HD inline RowResult box_section_newton(double* y, long long n, const BoxSectionRow& s,
-                                              double* position) {
+template <class T>
+TETHER_HD RowResult box_section_newton(T* y, long long n, const BasicBoxSectionRow<T>& s,
+                                              T* position) {
   RowResult result;
   if (position != nullptr && box_section_bracketed<LanePasses>(y, n, s, position, &result))
     return result;

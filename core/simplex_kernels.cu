@@ -160,55 +160,57 @@ __device__ Key warp_min(Key v) {
 // entries is then the same short computation in every lane.
 template <class Layout>
 struct WarpPasses {
-  double* y;
+  using T = typename Layout::Scalar;
+  using Scalar = T;
+  T* y;
   long long n;
   Layout s;
 
   __device__ static int lane() { return static_cast<int>(threadIdx.x % 32); }
 
-  __device__ row::BoxScan scan() const {
-    row::BoxScan mine, all;
+  __device__ row::BoxScan<T> scan() const {
+    row::BoxScan<T> mine, all;
     for (long long k = lane(); k < n; k += 32)
       mine.add(row::box_scan_terms(y[k], s.w(k), s.l(k), s.u(k)));
-    all.add(row::BoxScanTerms{warp_sum(mine.probe), warp_sum(mine.wy), warp_sum(mine.ww),
+    all.add(row::BoxScanTerms<T>{warp_sum(mine.probe), warp_sum(mine.wy), warp_sum(mine.ww),
                               warp_sum(mine.wu), warp_sum(mine.wl), warp_sum(mine.w_abs_y),
                               warp_sum(mine.w_bound)});
     return all;
   }
-  __device__ row::BoxLine line(double lambda) const {
-    row::BoxLine mine;
+  __device__ row::BoxLine<T> line(T lambda) const {
+    row::BoxLine<T> mine;
     for (long long k = lane(); k < n; k += 32) {
-      const row::BoxLine t = row::box_line_terms(y[k], s.w(k), s.l(k), s.u(k), lambda);
+      const row::BoxLine<T> t = row::box_line_terms(y[k], s.w(k), s.l(k), s.u(k), lambda);
       mine.excess += t.excess;
       mine.slope += t.slope;
     }
-    return row::BoxLine{warp_sum(mine.excess), warp_sum(mine.slope)};
+    return row::BoxLine<T>{warp_sum(mine.excess), warp_sum(mine.slope)};
   }
-  __device__ row::BoxEnds ends() const {
-    row::BoxEnds mine;
+  __device__ row::BoxEnds<T> ends() const {
+    row::BoxEnds<T> mine;
     for (long long k = lane(); k < n; k += 32)
       mine.add(row::lower_breakpoint_key(y[k], s.w(k), s.u(k)),
                row::upper_breakpoint_key(y[k], s.w(k), s.l(k)));
-    row::BoxEnds all;
+    row::BoxEnds<T> all;
     all.add(warp_min(mine.a_min), warp_max(mine.b_max));
     return all;
   }
   // The fixed entries' exact sum (each lane's two-sum pair, added in lane order by every lane)
   // and the undecided entries' positions in index order (a ballot per 32 entries).
-  __device__ long long reduce(double lo, double hi, row::Sum* fixed, double* position) const {
-    double sum = 0.0, error = 0.0;
+  __device__ long long reduce(T lo, T hi, row::BasicSum<T>* fixed, T* position) const {
+    T sum = 0, error = 0;
     long long m = 0;
     for (long long base = 0; base < n; base += 32) {
       const long long k = base + lane();
       bool undecided = false;
       if (k < n) {
-        const row::BoxFixing f = row::box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
+        const row::BoxFixing<T> f = row::box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
         row::two_sum_into(&sum, &error, f.product, f.error);
         undecided = f.undecided;
       }
       const unsigned ballot = __ballot_sync(kFullMask, undecided);
       if (undecided)
-        position[m + __popc(ballot & ((1u << lane()) - 1u))] = static_cast<double>(k);
+        position[m + __popc(ballot & ((1u << lane()) - 1u))] = static_cast<T>(k);
       m += __popc(ballot);
     }
     for (int l = 0; l < 32; ++l) fixed->add(__shfl_sync(kFullMask, sum, l));
@@ -216,7 +218,7 @@ struct WarpPasses {
     __syncwarp();  // the positions, for every lane's reads
     return m;
   }
-  __device__ void write(const row::Split& lambda) const {
+  __device__ void write(const row::BasicSplit<T>& lambda) const {
     for (long long k = lane(); k < n; k += 32)
       y[k] = row::box_clamped(y[k], lambda, s.w(k), s.l(k), s.u(k));
   }
@@ -224,12 +226,13 @@ struct WarpPasses {
 
 // One warp per row (Newton: bracketed by the warp, the whole-row method by lane 0 where the
 // bracketing declines); one thread per row for the sort-based variant.
-__global__ void box_section_newton_kernel(double* x, long long rows, long long n,
-                                          long long stride, row::BoxSectionRow set,
-                                          double* scratch, int* status, long long* index) {
+template <class T>
+__global__ void box_section_newton_kernel(T* x, long long rows, long long n, long long stride,
+                                          row::BasicBoxSectionRow<T> set, T* scratch,
+                                          int* status, long long* index) {
   const long long r = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
-  double* y = x + r * stride;
+  T* y = x + r * stride;
   row::RowResult result;
   const bool bracketed =
       row::box_section_bracketed<WarpPasses>(y, n, set, scratch + 2 * r * n, &result);
@@ -240,9 +243,10 @@ __global__ void box_section_newton_kernel(double* x, long long rows, long long n
   index[r] = result.index;
 }
 
-__global__ void box_section_sorted_kernel(double* x, long long rows, long long n,
-                                          long long stride, row::BoxSectionRow set,
-                                          double* scratch, int* status, long long* index) {
+template <class T>
+__global__ void box_section_sorted_kernel(T* x, long long rows, long long n, long long stride,
+                                          row::BasicBoxSectionRow<T> set, T* scratch,
+                                          int* status, long long* index) {
   const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   const row::RowResult result =
@@ -257,6 +261,16 @@ void copy_status_back(const DeviceBuffer& d_status, const DeviceBuffer& d_index,
         "copy status");
   check(cudaMemcpy(index, d_index.data, sizeof(long long) * rows, cudaMemcpyDeviceToHost),
         "copy index");
+}
+
+/// Copies `rows` rows of n values between pitched host and contiguous device memory (pitches in
+/// values).
+template <class T>
+void copy_rows(T* to, long long to_pitch, const T* from, long long from_pitch, long long n,
+               long long rows, cudaMemcpyKind kind, const char* what) {
+  check(cudaMemcpy2D(to, sizeof(T) * to_pitch, from, sizeof(T) * from_pitch, sizeof(T) * n, rows,
+                     kind),
+        what);
 }
 
 /// The warp kernel on rows x n contiguous rows on the device; statuses back to the host.
@@ -281,14 +295,60 @@ void threshold_rows_copied(T* x, long long rows, long long n, long long stride, 
   DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * 2 * entries),
       d_status(sizeof(int) * static_cast<std::size_t>(rows)),
       d_index(sizeof(long long) * static_cast<std::size_t>(rows));
-  check(cudaMemcpy2D(d_x.data, sizeof(T) * n, x, sizeof(T) * stride, sizeof(T) * n, rows,
-                     cudaMemcpyHostToDevice),
-        "copy x");
+  copy_rows(d_x.as<T>(), n, x, stride, n, rows, cudaMemcpyHostToDevice, "copy x");
   launch_threshold(d_x.as<T>(), rows, n, z, l1, sorted, d_scratch.as<T>(), d_status, d_index,
                    status, index);
-  check(cudaMemcpy2D(x, sizeof(T) * stride, d_x.data, sizeof(T) * n, sizeof(T) * n, rows,
-                     cudaMemcpyDeviceToHost),
-        "copy x back");
+  copy_rows(x, stride, d_x.as<T>(), n, n, rows, cudaMemcpyDeviceToHost, "copy x back");
+}
+
+/// The box-section kernels on rows x n contiguous rows on the device (the set's arrays are
+/// host pointers, uploaded here); statuses back to the host.
+template <class T>
+void launch_box_section(T* x, long long rows, long long n, const T* lower, long long lower_size,
+                        const T* upper, long long upper_size, const T* weight,
+                        long long weight_size, T total, bool sorted, T* scratch,
+                        const DeviceBuffer& d_status, const DeviceBuffer& d_index, int* status,
+                        long long* index) {
+  const DeviceBuffer d_lower = cuda::upload(lower, static_cast<std::size_t>(lower_size), "lower");
+  const DeviceBuffer d_upper = cuda::upload(upper, static_cast<std::size_t>(upper_size), "upper");
+  const DeviceBuffer d_weight =
+      cuda::upload(weight, static_cast<std::size_t>(weight_size), "weight");
+  const row::BasicBoxSectionRow<T> set{d_lower.as<const T>(),
+                                       d_upper.as<const T>(),
+                                       d_weight.as<const T>(),
+                                       lower_size == 1 ? 0LL : 1LL,
+                                       upper_size == 1 ? 0LL : 1LL,
+                                       weight_size == 1 ? 0LL : 1LL,
+                                       total};
+  if (sorted) {
+    const long long blocks = (rows + kThreads - 1) / kThreads;
+    box_section_sorted_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+        x, rows, n, n, set, scratch, d_status.as<int>(), d_index.as<long long>());
+  } else {
+    const long long warps_per_block = kThreads / 32;
+    const long long blocks = (rows + warps_per_block - 1) / warps_per_block;
+    box_section_newton_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
+        x, rows, n, n, set, scratch, d_status.as<int>(), d_index.as<long long>());
+  }
+  check(cudaGetLastError(), "box_section kernel launch");
+  copy_status_back(d_status, d_index, rows, status, index);  // synchronises
+}
+
+/// The batch copied to the device, projected onto the box section there, and copied back.
+template <class T>
+void box_section_rows_copied(T* x, long long rows, long long n, long long stride, const T* lower,
+                             long long lower_size, const T* upper, long long upper_size,
+                             const T* weight, long long weight_size, T total, bool sorted,
+                             int* status, long long* index) {
+  const auto entries = static_cast<std::size_t>(rows * n);
+  DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * 2 * entries),
+      d_status(sizeof(int) * static_cast<std::size_t>(rows)),
+      d_index(sizeof(long long) * static_cast<std::size_t>(rows));
+  copy_rows(d_x.as<T>(), n, x, stride, n, rows, cudaMemcpyHostToDevice, "copy x");
+  launch_box_section(d_x.as<T>(), rows, n, lower, lower_size, upper, upper_size, weight,
+                     weight_size, total, sorted, d_scratch.as<T>(), d_status, d_index, status,
+                     index);
+  copy_rows(x, stride, d_x.as<T>(), n, n, rows, cudaMemcpyDeviceToHost, "copy x back");
 }
 
 }  // namespace
@@ -344,42 +404,25 @@ void box_section_resident(ResidentRows* r, const double* lower, long long lower_
                           const double* upper, long long upper_size, const double* weight,
                           long long weight_size, double total, bool sorted, int* status,
                           long long* index) {
-  const DeviceBuffer d_lower = cuda::upload(lower, static_cast<std::size_t>(lower_size), "lower");
-  const DeviceBuffer d_upper = cuda::upload(upper, static_cast<std::size_t>(upper_size), "upper");
-  const DeviceBuffer d_weight =
-      cuda::upload(weight, static_cast<std::size_t>(weight_size), "weight");
-  const row::BoxSectionRow set{d_lower.as<const double>(),
-                               d_upper.as<const double>(),
-                               d_weight.as<const double>(),
-                               lower_size == 1 ? 0LL : 1LL,
-                               upper_size == 1 ? 0LL : 1LL,
-                               weight_size == 1 ? 0LL : 1LL,
-                               total};
-  if (sorted) {
-    const long long blocks = (r->rows + kThreads - 1) / kThreads;
-    box_section_sorted_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-        r->x.as<double>(), r->rows, r->n, r->n, set, r->scratch.as<double>(),
-        r->status.as<int>(), r->index.as<long long>());
-  } else {
-    const long long warps_per_block = kThreads / 32;
-    const long long blocks = (r->rows + warps_per_block - 1) / warps_per_block;
-    box_section_newton_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-        r->x.as<double>(), r->rows, r->n, r->n, set, r->scratch.as<double>(),
-        r->status.as<int>(), r->index.as<long long>());
-  }
-  check(cudaGetLastError(), "box_section kernel launch");
-  copy_status_back(r->status, r->index, r->rows, status, index);  // synchronises
+  launch_box_section(r->x.as<double>(), r->rows, r->n, lower, lower_size, upper, upper_size,
+                     weight, weight_size, total, sorted, r->scratch.as<double>(), r->status,
+                     r->index, status, index);
 }
 
 void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,
                       long long lower_size, const double* upper, long long upper_size,
                       const double* weight, long long weight_size, double total, bool sorted,
                       int* status, long long* index) {
-  ResidentRows resident(rows, n);
-  upload_rows(&resident, x, stride);
-  box_section_resident(&resident, lower, lower_size, upper, upper_size, weight, weight_size,
-                       total, sorted, status, index);
-  download_rows(&resident, x, stride);
+  box_section_rows_copied(x, rows, n, stride, lower, lower_size, upper, upper_size, weight,
+                          weight_size, total, sorted, status, index);
+}
+
+void box_section_rows(float* x, long long rows, long long n, long long stride, const float* lower,
+                      long long lower_size, const float* upper, long long upper_size,
+                      const float* weight, long long weight_size, float total, bool sorted,
+                      int* status, long long* index) {
+  box_section_rows_copied(x, rows, n, stride, lower, lower_size, upper, upper_size, weight,
+                          weight_size, total, sorted, status, index);
 }
 
 }  // namespace tether::device::simplex_kernels

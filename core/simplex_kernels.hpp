@@ -39,5 +39,10 @@ void box_section_rows(double* x, long long rows, long long n, long long stride, 
                       long long lower_size, const double* upper, long long upper_size,
                       const double* weight, long long weight_size, double total, bool sorted,
                       int* status, long long* index);
+/// The same in float.
+void box_section_rows(float* x, long long rows, long long n, long long stride, const float* lower,
+                      long long lower_size, const float* upper, long long upper_size,
+                      const float* weight, long long weight_size, float total, bool sorted,
+                      int* status, long long* index);
 
 }  // namespace tether::device::simplex_kernels

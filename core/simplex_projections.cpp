@@ -112,20 +112,90 @@ void threshold_rows_cpu(const char* who, Rows x, typename Rows::Scalar z,
   });
 }
 
-row::BoxSectionRow box_row(const BoxSection& set) {
-  const auto stride = [](const Vector& v) { return v.size() == 1 ? 0LL : 1LL; };
-  return row::BoxSectionRow{set.lower_data().data(),
-                            set.upper_data().data(),
-                            set.weight_data().data(),
-                            stride(set.lower_data()),
-                            stride(set.upper_data()),
-                            stride(set.weight_data()),
-                            set.total()};
+/// The set's bounds, weights and total in T: the set's own arrays (double), or copies rounded
+/// to float, refused when the rounding leaves a value that is not finite, a weight of 0, or an
+/// empty set (sum w l > c or sum w u < c in the rounded values; each product of two floats is
+/// exact in double, and the sums are compensated).
+template <class T>
+struct BoxArrays {
+  std::vector<T> lower, upper, weight;  // float: the rounded copies
+  const T* l = nullptr;
+  const T* u = nullptr;
+  const T* w = nullptr;
+  Index l_size = 0, u_size = 0, w_size = 0;
+  T total = 0;
+  row::BasicBoxSectionRow<T> row() const {
+    return row::BasicBoxSectionRow<T>{l, u, w, l_size == 1 ? 0LL : 1LL, u_size == 1 ? 0LL : 1LL,
+                                      w_size == 1 ? 0LL : 1LL, total};
+  }
+};
+
+template <class T>
+BoxArrays<T> box_arrays(const char* who, const BoxSection& set) {
+  BoxArrays<T> a;
+  a.l_size = set.lower_data().size();
+  a.u_size = set.upper_data().size();
+  a.w_size = set.weight_data().size();
+  if constexpr (std::is_same_v<T, double>) {
+    a.l = set.lower_data().data();
+    a.u = set.upper_data().data();
+    a.w = set.weight_data().data();
+    a.total = set.total();
+  } else {
+    const auto rounded = [&](const Vector& v, const char* name, std::vector<float>* out) {
+      out->resize(static_cast<std::size_t>(v.size()));
+      for (Index i = 0; i < v.size(); ++i) {
+        const float f = static_cast<float>(v[i]);
+        require(std::isfinite(f), who, ": ", name, "[", i, "] = ", v[i],
+                " does not fit in a float");
+        (*out)[static_cast<std::size_t>(i)] = f;
+      }
+      return out->data();
+    };
+    a.l = rounded(set.lower_data(), "lower", &a.lower);
+    a.u = rounded(set.upper_data(), "upper", &a.upper);
+    a.w = rounded(set.weight_data(), "weights", &a.weight);
+    for (Index i = 0; i < a.w_size; ++i)
+      require(a.w[i] > 0.0f, who, ": weights[", i, "] = ", set.weight_data()[i],
+              " rounds to 0 in float");
+    a.total = static_cast<float>(set.total());
+    require(std::isfinite(a.total), who, ": total c = ", set.total(), " does not fit in a float");
+    row::Sum wl, wu;
+    const row::BasicBoxSectionRow<float> s = a.row();
+    for (Index i = 0; i < set.dimension(); ++i) {
+      wl.add(static_cast<double>(s.w(i)) * s.l(i));
+      wu.add(static_cast<double>(s.w(i)) * s.u(i));
+    }
+    require<InfeasibleError>(wl.value() <= a.total && wu.value() >= a.total, who,
+                             ": rounded to float, the set is empty: sum_i w_i lower_i = ",
+                             wl.value(), ", sum_i w_i upper_i = ", wu.value(), ", c = ",
+                             a.total);
+  }
+  return a;
 }
 
-void require_box_shape(const char* who, ConstMatrixRef x, const BoxSection& set) {
-  require<ShapeError>(x.cols() == set.dimension(), who, ": x has ", x.cols(),
+void require_box_shape(const char* who, Index cols, const BoxSection& set) {
+  require<ShapeError>(cols == set.dimension(), who, ": x has ", cols,
                       " columns, the set has dimension ", set.dimension());
+}
+
+/// Every row of x (MatrixRef or MatrixFRef) onto the box section, on the CPU.
+template <class Rows>
+void box_rows_cpu(const char* who, Rows x, const BoxSection& set) {
+  using T = typename Rows::Scalar;
+  require_box_shape(who, x.cols(), set);
+  const BoxArrays<T> arrays = box_arrays<T>(who, set);
+  if (x.rows() == 0) return;
+  const row::BasicBoxSectionRow<T> s = arrays.row();
+  if (set.algorithm() == BoxSectionAlgorithm::kSort) {
+    for_each_row(who, x, 2 * x.cols(), [&](T* y, long long n, T* work) {
+      return row::box_section_sorted(y, n, s, work, StdSort{});
+    });
+  } else {
+    for_each_row(who, x, x.cols(), [&](T* y, long long n, T* work) {
+      return row::box_section_newton(y, n, s, work);
+    });
+  }
 }
 
 /// Projects a copy of x and returns the distance it moved (infinity when x is not finite).
@@ -159,19 +229,11 @@ void project_l1_ball_rows(MatrixFRef x, float z, SimplexAlgorithm algorithm) {
 }
 
 void project_box_section_rows(MatrixRef x, const BoxSection& set) {
-  constexpr const char* kWho = "project_box_section_rows";
-  require_box_shape(kWho, x, set);
-  if (x.rows() == 0) return;
-  const row::BoxSectionRow s = box_row(set);
-  if (set.algorithm() == BoxSectionAlgorithm::kSort) {
-    for_each_row(kWho, x, 2 * x.cols(), [&](double* y, long long n, double* work) {
-      return row::box_section_sorted(y, n, s, work, StdSort{});
-    });
-  } else {
-    for_each_row(kWho, x, x.cols(), [&](double* y, long long n, double* work) {
-      return row::box_section_newton(y, n, s, work);
-    });
-  }
+  box_rows_cpu("project_box_section_rows", x, set);
+}
+
+void project_box_section_rows(MatrixFRef x, const BoxSection& set) {
+  box_rows_cpu("project_box_section_rows", x, set);
 }
 
 // ---- Simplex -------------------------------------------------------------------------------
@@ -345,6 +407,25 @@ void threshold_rows_device(const char* who, Rows x, typename Rows::Scalar z, Sim
 }
 #endif
 
+/// Every row of x (MatrixRef or MatrixFRef) onto the box section, on the device.
+template <class Rows>
+void box_rows_device(const char* who, Rows x, const BoxSection& set) {
+  require_box_shape(who, x.cols(), set);
+  require_device(who);
+#if defined(TETHER_HAVE_CUDA)
+  using T = typename Rows::Scalar;
+  const BoxArrays<T> a = box_arrays<T>(who, set);
+  if (x.rows() == 0) return;
+  std::vector<int> status(static_cast<std::size_t>(x.rows()));
+  std::vector<long long> index(static_cast<std::size_t>(x.rows()));
+  simplex_kernels::box_section_rows(x.data(), x.rows(), x.cols(), x.outerStride(), a.l,
+                                    a.l_size, a.u, a.u_size, a.w, a.w_size, a.total,
+                                    set.algorithm() == BoxSectionAlgorithm::kSort, status.data(),
+                                    index.data());
+  throw_first_failure(who, x, status, index);
+#endif
+}
+
 }  // namespace
 
 void project_simplex_rows(MatrixRef x, double z, SimplexAlgorithm algorithm) {
@@ -364,20 +445,11 @@ void project_l1_ball_rows(MatrixFRef x, float z, SimplexAlgorithm algorithm) {
 }
 
 void project_box_section_rows(MatrixRef x, const BoxSection& set) {
-  constexpr const char* kWho = "device::project_box_section_rows";
-  require_box_shape(kWho, x, set);
-  require_device(kWho);
-#if defined(TETHER_HAVE_CUDA)
-  if (x.rows() == 0) return;
-  std::vector<int> status(static_cast<std::size_t>(x.rows()));
-  std::vector<long long> index(static_cast<std::size_t>(x.rows()));
-  simplex_kernels::box_section_rows(
-      x.data(), x.rows(), x.cols(), x.outerStride(), set.lower_data().data(),
-      set.lower_data().size(), set.upper_data().data(), set.upper_data().size(),
-      set.weight_data().data(), set.weight_data().size(), set.total(),
-      set.algorithm() == BoxSectionAlgorithm::kSort, status.data(), index.data());
-  throw_first_failure(kWho, x, status, index);
-#endif
+  box_rows_device("device::project_box_section_rows", x, set);
+}
+
+void project_box_section_rows(MatrixFRef x, const BoxSection& set) {
+  box_rows_device("device::project_box_section_rows", x, set);
 }
 
 DeviceRows::DeviceRows(Index rows, Index n) : rows_(rows), cols_(n) {

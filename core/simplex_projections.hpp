@@ -182,6 +182,11 @@ void project_simplex_rows(MatrixFRef x, float z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 void project_l1_ball_rows(MatrixFRef x, float z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+/// The box section in single precision: the set's bounds, weights and c rounded to float (the
+/// rounded set is the one projected onto; InvalidArgumentError when a value does not fit in a
+/// float or a weight rounds to 0, InfeasibleError when the rounding empties the set), the same
+/// algorithms in float.
+void project_box_section_rows(MatrixFRef x, const BoxSection& set);
 
 namespace device {
 
@@ -200,6 +205,7 @@ void project_simplex_rows(MatrixFRef x, float z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
 void project_l1_ball_rows(MatrixFRef x, float z,
                           SimplexAlgorithm algorithm = SimplexAlgorithm::kCondat);
+void project_box_section_rows(MatrixFRef x, const BoxSection& set);
 
 namespace simplex_kernels {
 struct ResidentRows;

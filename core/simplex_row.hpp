@@ -67,11 +67,18 @@ struct Precision<double> {
   /// Relative margin of the candidates' bound (threshold_candidates): 2^12 ulps, far outside
   /// the closed form's few ulps of rounding.
   static constexpr double margin = 0x1p-40;
+  /// Relative half-width of the box section's window around a root found to rounding
+  /// (box_section_bracketed_by): about 2^28 ulps.
+  static constexpr double window = 0x1p-24;
+  /// Every integer below this is a double (positions stored in a T workspace).
+  static constexpr long long exact_integers = 1LL << 53;
 };
 template <>
 struct Precision<float> {
   static constexpr float epsilon = 0x1p-23f;
   static constexpr float margin = 0x1p-12f;  // 2^11 ulps
+  static constexpr float window = 0x1p-10f;  // 2^13 ulps
+  static constexpr long long exact_integers = 1LL << 24;
 };
 
 /// Neumaier's compensated sum: the error is about one rounding of the total plus
@@ -116,7 +123,8 @@ TETHER_HD BasicSplit<T> divide(const BasicSum<T>& num, const BasicSum<T>& den) {
 }
 
 /// y - (hi + lo) w: y - hi w with one rounding (fma), then the small correction lo w.
-TETHER_HD inline double subtract_scaled(double y, const Split& lambda, double w) {
+template <class T>
+TETHER_HD T subtract_scaled(T y, const BasicSplit<T>& lambda, T w) {
   return fma(-lambda.hi, w, y) - mul(lambda.lo, w);
 }
 

@@ -7,7 +7,8 @@
 //                              entries free at the root
 //   BM_BoxSectionNewtonNearEnd/N/n     the narrow caps with c at 99.9% of [w^T l, w^T u]
 //   BM_SimplexLongVector<Alg>/N    one vector of N entries onto the simplex (one row: serial)
-//   BM_<Simplex|L1Ball>CondatFloat/N/n   the same rows in float (bytes: 8 N)
+//   BM_<Simplex|L1Ball>CondatFloat/N/n, BM_BoxSectionNewtonFloat/N/n   the same rows in
+//                              float (bytes: 8 N)
 //   BM_SimplexCopyOnly/N/n     the copy of the input each iteration makes (the projection is
 //                              in place, so every iteration starts from a fresh copy of x);
 //                              below 1e6 entries it is timed: subtract it to get the
@@ -184,6 +185,12 @@ void BM_L1BallCondatFloat(benchmark::State& state) {
 }
 BENCHMARK(BM_L1BallCondatFloat)->Apply(sizes);
 
+void BM_BoxSectionNewtonFloat(benchmark::State& state) {
+  const tether::BoxSection set = box_set(state.range(1), tether::BoxSectionAlgorithm::kNewton);
+  run_float(state, [&](tether::MatrixF& y) { tether::project_box_section_rows(y, set); });
+}
+BENCHMARK(BM_BoxSectionNewtonFloat)->Apply(sizes);
+
 void BM_SimplexLongVectorSort(benchmark::State& state) {
   run(state,
       [](Matrix& y) { tether::project_simplex_rows(y, 1.0, tether::SimplexAlgorithm::kSort); });
@@ -216,6 +223,10 @@ const bool kGpuRegistered = [] {
   });
   benchmark::RegisterBenchmark("BM_SimplexCondatFloatGpu", [](benchmark::State& state) {
     run_float(state, [](tether::MatrixF& y) { tether::device::project_simplex_rows(y, 1.0f); });
+  })->Apply(sizes);
+  benchmark::RegisterBenchmark("BM_BoxSectionNewtonFloatGpu", [](benchmark::State& state) {
+    static const tether::BoxSection set = box_set(1000, tether::BoxSectionAlgorithm::kNewton);
+    run_float(state, [](tether::MatrixF& y) { tether::device::project_box_section_rows(y, set); });
   })->Apply(sizes);
   // Resident on the device: the batch is uploaded before each call outside the timing, so the
   // time is the kernel's (and the status copy's): the figure for the bandwidth goal at 1e8.

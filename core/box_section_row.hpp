@@ -191,7 +191,7 @@ TETHER_HD bool box_is_root(const View& v, const BasicSplit<T>& lambda, T magnitu
 /// p_i = clamp(y_i - lambda w_i, l_i, u_i) over the whole row; Set: BasicBoxSectionRow<T> or a
 /// BoxLayout (whose compile-time strides let the loop vectorise).
 template <class T>
-TETHER_HD T box_clamped(T y, const BasicSplit<T>& lambda, T w, T lo,
+TETHER_HD_INLINE T box_clamped(T y, const BasicSplit<T>& lambda, T w, T lo,
                                      T hi) {
   const T x = subtract_scaled(y, lambda, w);
   return x < lo ? lo : (x > hi ? hi : x);
@@ -524,7 +524,7 @@ struct BoxScanTerms {
 };
 
 template <class T>
-TETHER_HD BoxScanTerms<T> box_scan_terms(T y, T w, T lo, T hi) {
+TETHER_HD_INLINE BoxScanTerms<T> box_scan_terms(T y, T w, T lo, T hi) {
   return BoxScanTerms<T>{y - y,  // 0 for a finite entry, NaN otherwise (and it stays)
                       mul(w, y),
                       mul(w, w),
@@ -566,9 +566,20 @@ struct BoxLine {
 };
 
 template <class T>
-TETHER_HD BoxLine<T> box_line_terms(T y, T w, T lo, T hi, T lambda) {
+TETHER_HD_INLINE BoxLine<T> box_line_terms(T y, T w, T lo, T hi, T lambda) {
   const T x = y - mul(lambda, w);
   return BoxLine<T>{mul(w, x < lo ? lo : (x > hi ? hi : x)), (x > lo && x < hi) ? mul(w, w) : T(0)};
+}
+
+/// One entry's share of the rounding of box_line_terms' x_i = y_i - lambda w_i in g: x_i is
+/// within delta_i = eps (|y_i| + |lambda| w_i) (two roundings, eps = 2u, doubled for safety)
+/// of the exact value, and the clamp is exact unless x_i lies within delta_i of [l_i, u_i];
+/// then the term is off by at most w_i delta_i.
+template <class T>
+TETHER_HD_INLINE T box_line_error_term(T y, T w, T lo, T hi, T lambda) {
+  const T x = y - mul(lambda, w);
+  const T delta = mul(T(2) * Precision<T>::epsilon, fabs(y) + mul(fabs(lambda), w));
+  return (x > lo - delta && x < hi + delta) ? mul(w, delta) : T(0);
 }
 
 /// The row's bracket [min a_i, max b_i], a_i = (y_i - u_i) / w_i, b_i = (y_i - l_i) / w_i,
@@ -587,11 +598,11 @@ struct BoxEnds {
 };
 
 template <class T>
-TETHER_HD Key<T> lower_breakpoint_key(T y, T w, T hi) {
+TETHER_HD_INLINE Key<T> lower_breakpoint_key(T y, T w, T hi) {
   return bits::order_key((y - hi) / w);
 }
 template <class T>
-TETHER_HD Key<T> upper_breakpoint_key(T y, T w, T lo) {
+TETHER_HD_INLINE Key<T> upper_breakpoint_key(T y, T w, T lo) {
   return bits::order_key((y - lo) / w);
 }
 
@@ -606,9 +617,15 @@ struct BoxFixing {
 };
 
 template <class T>
-TETHER_HD BoxFixing<T> box_fixing(T y, T w, T lower, T upper, T lo,
-                                      T hi) {
-  const bool at_upper = y - mul(hi, w) >= upper, at_lower = y - mul(lo, w) <= lower;
+TETHER_HD_INLINE BoxFixing<T> box_fixing(T y, T w, T lower, T upper, T lo, T hi) {
+  // Decided with a margin of x's rounding (as in box_line_error_term), so that the exact
+  // y - lambda w_i is at the bound for every lambda in the bracket, whatever the rounding; an
+  // entry within the margin stays undecided.
+  constexpr T eps2 = T(2) * Precision<T>::epsilon;
+  const T margin_hi = mul(eps2, fabs(y) + mul(fabs(hi), w));
+  const T margin_lo = mul(eps2, fabs(y) + mul(fabs(lo), w));
+  const bool at_upper = y - mul(hi, w) >= upper + margin_hi;
+  const bool at_lower = y - mul(lo, w) <= lower - margin_lo;
   const T bound = at_upper ? upper : (at_lower ? lower : T(0));
   const T p = mul(w, bound);
   return BoxFixing<T>{p, fma(w, bound, -p), !(at_upper || at_lower)};
@@ -616,7 +633,7 @@ TETHER_HD BoxFixing<T> box_fixing(T y, T w, T lower, T upper, T lo,
 
 /// sum + p by Knuth's two-sum, its exact rounding error (plus `more`) added to error.
 template <class T>
-TETHER_HD void two_sum_into(T* sum, T* error, T p, T more) {
+TETHER_HD_INLINE void two_sum_into(T* sum, T* error, T p, T more) {
   const T total = *sum + p;
   const T part = total - *sum;
   *error += ((*sum - (total - part)) + (p - part)) + more;
@@ -667,6 +684,17 @@ struct LanePasses {
       line.slope += slope[l];
     }
     return line;
+  }
+  /// The sum of box_line_error_term over the row (plain, in lanes).
+  TETHER_HD T line_error(T lambda) const {
+    T error[kScanLanes] = {};
+    auto body = [&](int l, long long k) {
+      error[l] += box_line_error_term(y[k], s.w(k), s.l(k), s.u(k), lambda);
+    };
+    for_each_lane(n, body);
+    T total = T(0);
+    for (int l = 0; l < kScanLanes; ++l) total += error[l];
+    return total;
   }
   TETHER_HD BoxEnds<T> ends() const {
     Key<T> a_min[kScanLanes], b_max[kScanLanes];
@@ -746,12 +774,14 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long lo
   const T c = set.total;
   T lambda = (scan.wy - c) / scan.ww;
   if (!finite(lambda)) return false;
-  // Rounding bound of box_line's g - c: each x_i within 2 u (|y_i| + |lambda| w_i) (g is
-  // 1-Lipschitz in each x_i, times w_i), each product and the n-term sum within (n + 1) u
-  // sum w_i |clamp| <= (n + 1) u sum w max(|l|, |u|); doubled for the plain sums it uses.
+  // Rounding bound of a pass's g - c: each x_i within 2 u (|y_i| + |lambda| w_i) (g is
+  // 1-Lipschitz in each x_i, times w_i: the pass-dependent part, below), and the products and
+  // the sum within (d + 1) u sum w_i |clamp| <= (d + 1) u sum w max(|l|, |u|), where d is the
+  // depth of the summation: n / kScanLanes sequential additions in a lane and 8 more across
+  // the lanes (LanePasses), n / 32 and 5 in a warp (WarpPasses); doubled for safety.
   constexpr T eps = Precision<T>::epsilon;  // twice the unit roundoff
-  const T fixed_bound = mul(mul(eps, static_cast<T>(n + 4)),
-                                 scan.w_bound + fabs(c));
+  const T fixed_bound =
+      mul(mul(eps, static_cast<T>(n / kScanLanes + 10)), scan.w_bound + fabs(c));
   BoxBracket<T> b{T(-HUGE_VAL), T(HUGE_VAL), scan.wu - c, scan.wl - c};  // the extreme ends' excess
   bool lo_seen = false, hi_seen = false, at_root = false;
   int passes = 0, narrowing = 0;
@@ -760,10 +790,13 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long lo
     if (++passes > kBoxLocatePasses) return false;
     BoxLine<T> line = passes_over.line(lambda);
     line.excess -= c;
-    const T bound =
-        mul(T(2) * eps, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
+    // The rounding bound of g - c: a cheap one that charges every entry for the rounding of
+    // x_i (loose far from the root, where most entries are clamped), and when that does not
+    // settle the sign, the tight one (a pass that charges only entries near their bounds).
+    const T loose = mul(T(2) * eps, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
     if (!finite(line.excess)) return false;
-    if (fabs(line.excess) <= bound) {
+    if (fabs(line.excess) <= loose &&
+        fabs(line.excess) <= T(1.01) * passes_over.line_error(lambda) + fixed_bound) {
       at_root = true;
       break;
     }

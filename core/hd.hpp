@@ -18,3 +18,12 @@
 #else
 #define TETHER_LANES _Pragma("omp simd")
 #endif
+
+// TETHER_HD_INLINE: TETHER_HD, always inlined. For the per-entry terms of the row passes, which
+// must inline into their lane loops to vectorise there (GCC's heuristics otherwise leave a
+// call per entry once such a function grows past a few operations).
+#if defined(__CUDACC__)
+#define TETHER_HD_INLINE __host__ __device__ __forceinline__
+#else
+#define TETHER_HD_INLINE __attribute__((always_inline)) inline
+#endif

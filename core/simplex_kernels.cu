@@ -186,6 +186,12 @@ struct WarpPasses {
     }
     return row::BoxLine<T>{warp_sum(mine.excess), warp_sum(mine.slope)};
   }
+  __device__ T line_error(T lambda) const {
+    T mine = 0;
+    for (long long k = lane(); k < n; k += 32)
+      mine += row::box_line_error_term(y[k], s.w(k), s.l(k), s.u(k), lambda);
+    return warp_sum(mine);
+  }
   __device__ row::BoxEnds<T> ends() const {
     row::BoxEnds<T> mine;
     for (long long k = lane(); k < n; k += 32)

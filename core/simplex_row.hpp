@@ -41,7 +41,7 @@ namespace tether::simplex_row {
 /// terms), which can cost the last bits of the compensation and the host/device bitwise
 /// agreement. Such builds should add -ffp-contract=off.
 template <class T>
-TETHER_HD T mul(T a, T b) {
+TETHER_HD_INLINE T mul(T a, T b) {
 #if defined(__CUDA_ARCH__)
   if constexpr (sizeof(T) == 8)
     return __dmul_rn(a, b);
@@ -54,7 +54,7 @@ TETHER_HD T mul(T a, T b) {
 
 /// True for a finite v (inf - inf and NaN - NaN are NaN); needs no <cmath> on either side.
 template <class T>
-TETHER_HD bool finite(T v) {
+TETHER_HD_INLINE bool finite(T v) {
   return v - v == T(0);
 }
 
@@ -124,7 +124,7 @@ TETHER_HD BasicSplit<T> divide(const BasicSum<T>& num, const BasicSum<T>& den) {
 
 /// y - (hi + lo) w: y - hi w with one rounding (fma), then the small correction lo w.
 template <class T>
-TETHER_HD T subtract_scaled(T y, const BasicSplit<T>& lambda, T w) {
+TETHER_HD_INLINE T subtract_scaled(T y, const BasicSplit<T>& lambda, T w) {
   return fma(-lambda.hi, w, y) - mul(lambda.lo, w);
 }
 

@@ -102,6 +102,20 @@ TEST(SimplexDevice, MatchesTheCpuBatch) {
   EXPECT_THROW(device::project_simplex_rows(bad, -1.0), InfeasibleError);
 }
 
+/// Float rows: the device result d against the CPU's c, to 1e-5 of each row's scale; returns
+/// the bitwise-equal rows.
+int expect_float_rows_agree(const MatrixF& x, const MatrixF& c, const MatrixF& d,
+                            const char* what) {
+  int identical = 0;
+  for (Index r = 0; r < x.rows(); ++r) {
+    if (c.row(r) == d.row(r)) ++identical;
+    const float scale = x.row(r).cwiseAbs().maxCoeff() + c.row(r).cwiseAbs().maxCoeff();
+    EXPECT_LE((c.row(r) - d.row(r)).cwiseAbs().maxCoeff(), 1e-5f * scale)
+        << what << ", row " << r << " of " << x.rows() << " x " << x.cols();
+  }
+  return identical;
+}
+
 // Single precision: the float kernels against the float CPU batch, to 1e-5 of each row's scale
 // (the float tolerance; the same row code, so bitwise equality is expected and counted).
 TEST(SimplexDevice, FloatRowsMatchTheCpuBatch) {
@@ -109,6 +123,8 @@ TEST(SimplexDevice, FloatRowsMatchTheCpuBatch) {
     MatrixF x = MatrixF::Ones(2, 3);
     EXPECT_THROW(device::project_simplex_rows(x, 1.0f), Error);
     EXPECT_THROW(device::project_l1_ball_rows(x, 1.0f), Error);
+    EXPECT_THROW(device::project_box_section_rows(x, BoxSection::capped_simplex(3, 0, 1, 1)),
+                 Error);
     GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
   }
   Rng rng(23);
@@ -126,15 +142,18 @@ TEST(SimplexDevice, FloatRowsMatchTheCpuBatch) {
             project_simplex_rows(c, 1.0f, a);
             device::project_simplex_rows(d, 1.0f, a);
           }
-          for (Index r = 0; r < rows; ++r) {
-            ++rows_total;
-            if (c.row(r) == d.row(r)) ++identical;
-            const float scale = x.row(r).cwiseAbs().maxCoeff() + c.row(r).cwiseAbs().maxCoeff();
-            EXPECT_LE((c.row(r) - d.row(r)).cwiseAbs().maxCoeff(), 1e-5f * scale)
-                << (l1 ? "float l1 ball" : "float simplex") << ", row " << r << " of " << rows
-                << " x " << n;
-          }
+          identical += expect_float_rows_agree(x, c, d, l1 ? "float l1 ball" : "float simplex");
+          rows_total += static_cast<int>(rows);
         }
+      }
+      for (BoxSectionAlgorithm a : {BoxSectionAlgorithm::kSort, BoxSectionAlgorithm::kNewton}) {
+        const BoxSection set =
+            BoxSection::capped_simplex(n, 0.0, 2.0 / static_cast<double>(n), 1.0, a);
+        MatrixF c = x, d = x;
+        project_box_section_rows(c, set);
+        device::project_box_section_rows(d, set);
+        identical += expect_float_rows_agree(x, c, d, "float box section");
+        rows_total += static_cast<int>(rows);
       }
     }
   }

@@ -79,9 +79,9 @@
 // GPU (namespace device): the same calls on a CUDA device when tether was built with CUDA and a
 // device is present; otherwise they throw tether::Error. The threshold sets run one warp per
 // row (coalesced passes over the row; one lane works on the row's candidates, and the
-// sort-based variant heapsorts them), in double and in float; the box section's Newton method
-// one warp per row too (the bracketing passes coalesced, the few undecided entries in every
-// lane), its sort-based variant one thread per row. Every call copies the batch to the device
+// sort-based variant heapsorts them); the box section's Newton method one warp per row too
+// (the bracketing passes coalesced, the few undecided entries in every lane), its sort-based
+// variant one thread per row; all in double and in float. Every call copies the batch to the device
 // and back, except on a device::DeviceRows (double), which keeps it there.
 //
 // Example:

@@ -46,8 +46,7 @@ Matrix input(Index total, Index n) {
 }
 
 /// The narrow caps {0 <= p <= 2/n}, weights in [0.5, 1.5), c at `fraction` of [w^T l, w^T u].
-tether::BoxSection box_set(Index n, tether::BoxSectionAlgorithm algorithm,
-                           double fraction = 0.5) {
+tether::BoxSection box_set(Index n, tether::BoxSectionAlgorithm algorithm, double fraction = 0.5) {
   tether::Rng rng(8);
   tether::Vector w(n);
   for (Index i = 0; i < n; ++i) w[i] = rng.uniform(0.5, 1.5);
@@ -68,11 +67,12 @@ tether::BoxSection wide_box_set(Index n) {
   return tether::BoxSection(l, u, w, 0.5 * (w.dot(l) + w.dot(u)));
 }
 
-template <class Project>
-void run(benchmark::State& state, Project project, bool always_time_copy = false) {
-  const Index total = state.range(0), n = state.range(1);
-  const Matrix x = input(total, n);
-  Matrix y = x;
+/// Projects a fresh copy of the input (as M: Matrix or MatrixF) each iteration; bytes: the
+/// read and the write of the batch.
+template <class M, class Project>
+void run_rows(benchmark::State& state, Project project, bool always_time_copy) {
+  const M x = input(state.range(0), state.range(1)).template cast<typename M::Scalar>();
+  M y = x;
   // From 1e6 entries on, the fresh copy of x is made outside the timing (PauseTiming costs
   // microseconds, more than the copy of a small batch, which stays timed: subtract
   // BM_SimplexCopyOnly there).
@@ -85,7 +85,13 @@ void run(benchmark::State& state, Project project, bool always_time_copy = false
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<int64_t>(16 * x.size()) * state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(2 * sizeof(typename M::Scalar) * x.size()) *
+                          state.iterations());
+}
+
+template <class Project>
+void run(benchmark::State& state, Project project, bool always_time_copy = false) {
+  run_rows<Matrix>(state, project, always_time_copy);
 }
 
 void sizes(benchmark::internal::Benchmark* b) {
@@ -96,7 +102,8 @@ void sizes(benchmark::internal::Benchmark* b) {
 }
 
 void BM_SimplexCopyOnly(benchmark::State& state) {
-  run(state, [](Matrix&) {}, /*always_time_copy=*/true);
+  run(
+      state, [](Matrix&) {}, /*always_time_copy=*/true);
 }
 BENCHMARK(BM_SimplexCopyOnly)->Apply(sizes);
 
@@ -161,18 +168,7 @@ void long_vector(benchmark::internal::Benchmark* b) {
 /// run() for float rows: the same input rounded to float, bytes read + written 8 N.
 template <class Project>
 void run_float(benchmark::State& state, Project project) {
-  const tether::MatrixF x = input(state.range(0), state.range(1)).cast<float>();
-  tether::MatrixF y = x;
-  const bool copy_untimed = x.size() >= 1000000;
-  for (auto _ : state) {
-    if (copy_untimed) state.PauseTiming();
-    y = x;
-    if (copy_untimed) state.ResumeTiming();
-    project(y);
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(static_cast<int64_t>(8 * x.size()) * state.iterations());
+  run_rows<tether::MatrixF>(state, project, false);
 }
 
 void BM_SimplexCondatFloat(benchmark::State& state) {
@@ -231,17 +227,21 @@ const bool kGpuRegistered = [] {
   // Resident on the device: the batch is uploaded before each call outside the timing, so the
   // time is the kernel's (and the status copy's): the figure for the bandwidth goal at 1e8.
   const auto add_resident = [](const char* name, auto project) {
-    benchmark::RegisterBenchmark(name, [project](benchmark::State& state) {
-      const Matrix x = input(state.range(0), state.range(1));
-      tether::device::DeviceRows rows(x.rows(), x.cols());
-      for (auto _ : state) {
-        state.PauseTiming();
-        rows.upload(x);
-        state.ResumeTiming();
-        project(rows);
-      }
-      state.SetBytesProcessed(static_cast<int64_t>(16 * x.size()) * state.iterations());
-    })->Apply(sizes)->Args({100000000, 1000});
+    benchmark::RegisterBenchmark(
+        name,
+        [project](benchmark::State& state) {
+          const Matrix x = input(state.range(0), state.range(1));
+          tether::device::DeviceRows rows(x.rows(), x.cols());
+          for (auto _ : state) {
+            state.PauseTiming();
+            rows.upload(x);
+            state.ResumeTiming();
+            project(rows);
+          }
+          state.SetBytesProcessed(static_cast<int64_t>(16 * x.size()) * state.iterations());
+        })
+        ->Apply(sizes)
+        ->Args({100000000, 1000});
   };
   add_resident("BM_SimplexCondatGpuResident",
                [](tether::device::DeviceRows& rows) { rows.project_simplex(1.0); });

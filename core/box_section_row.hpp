@@ -153,9 +153,9 @@ TETHER_HD BasicSplit<T> box_closed_form(const View& v, const BasicSplit<T>& t) {
 /// entry within rounding of a bound at a single-T lambda is placed by the precise one).
 template <class T>
 struct BoxMultiplier {
-  int status = kOk;  ///< kOk or kOverflow
-  BasicSplit<T> first;       ///< the first closed form (the classification of the second)
-  BasicSplit<T> lambda;      ///< the second: the multiplier
+  int status = kOk;      ///< kOk or kOverflow
+  BasicSplit<T> first;   ///< the first closed form (the classification of the second)
+  BasicSplit<T> lambda;  ///< the second: the multiplier
 };
 
 template <class View, class T = typename View::Scalar>
@@ -191,8 +191,7 @@ TETHER_HD bool box_is_root(const View& v, const BasicSplit<T>& lambda, T magnitu
 /// p_i = clamp(y_i - lambda w_i, l_i, u_i) over the whole row; Set: BasicBoxSectionRow<T> or a
 /// BoxLayout (whose compile-time strides let the loop vectorise).
 template <class T>
-TETHER_HD_INLINE T box_clamped(T y, const BasicSplit<T>& lambda, T w, T lo,
-                                     T hi) {
+TETHER_HD_INLINE T box_clamped(T y, const BasicSplit<T>& lambda, T w, T lo, T hi) {
   const T x = subtract_scaled(y, lambda, w);
   return x < lo ? lo : (x > hi ? hi : x);
 }
@@ -206,7 +205,7 @@ TETHER_HD void box_write(T* y, long long n, const Set& s, const BasicSplit<T>& l
 /// box_multiplier on the whole row from lambda_estimate, then the write.
 template <class T>
 TETHER_HD RowResult box_section_finish(T* y, long long n, const BasicBoxSectionRow<T>& s,
-                                              T lambda_estimate) {
+                                       T lambda_estimate) {
   const BoxMultiplier<T> m = box_multiplier(WholeRow<T>(y, n, s), lambda_estimate);
   RowResult result;
   result.multiplier = m.lambda.hi;
@@ -222,9 +221,9 @@ TETHER_HD RowResult box_section_finish(T* y, long long n, const BasicBoxSectionR
 /// interval of lambda on which this classification holds (it contains lambda).
 template <class T>
 struct BoxPiece {
-  BasicSum<T> offset;           ///< sum_{at u} w u + sum_{at l} w l + sum_{free} w y - c
-  BasicSum<T> slope;            ///< sum_{free} w^2 (g has slope -slope on the piece)
-  T excess = T(0);  ///< g(lambda) - c = offset - lambda slope
+  BasicSum<T> offset;  ///< sum_{at u} w u + sum_{at l} w l + sum_{free} w y - c
+  BasicSum<T> slope;   ///< sum_{free} w^2 (g has slope -slope on the piece)
+  T excess = T(0);     ///< g(lambda) - c = offset - lambda slope
   T left = T(0), right = T(0);
 };
 
@@ -299,7 +298,7 @@ TETHER_HD bool box_bracket(const View& v, RowResult* result, T* lo, T* hi) {
 /// The non-finite check and the bracket of the whole row. Returns false on bad input.
 template <class T>
 TETHER_HD bool box_row_bracket(const T* y, long long n, const BasicBoxSectionRow<T>& s,
-                                      RowResult* result, T* lo, T* hi) {
+                               RowResult* result, T* lo, T* hi) {
   const long long bad = first_non_finite(y, n);
   if (bad >= 0) {
     result->status = kNonFinite;
@@ -392,9 +391,7 @@ struct BoxBracket {
     last_side = side;
   }
   /// The secant's root through the two ends.
-  TETHER_HD T secant() const {
-    return lo + mul(excess_lo, hi - lo) / (excess_lo - excess_hi);
-  }
+  TETHER_HD T secant() const { return lo + mul(excess_lo, hi - lo) / (excess_lo - excess_hi); }
 };
 
 /// The view's bracket [min a_i, max b_i] with its ends' excess (every entry at u, at l).
@@ -477,8 +474,7 @@ TETHER_HD BoxSolve<T> box_newton(const View& v, BoxBracket<T> b, T lambda) {
 /// The safeguarded Newton method on the whole row (no workspace): the reference path, and the
 /// fallback of box_section_newton.
 template <class T>
-TETHER_HD RowResult box_section_newton_whole(T* y, long long n,
-                                                    const BasicBoxSectionRow<T>& s) {
+TETHER_HD RowResult box_section_newton_whole(T* y, long long n, const BasicBoxSectionRow<T>& s) {
   RowResult result;
   T lo, hi;
   if (!box_row_bracket(y, n, s, &result, &lo, &hi)) return result;
@@ -526,12 +522,9 @@ struct BoxScanTerms {
 template <class T>
 TETHER_HD_INLINE BoxScanTerms<T> box_scan_terms(T y, T w, T lo, T hi) {
   return BoxScanTerms<T>{y - y,  // 0 for a finite entry, NaN otherwise (and it stays)
-                      mul(w, y),
-                      mul(w, w),
-                      mul(w, hi),
-                      mul(w, lo),
-                      mul(w, fabs(y)),
-                      mul(w, fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi))};
+                         mul(w, y),       mul(w, w),
+                         mul(w, hi),      mul(w, lo),
+                         mul(w, fabs(y)), mul(w, fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi))};
 }
 
 /// What the first pass over a row finds, plain sums (bounds only; the closing sums are exact).
@@ -652,8 +645,8 @@ struct LanePasses {
   Layout s;
 
   TETHER_HD BoxScan<T> scan() const {
-    T probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {},
-           wu[kScanLanes] = {}, wl[kScanLanes] = {}, wa[kScanLanes] = {}, wb[kScanLanes] = {};
+    T probe[kScanLanes] = {}, wy[kScanLanes] = {}, ww[kScanLanes] = {}, wu[kScanLanes] = {},
+      wl[kScanLanes] = {}, wa[kScanLanes] = {}, wb[kScanLanes] = {};
     auto body = [&](int l, long long k) {
       const BoxScanTerms<T> t = box_scan_terms(y[k], s.w(k), s.l(k), s.u(k));
       probe[l] += t.probe;
@@ -753,7 +746,6 @@ constexpr int kBoxNarrowingPasses = 2;
 /// Passes of box_locate before the row falls back to the whole-row Newton method.
 constexpr int kBoxLocatePasses = 16;
 
-
 /// Brackets the root with Newton steps on plain vectorised passes (secant and bisection when a
 /// step leaves the bracket, as in box_newton), fixes the entries the bracket decides
 /// (box_reduce), solves the rest exactly (box_newton on the RowSubset<T>) and writes the row.
@@ -780,8 +772,7 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long lo
   // depth of the summation: n / kScanLanes sequential additions in a lane and 8 more across
   // the lanes (LanePasses), n / 32 and 5 in a warp (WarpPasses); doubled for safety.
   constexpr T eps = Precision<T>::epsilon;  // twice the unit roundoff
-  const T fixed_bound =
-      mul(mul(eps, static_cast<T>(n / kScanLanes + 10)), scan.w_bound + fabs(c));
+  const T fixed_bound = mul(mul(eps, static_cast<T>(n / kScanLanes + 10)), scan.w_bound + fabs(c));
   BoxBracket<T> b{T(-HUGE_VAL), T(HUGE_VAL), scan.wu - c, scan.wl - c};  // the extreme ends' excess
   bool lo_seen = false, hi_seen = false, at_root = false;
   int passes = 0, narrowing = 0;
@@ -822,9 +813,8 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long lo
     lambda = next;
   }
   if (at_root) {  // a window around lambda, inside what is known
-    const T window =
-        mul(Precision<T>::window, fabs(lambda) + fabs(step)) +
-        mul(T(16) * Precision<T>::window, fixed_bound / scan.ww);
+    const T window = mul(Precision<T>::window, fabs(lambda) + fabs(step)) +
+                     mul(T(16) * Precision<T>::window, fixed_bound / scan.ww);
     if (!(lambda - window < lambda + window)) return false;
     b.lo = b.lo > lambda - window ? b.lo : lambda - window;
     b.hi = b.hi < lambda + window ? b.hi : lambda + window;
@@ -869,8 +859,8 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long lo
 /// (stride 1) or shared (stride 0), decided one at a time into BoxLayout's flags; false for
 /// other strides. Passes: LanePasses (one thread), or the CUDA kernel's warp passes.
 template <template <class> class Passes, bool... kShared, class T>
-TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow<T>& s,
-                                     T* position, RowResult* out) {
+TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow<T>& s, T* position,
+                                     RowResult* out) {
   constexpr int decided = sizeof...(kShared);
   if constexpr (decided == 3) {
     const Passes<BoxLayout<T, kShared...>> passes{y, n, {s.lower, s.upper, s.weight}};
@@ -878,8 +868,7 @@ TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow
   } else {
     const long long stride =
         decided == 0 ? s.lower_stride : (decided == 1 ? s.upper_stride : s.weight_stride);
-    if (stride == 0)
-      return box_section_bracketed<Passes, kShared..., true>(y, n, s, position, out);
+    if (stride == 0) return box_section_bracketed<Passes, kShared..., true>(y, n, s, position, out);
     if (stride == 1)
       return box_section_bracketed<Passes, kShared..., false>(y, n, s, position, out);
     return false;
@@ -891,7 +880,7 @@ TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow
 /// n doubles of workspace, or nullptr.
 template <class T>
 TETHER_HD RowResult box_section_newton(T* y, long long n, const BasicBoxSectionRow<T>& s,
-                                              T* position) {
+                                       T* position) {
   RowResult result;
   if (position != nullptr && box_section_bracketed<LanePasses>(y, n, s, position, &result))
     return result;

@@ -173,8 +173,8 @@ struct WarpPasses {
     for (long long k = lane(); k < n; k += 32)
       mine.add(row::box_scan_terms(y[k], s.w(k), s.l(k), s.u(k)));
     all.add(row::BoxScanTerms<T>{warp_sum(mine.probe), warp_sum(mine.wy), warp_sum(mine.ww),
-                              warp_sum(mine.wu), warp_sum(mine.wl), warp_sum(mine.w_abs_y),
-                              warp_sum(mine.w_bound)});
+                                 warp_sum(mine.wu), warp_sum(mine.wl), warp_sum(mine.w_abs_y),
+                                 warp_sum(mine.w_bound)});
     return all;
   }
   __device__ row::BoxLine<T> line(T lambda) const {
@@ -215,8 +215,7 @@ struct WarpPasses {
         undecided = f.undecided;
       }
       const unsigned ballot = __ballot_sync(kFullMask, undecided);
-      if (undecided)
-        position[m + __popc(ballot & ((1u << lane()) - 1u))] = static_cast<T>(k);
+      if (undecided) position[m + __popc(ballot & ((1u << lane()) - 1u))] = static_cast<T>(k);
       m += __popc(ballot);
     }
     for (int l = 0; l < 32; ++l) fixed->add(__shfl_sync(kFullMask, sum, l));
@@ -234,8 +233,8 @@ struct WarpPasses {
 // bracketing declines); one thread per row for the sort-based variant.
 template <class T>
 __global__ void box_section_newton_kernel(T* x, long long rows, long long n, long long stride,
-                                          row::BasicBoxSectionRow<T> set, T* scratch,
-                                          int* status, long long* index) {
+                                          row::BasicBoxSectionRow<T> set, T* scratch, int* status,
+                                          long long* index) {
   const long long r = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
   T* y = x + r * stride;
@@ -251,8 +250,8 @@ __global__ void box_section_newton_kernel(T* x, long long rows, long long n, lon
 
 template <class T>
 __global__ void box_section_sorted_kernel(T* x, long long rows, long long n, long long stride,
-                                          row::BasicBoxSectionRow<T> set, T* scratch,
-                                          int* status, long long* index) {
+                                          row::BasicBoxSectionRow<T> set, T* scratch, int* status,
+                                          long long* index) {
   const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   const row::RowResult result =
@@ -368,7 +367,9 @@ struct ResidentRows {
   long long rows = 0, n = 0;
   DeviceBuffer x, scratch, status, index;
   ResidentRows(long long r, long long cols)
-      : rows(r), n(cols), x(sizeof(double) * static_cast<std::size_t>(r * cols)),
+      : rows(r),
+        n(cols),
+        x(sizeof(double) * static_cast<std::size_t>(r * cols)),
         scratch(sizeof(double) * static_cast<std::size_t>(2 * r * cols)),
         status(sizeof(int) * static_cast<std::size_t>(r)),
         index(sizeof(long long) * static_cast<std::size_t>(r)) {}
@@ -410,9 +411,9 @@ void box_section_resident(ResidentRows* r, const double* lower, long long lower_
                           const double* upper, long long upper_size, const double* weight,
                           long long weight_size, double total, bool sorted, int* status,
                           long long* index) {
-  launch_box_section(r->x.as<double>(), r->rows, r->n, lower, lower_size, upper, upper_size,
-                     weight, weight_size, total, sorted, r->scratch.as<double>(), r->status,
-                     r->index, status, index);
+  launch_box_section(r->x.as<double>(), r->rows, r->n, lower, lower_size, upper, upper_size, weight,
+                     weight_size, total, sorted, r->scratch.as<double>(), r->status, r->index,
+                     status, index);
 }
 
 void box_section_rows(double* x, long long rows, long long n, long long stride, const double* lower,

@@ -125,8 +125,8 @@ struct BoxArrays {
   Index l_size = 0, u_size = 0, w_size = 0;
   T total = 0;
   row::BasicBoxSectionRow<T> row() const {
-    return row::BasicBoxSectionRow<T>{l, u, w, l_size == 1 ? 0LL : 1LL, u_size == 1 ? 0LL : 1LL,
-                                      w_size == 1 ? 0LL : 1LL, total};
+    return row::BasicBoxSectionRow<T>{
+        l, u, w, l_size == 1 ? 0LL : 1LL, u_size == 1 ? 0LL : 1LL, w_size == 1 ? 0LL : 1LL, total};
   }
 };
 
@@ -168,8 +168,7 @@ BoxArrays<T> box_arrays(const char* who, const BoxSection& set) {
     }
     require<InfeasibleError>(wl.value() <= a.total && wu.value() >= a.total, who,
                              ": rounded to float, the set is empty: sum_i w_i lower_i = ",
-                             wl.value(), ", sum_i w_i upper_i = ", wu.value(), ", c = ",
-                             a.total);
+                             wl.value(), ", sum_i w_i upper_i = ", wu.value(), ", c = ", a.total);
   }
   return a;
 }
@@ -418,10 +417,9 @@ void box_rows_device(const char* who, Rows x, const BoxSection& set) {
   if (x.rows() == 0) return;
   std::vector<int> status(static_cast<std::size_t>(x.rows()));
   std::vector<long long> index(static_cast<std::size_t>(x.rows()));
-  simplex_kernels::box_section_rows(x.data(), x.rows(), x.cols(), x.outerStride(), a.l,
-                                    a.l_size, a.u, a.u_size, a.w, a.w_size, a.total,
-                                    set.algorithm() == BoxSectionAlgorithm::kSort, status.data(),
-                                    index.data());
+  simplex_kernels::box_section_rows(
+      x.data(), x.rows(), x.cols(), x.outerStride(), a.l, a.l_size, a.u, a.u_size, a.w, a.w_size,
+      a.total, set.algorithm() == BoxSectionAlgorithm::kSort, status.data(), index.data());
   throw_first_failure(who, x, status, index);
 #endif
 }

@@ -311,8 +311,7 @@ TETHER_HD BasicSplit<T> simplex_closed_form(const T* y, long long n, T z, const 
 /// single-T threshold is placed by the precise one), and writes the projection. z > 0.
 /// tau in closed form twice from an estimate (see simplex_finish); false when it overflows.
 template <bool kAbs, class T>
-TETHER_HD bool refine_threshold(const T* y, long long n, T z, T tau_estimate,
-                                BasicSplit<T>* tau) {
+TETHER_HD bool refine_threshold(const T* y, long long n, T z, T tau_estimate, BasicSplit<T>* tau) {
   tau->hi = tau_estimate;
   tau->lo = T(0);
   *tau = simplex_closed_form<kAbs>(y, n, z, *tau);
@@ -424,8 +423,7 @@ TETHER_HD bool l1_inside(const T* y, long long n, T z, T plain_sum) {
 /// (kept in *scan for the candidates). Returns true when the row is done (bad input, z = 0, or
 /// an l1 point already inside the ball).
 template <bool kAbs, class T>
-TETHER_HD bool threshold_trivial(T* y, long long n, T z, RowResult* result,
-                                 RowScan<T>* scan) {
+TETHER_HD bool threshold_trivial(T* y, long long n, T z, RowResult* result, RowScan<T>* scan) {
   *scan = scan_row<kAbs>(y, n);
   if (!scan->finite) {
     result->status = kNonFinite;
@@ -434,8 +432,7 @@ TETHER_HD bool threshold_trivial(T* y, long long n, T z, RowResult* result,
   }
   // Inside the ball: left as it is, bit for bit. |y|_1 >= max |y_i| (exactly), so a row whose
   // largest entry exceeds z is outside without the sum of |y|.
-  if (kAbs && !(scan->largest > z) && l1_inside(y, n, z, abs_sum(y, n)))
-    return true;
+  if (kAbs && !(scan->largest > z) && l1_inside(y, n, z, abs_sum(y, n))) return true;
   if (z == T(0)) {  // both sets are {0}
     for (long long i = 0; i < n; ++i) y[i] = T(0);
     return true;
@@ -451,8 +448,8 @@ TETHER_HD bool threshold_trivial(T* y, long long n, T z, RowResult* result,
 /// number (>= 1: the largest is one of them; `largest` is max v, from the row's scan).
 /// Branch-free: one pass, whatever the number of candidates.
 template <bool kAbs, class T>
-TETHER_HD long long threshold_candidates(const T* y, long long n, T z, T largest,
-                                         T* out, T* bound) {
+TETHER_HD long long threshold_candidates(const T* y, long long n, T z, T largest, T* out,
+                                         T* bound) {
   const T b = (largest - z) - mul(fabs(largest) + z, Precision<T>::margin);
   *bound = b;
   long long m = 0;
@@ -474,8 +471,7 @@ TETHER_HD long long threshold_candidates(const T* y, long long n, T z, T largest
 /// few entries. Stops when a step keeps more than 7/8, at 32 candidates, or after 8 steps.
 /// Rounding in the sums is caught by project_threshold's checks against the bound.
 template <class T>
-TETHER_HD long long tighten_candidates(T* v, long long m, T z, T largest,
-                                             T* bound) {
+TETHER_HD long long tighten_candidates(T* v, long long m, T z, T largest, T* bound) {
   for (int step = 0; step < 8 && m > 32; ++step) {
     T lane_sum[kScanLanes] = {};
     const long long full = m - m % kScanLanes;
@@ -513,9 +509,8 @@ TETHER_HD long long tighten_candidates(T* v, long long m, T z, T largest,
 /// Writes the estimate, and tau; returns false when some threshold is not clear of the bound,
 /// and then the caller refines on the whole row (simplex_finish from the estimate).
 template <class T, class Estimate>
-TETHER_HD bool threshold_on_candidates(T* work, long long n, long long m, T z,
-                                       T largest, T bound, Estimate estimate,
-                                       T* tau_estimate, BasicSplit<T>* tau) {
+TETHER_HD bool threshold_on_candidates(T* work, long long n, long long m, T z, T largest, T bound,
+                                       Estimate estimate, T* tau_estimate, BasicSplit<T>* tau) {
   m = tighten_candidates(work, m, z, largest, &bound);
   *tau_estimate = estimate(work, m, work + n);
   tau->hi = *tau_estimate;
@@ -529,8 +524,7 @@ TETHER_HD bool threshold_on_candidates(T* work, long long n, long long m, T z,
 }
 
 template <bool kAbs, class T, class Estimate>
-TETHER_HD RowResult project_threshold(T* y, long long n, T z, T* work,
-                                      Estimate estimate) {
+TETHER_HD RowResult project_threshold(T* y, long long n, T z, T* work, Estimate estimate) {
   RowResult result;
   RowScan<T> scan;
   if (threshold_trivial<kAbs>(y, n, z, &result, &scan)) return result;
@@ -538,8 +532,7 @@ TETHER_HD RowResult project_threshold(T* y, long long n, T z, T* work,
   const long long m = threshold_candidates<kAbs>(y, n, z, scan.largest, work, &bound);
   T tau_estimate = T(0);
   BasicSplit<T> tau;
-  if (threshold_on_candidates(work, n, m, z, scan.largest, bound, estimate, &tau_estimate,
-                              &tau)) {
+  if (threshold_on_candidates(work, n, m, z, scan.largest, bound, estimate, &tau_estimate, &tau)) {
     result.multiplier = tau.hi;
     write_thresholded<kAbs>(y, n, tau);
     return result;

@@ -2,13 +2,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <utility>
 #include <string>
 #include <tether/core/cuda_support.cuh>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_kernels.hpp>
 #include <tether/manifolds/budget_root.hpp>
 #include <tether/manifolds/budget_row.hpp>
+#include <utility>
 #include <vector>
 
 namespace tether::device::kernels {
@@ -118,6 +118,21 @@ __device__ double row_spread(const double* c, int k) {
   return hi - lo;
 }
 
+// This thread's rows first, first + step, ... < end: the moments at `shift` summed into *phi
+// and *slope, and with move, each row moved to alpha + shift c right after its moments.
+__device__ void measure_rows(double* alpha, const double* costs, int k, long long first,
+                             long long end, long long step, double shift, bool move, bool recentre,
+                             double* phi, double* slope) {
+  for (long long i = first; i < end; i += step) {
+    const budget_row::Moments m =
+        budget_row::moments_shifted(alpha + i * k, costs + i * k, k, shift);
+    if (move)
+      budget_row::shift_row(alpha + i * k, costs + i * k, k, shift, alpha + i * k, recentre);
+    *phi += m.expected;
+    *slope += m.variance;
+  }
+}
+
 // The retraction's searches, as on the CPU (BudgetManifold::retract). With move, every pass
 // after the first (which measures the start point) also moves the rows to the shift it
 // measures, in place, so the pass that ends the search has already made the final move: no
@@ -139,8 +154,8 @@ struct SearchShared {
 
 template <class Pass, class ShiftRows>
 __device__ void retract_rows(Pass pass, ShiftRows shift_rows, double budget, double tol,
-                             int max_passes, bool at_most, double spread,
-                             SearchShared* shared, RetractionOutcome* outcome) {
+                             int max_passes, bool at_most, double spread, SearchShared* shared,
+                             RetractionOutcome* outcome) {
   budget_root::SafeguardedNewton root;  // thread 0 only
   double applied = 0.0, query = 0.0, total_shift = 0.0;
   int passes = 0;
@@ -214,14 +229,8 @@ __global__ void retract_instances_kernel(double* alpha, const double* costs, int
   __syncthreads();  // sa is reused by the passes
   auto pass = [&](double shift, bool move, double* phi, double* slope) {
     double p = 0.0, d = 0.0;
-    for (long long i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
-      const budget_row::Moments m =
-          budget_row::moments_shifted(alpha + i * k, costs + i * k, k, shift);
-      if (move) budget_row::shift_row(alpha + i * k, costs + i * k, k, shift, alpha + i * k,
-                                      recentre != 0);
-      p += m.expected;
-      d += m.variance;
-    }
+    measure_rows(alpha, costs, k, r0 + threadIdx.x, r1, blockDim.x, shift, move, recentre != 0, &p,
+                 &d);
     sa[threadIdx.x] = p;
     sb[threadIdx.x] = d;
     block_sum(sa, sb);
@@ -269,14 +278,7 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
   int parity = 0;
   auto pass = [&](double shift, bool move, double* phi, double* slope) {
     double p = 0.0, d = 0.0;
-    for (long long i = first; i < n; i += stride) {
-      const budget_row::Moments m =
-          budget_row::moments_shifted(alpha + i * k, costs + i * k, k, shift);
-      if (move) budget_row::shift_row(alpha + i * k, costs + i * k, k, shift, alpha + i * k,
-                                      recentre != 0);
-      p += m.expected;
-      d += m.variance;
-    }
+    measure_rows(alpha, costs, k, first, n, stride, shift, move, recentre != 0, &p, &d);
     sa[threadIdx.x] = p;
     sb[threadIdx.x] = d;
     block_sum(sa, sb);
@@ -431,9 +433,9 @@ struct ResidentInstances {
   long long* starts = nullptr;  // device copy
   double* budgets = nullptr;    // device copy
   RetractionOutcome* outcomes = nullptr;
-  double* partials = nullptr;  // the cooperative kernel's (5 per grid block)
-  double* vector = nullptr;    // the tangent projection's v (allocated at first use)
-  double* normal = nullptr;    // and the normal it computes
+  double* partials = nullptr;             // the cooperative kernel's (5 per grid block)
+  double* vector = nullptr;               // the tangent projection's v (allocated at first use)
+  double* normal = nullptr;               // and the normal it computes
   double* projection_partials = nullptr;  // 3 per grid block (large) or per instance
   double* coefficients = nullptr;         // <n, v> / <n, n> per instance (0: inactive)
   double* first_moment = nullptr;         // Adam's m, v and the trial point (at first step)
@@ -613,8 +615,8 @@ namespace {
 bool project_buffer(ResidentInstances* r, double* v, double relative_tolerance, bool at_most) {
   const int at_most_flag = at_most ? 1 : 0;
   if (r->cooperative) {
-    projection_partials_kernel<<<r->grid_blocks, kThreads>>>(r->alpha, r->costs, v, r->normal,
-                                                              r->n, r->k, r->projection_partials);
+    projection_partials_kernel<<<r->grid_blocks, kThreads>>>(r->alpha, r->costs, v, r->normal, r->n,
+                                                             r->k, r->projection_partials);
     check(cudaGetLastError(), "projection_partials_kernel launch");
     projection_total_kernel<<<1, 1>>>(r->projection_partials, r->grid_blocks, r->host_budgets[0],
                                       relative_tolerance, at_most_flag, r->coefficients);
@@ -638,8 +640,8 @@ bool project_buffer(ResidentInstances* r, double* v, double relative_tolerance, 
                                                            r->coefficients);
     check(cudaGetLastError(), "projection_update_kernel launch");
   } else {
-    projection_update_instances_kernel<<<r->instances, kThreads>>>(v, r->normal, r->k,
-                                                                   r->starts, r->coefficients);
+    projection_update_instances_kernel<<<r->instances, kThreads>>>(v, r->normal, r->k, r->starts,
+                                                                   r->coefficients);
     check(cudaGetLastError(), "projection_update_instances_kernel launch");
   }
   check(cudaDeviceSynchronize(), "projection update");
@@ -649,8 +651,8 @@ bool project_buffer(ResidentInstances* r, double* v, double relative_tolerance, 
 // Adam's update of every entry (core/adam.cpp's formula, the same operations), writing the
 // trial point x + delta instead of moving x.
 __global__ void adam_trial_kernel(const double* x, const double* g, double* m, double* v,
-                                  double* trial, long long entries, double b1, double b2,
-                                  double c1, double c2, double lr, double eps, double wd) {
+                                  double* trial, long long entries, double b1, double b2, double c1,
+                                  double c2, double lr, double eps, double wd) {
   const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long j = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; j < entries;
        j += step) {

@@ -31,16 +31,29 @@ Matrix random_rows(Rng& rng, Index rows, Index n) {
   return x;
 }
 
-/// Compares the device result d with the CPU result c row by row; returns bitwise-equal rows.
-int expect_rows_agree(const Matrix& x, const Matrix& c, const Matrix& d, const char* what) {
+/// Compares the device result d with the CPU result c row by row, to `tolerance` times each
+/// row's scale (2 eps in double, 1e-5 in float: the tolerances); returns the
+/// bitwise-equal rows.
+template <class M>
+int expect_rows_agree(const M& x, const M& c, const M& d, const char* what,
+                      typename M::Scalar tolerance) {
   int identical = 0;
   for (Index r = 0; r < x.rows(); ++r) {
     if (c.row(r) == d.row(r)) ++identical;
-    const double scale = x.row(r).cwiseAbs().maxCoeff() + c.row(r).cwiseAbs().maxCoeff();
-    EXPECT_LE((c.row(r) - d.row(r)).cwiseAbs().maxCoeff(), 2 * kEps * scale)
+    const auto scale = x.row(r).cwiseAbs().maxCoeff() + c.row(r).cwiseAbs().maxCoeff();
+    EXPECT_LE((c.row(r) - d.row(r)).cwiseAbs().maxCoeff(), tolerance * scale)
         << what << ", row " << r << " of " << x.rows() << " x " << x.cols();
   }
   return identical;
+}
+
+int expect_rows_agree(const Matrix& x, const Matrix& c, const Matrix& d, const char* what) {
+  return expect_rows_agree(x, c, d, what, 2 * kEps);
+}
+
+int expect_float_rows_agree(const MatrixF& x, const MatrixF& c, const MatrixF& d,
+                            const char* what) {
+  return expect_rows_agree(x, c, d, what, 1e-5f);
 }
 
 TEST(SimplexDevice, MatchesTheCpuBatch) {
@@ -102,20 +115,6 @@ TEST(SimplexDevice, MatchesTheCpuBatch) {
   EXPECT_THROW(device::project_simplex_rows(bad, -1.0), InfeasibleError);
 }
 
-/// Float rows: the device result d against the CPU's c, to 1e-5 of each row's scale; returns
-/// the bitwise-equal rows.
-int expect_float_rows_agree(const MatrixF& x, const MatrixF& c, const MatrixF& d,
-                            const char* what) {
-  int identical = 0;
-  for (Index r = 0; r < x.rows(); ++r) {
-    if (c.row(r) == d.row(r)) ++identical;
-    const float scale = x.row(r).cwiseAbs().maxCoeff() + c.row(r).cwiseAbs().maxCoeff();
-    EXPECT_LE((c.row(r) - d.row(r)).cwiseAbs().maxCoeff(), 1e-5f * scale)
-        << what << ", row " << r << " of " << x.rows() << " x " << x.cols();
-  }
-  return identical;
-}
-
 // Single precision: the float kernels against the float CPU batch, to 1e-5 of each row's scale
 // (the float tolerance; the same row code, so bitwise equality is expected and counted).
 TEST(SimplexDevice, FloatRowsMatchTheCpuBatch) {
@@ -157,8 +156,7 @@ TEST(SimplexDevice, FloatRowsMatchTheCpuBatch) {
       }
     }
   }
-  std::printf("measured (GPU vs CPU, float): %d of %d rows bitwise equal\n", identical,
-              rows_total);
+  std::printf("measured (GPU vs CPU, float): %d of %d rows bitwise equal\n", identical, rows_total);
   MatrixF bad = MatrixF::Ones(4, 5);
   bad(2, 3) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW(device::project_simplex_rows(bad, 1.0f), InvalidArgumentError);

@@ -267,9 +267,9 @@ TEST(Simplex, CandidatePathIsBitIdenticalToTheWholeRow) {
     const double z = std::pow(10.0, rng.uniform(-18.0, 3.0));
     for (long long i = 0; i < n; ++i) {
       y[i] = offset + scale * rng.normal();
-      if (trial % 7 == 0 && i % 3 == 0) y[i] = offset;                    // ties
-      if (trial % 11 == 0 && i % 5 == 0) y[i] = (offset + scale) - z;     // at max - z
-      if (trial % 13 == 0) y[i] = -y[i];                                  // signs (l1 ball)
+      if (trial % 7 == 0 && i % 3 == 0) y[i] = offset;                 // ties
+      if (trial % 11 == 0 && i % 5 == 0) y[i] = (offset + scale) - z;  // at max - z
+      if (trial % 13 == 0) y[i] = -y[i];                               // signs (l1 ball)
     }
     for (bool l1 : {false, true}) {
       whole = y;
@@ -280,7 +280,8 @@ TEST(Simplex, CandidatePathIsBitIdenticalToTheWholeRow) {
         a = simplex_row::project_condat<true>(fast.data(), n, z, work.data());
         if (simplex_row::threshold_trivial<true>(whole.data(), n, z, &b, &scan)) continue;
         b = simplex_row::simplex_finish<true>(
-            whole.data(), n, z, simplex_row::threshold_condat<true>(whole.data(), n, z, aux.data()));
+            whole.data(), n, z,
+            simplex_row::threshold_condat<true>(whole.data(), n, z, aux.data()));
       } else {
         a = simplex_row::project_condat<false>(fast.data(), n, z, work.data());
         if (simplex_row::threshold_trivial<false>(whole.data(), n, z, &b, &scan)) continue;
@@ -619,8 +620,7 @@ TEST(BoxSection, TheTwoAlgorithmsAgreeAndNewtonNeedsAFewPasses) {
         Vector y = a.row(r).transpose();
         const simplex_row::BoxSectionRow s{
             c.lower.data(), c.upper.data(), c.weights.data(), 1, 1, 1, c.total};
-        const simplex_row::RowResult result =
-            simplex_row::box_section_newton_whole(y.data(), n, s);
+        const simplex_row::RowResult result = simplex_row::box_section_newton_whole(y.data(), n, s);
         EXPECT_EQ(result.status, simplex_row::kOk);
         passes += result.iterations;
         max_passes = std::max(max_passes, result.iterations);
@@ -653,7 +653,8 @@ Matrix box_test_rows(Rng& rng, Index rows, Index n) {
     const int kind = static_cast<int>(r % 4);
     const double scale = kind == 3 ? std::pow(10.0, rng.uniform(-12.0, 0.0))
                                    : std::pow(10.0, rng.uniform(-1.0, 1.0));
-    const double offset = kind == 2 ? rng.uniform(-1.0, 1.0) * 1e15 : scale * rng.uniform(-1.0, 1.0);
+    const double offset =
+        kind == 2 ? rng.uniform(-1.0, 1.0) * 1e15 : scale * rng.uniform(-1.0, 1.0);
     for (Index j = 0; j < n; ++j) x(r, j) = offset + scale * rng.normal();
     if (kind == 1)
       for (Index j = 1; j < n; j += 3) x(r, j) = x(r, j - 1);  // ties
@@ -679,11 +680,12 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
       for (Index i = 0; i < n; ++i) narrow_w[i] = rng.uniform(0.5, 1.5);
       const double fraction = t == 4 ? 0.999 : (t == 5 ? 1e-3 : 0.5);
       const BoxSection set =
-          t % 3 == 0 ? BoxSection(c.lower, c.upper, c.weights, c.total)
-          : t % 3 == 1
-              ? BoxSection(Vector::Zero(n), Vector::Constant(n, cap), narrow_w,
-                           narrow_w.sum() * cap * fraction)
-              : BoxSection::capped_simplex(n, -0.5, 1.5, fraction * 2.0 * static_cast<double>(n) - 0.5 * static_cast<double>(n));
+          t % 3 == 0   ? BoxSection(c.lower, c.upper, c.weights, c.total)
+          : t % 3 == 1 ? BoxSection(Vector::Zero(n), Vector::Constant(n, cap), narrow_w,
+                                    narrow_w.sum() * cap * fraction)
+                       : BoxSection::capped_simplex(n, -0.5, 1.5,
+                                                    fraction * 2.0 * static_cast<double>(n) -
+                                                        0.5 * static_cast<double>(n));
       const bool like_benchmark = t == 1 && n == 1000;
       const simplex_row::BoxSectionRow s{set.lower_data().data(),
                                          set.upper_data().data(),
@@ -697,10 +699,9 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
       for (Index r = 0; r < x.rows(); ++r) {
         Vector a = x.row(r).transpose(), b = a;
         simplex_row::RowResult fast;
-        const bool taken =
-            simplex_row::box_section_bracketed<simplex_row::LanePasses>(a.data(), n, s, position.data(), &fast);
-        const simplex_row::RowResult whole =
-            simplex_row::box_section_newton_whole(b.data(), n, s);
+        const bool taken = simplex_row::box_section_bracketed<simplex_row::LanePasses>(
+            a.data(), n, s, position.data(), &fast);
+        const simplex_row::RowResult whole = simplex_row::box_section_newton_whole(b.data(), n, s);
         ASSERT_EQ(whole.status, simplex_row::kOk);
         ++rows;
         if (like_benchmark && r % 4 == 0) {
@@ -734,18 +735,24 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
 TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
   const Index n = 16;
   const BoxSection set = BoxSection::capped_simplex(n, 0.0, 0.25, 1.0);
-  const simplex_row::BoxSectionRow shared{set.lower_data().data(), set.upper_data().data(),
-                                          set.weight_data().data(), 0, 0, 0, set.total()};
+  const simplex_row::BoxSectionRow shared{set.lower_data().data(),
+                                          set.upper_data().data(),
+                                          set.weight_data().data(),
+                                          0,
+                                          0,
+                                          0,
+                                          set.total()};
   std::vector<double> position(n);
   simplex_row::RowResult result;
   Vector y = Vector::LinSpaced(n, -1.0, 1.0);
   y[5] = std::numeric_limits<double>::quiet_NaN();
   const Vector before = y;
-  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(y.data(), n, shared, position.data(), &result));
+  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(
+      y.data(), n, shared, position.data(), &result));
   EXPECT_TRUE(y.hasNaN() && y.segment(0, 5) == before.segment(0, 5));
   // The whole-row method then names the entry.
-  const simplex_row::RowResult refused = simplex_row::box_section_newton(y.data(), n, shared,
-                                                                         position.data());
+  const simplex_row::RowResult refused =
+      simplex_row::box_section_newton(y.data(), n, shared, position.data());
   EXPECT_EQ(refused.status, simplex_row::kNonFinite);
   EXPECT_EQ(refused.index, 5);
   // A stride other than 0 or 1: declined, and the whole-row method projects.
@@ -754,7 +761,8 @@ TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
   strided.upper = every_other.data();
   strided.upper_stride = 2;
   Vector z = Vector::LinSpaced(n, -1.0, 1.0);
-  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(z.data(), n, strided, position.data(), &result));
+  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(
+      z.data(), n, strided, position.data(), &result));
   EXPECT_EQ(simplex_row::box_section_newton(z.data(), n, strided, position.data()).status,
             simplex_row::kOk);
   Vector expected = Vector::LinSpaced(n, -1.0, 1.0);
@@ -897,7 +905,8 @@ TEST(BoxSectionFloat, MatchesTheDoubleProjectionOfTheRoundedSet) {
       reference_set.project_rows(reference);
       for (Index r = 0; r < xf.rows(); ++r) {
         ++rows_total;
-        const double scale = xf.row(r).cwiseAbs().maxCoeff() + reference.row(r).cwiseAbs().maxCoeff();
+        const double scale =
+            xf.row(r).cwiseAbs().maxCoeff() + reference.row(r).cwiseAbs().maxCoeff();
         const double d = (newton.row(r).cast<double>() - reference.row(r)).cwiseAbs().maxCoeff();
         diff.see(d / (kFloatEps * scale));
         EXPECT_LE(d, 4 * kFloatEps * scale) << "n = " << n << ", set " << t << ", row " << r;
@@ -946,8 +955,7 @@ TEST(BoxSectionFloat, RefusesSetsThatRoundingEmptiesOrOverflows) {
                   [&] { project_box_section_rows(x, BoxSection::capped_simplex(3, 0, 1, 1)); }),
               HasSubstr("x(1, 1) = inf must be finite"));
   MatrixF wrong(2, 4);
-  EXPECT_THROW(project_box_section_rows(wrong, BoxSection::capped_simplex(3, 0, 1, 1)),
-               ShapeError);
+  EXPECT_THROW(project_box_section_rows(wrong, BoxSection::capped_simplex(3, 0, 1, 1)), ShapeError);
 }
 
 TEST(SimplexBatch, RowsEqualPerRowCallsAndStridedBlocksWork) {

@@ -24,6 +24,10 @@ struct Pattern<float> {
   static constexpr Signed kMagnitude = INT32_MAX;
 };
 
+/// The type of order_key(F) (below).
+template <class F>
+using Key = typename Pattern<F>::Signed;
+
 /// The floating-point type whose order key (below) is the signed integer type S.
 template <class S>
 struct KeyOf;

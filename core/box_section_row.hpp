@@ -25,9 +25,7 @@
 
 namespace tether::simplex_row {
 
-/// The order key type of T (bits::order_key).
-template <class T>
-using Key = typename bits::Pattern<T>::Signed;
+using bits::Key;
 
 /// The set, with per-entry or shared bounds and weights: entry i reads lower[i * lower_stride]
 /// (stride 0: one value for all entries). Validated by the caller: l <= u finite, w > 0 finite,
@@ -275,23 +273,44 @@ TETHER_HD BoxPiece<T> box_piece(const View& v, T lambda) {
   return piece;
 }
 
+/// The row's bracket [min a_i, max b_i], a_i = (y_i - u_i) / w_i, b_i = (y_i - l_i) / w_i,
+/// kept as order keys (bits::order_key: an integer minimum and maximum vectorise, the
+/// floating-point select with its NaN semantics does not).
+template <class T>
+struct BoxEnds {
+  Key<T> a_min = bits::order_key(T(HUGE_VAL));
+  Key<T> b_max = bits::order_key(T(-HUGE_VAL));
+  TETHER_HD void add(Key<T> a, Key<T> b) {
+    a_min = a < a_min ? a : a_min;
+    b_max = b > b_max ? b : b_max;
+  }
+  TETHER_HD T lo() const { return bits::of_order_key(a_min); }
+  TETHER_HD T hi() const { return bits::of_order_key(b_max); }
+};
+
+template <class T>
+TETHER_HD_INLINE Key<T> lower_breakpoint_key(T y, T w, T hi) {
+  return bits::order_key((y - hi) / w);
+}
+template <class T>
+TETHER_HD_INLINE Key<T> upper_breakpoint_key(T y, T w, T lo) {
+  return bits::order_key((y - lo) / w);
+}
+
 /// Bracket [min a_i, max b_i] of the view's root; false (with status kOverflow in *result) when
 /// an end is not finite.
 template <class View, class T = typename View::Scalar>
 TETHER_HD bool box_bracket(const View& v, RowResult* result, T* lo, T* hi) {
-  T a_min = T(HUGE_VAL), b_max = T(-HUGE_VAL);
-  for (long long k = 0; k < v.size(); ++k) {
-    const T w = v.weight(k), yk = v.value(k);
-    const T a = (yk - v.upper(k)) / w, b = (yk - v.lower(k)) / w;
-    if (a < a_min) a_min = a;
-    if (b > b_max) b_max = b;
-  }
-  if (!finite(a_min) || !finite(b_max)) {
+  BoxEnds<T> ends;
+  for (long long k = 0; k < v.size(); ++k)
+    ends.add(lower_breakpoint_key(v.value(k), v.weight(k), v.upper(k)),
+             upper_breakpoint_key(v.value(k), v.weight(k), v.lower(k)));
+  *lo = ends.lo();  // g(lo) = sum w u >= c
+  *hi = ends.hi();  // g(hi) = sum w l <= c
+  if (!finite(*lo) || !finite(*hi)) {
     result->status = kOverflow;
     return false;
   }
-  *lo = a_min;  // g(lo) = sum w u >= c
-  *hi = b_max;  // g(hi) = sum w l <= c
   return true;
 }
 
@@ -573,30 +592,6 @@ TETHER_HD_INLINE T box_line_error_term(T y, T w, T lo, T hi, T lambda) {
   const T x = y - mul(lambda, w);
   const T delta = mul(T(2) * Precision<T>::epsilon, fabs(y) + mul(fabs(lambda), w));
   return (x > lo - delta && x < hi + delta) ? mul(w, delta) : T(0);
-}
-
-/// The row's bracket [min a_i, max b_i], a_i = (y_i - u_i) / w_i, b_i = (y_i - l_i) / w_i,
-/// kept as order keys (bits::order_key: an integer minimum and maximum vectorise, the
-/// floating-point select with its NaN semantics does not).
-template <class T>
-struct BoxEnds {
-  Key<T> a_min = bits::order_key(T(HUGE_VAL));
-  Key<T> b_max = bits::order_key(T(-HUGE_VAL));
-  TETHER_HD void add(Key<T> a, Key<T> b) {
-    a_min = a < a_min ? a : a_min;
-    b_max = b > b_max ? b : b_max;
-  }
-  TETHER_HD T lo() const { return bits::of_order_key(a_min); }
-  TETHER_HD T hi() const { return bits::of_order_key(b_max); }
-};
-
-template <class T>
-TETHER_HD_INLINE Key<T> lower_breakpoint_key(T y, T w, T hi) {
-  return bits::order_key((y - hi) / w);
-}
-template <class T>
-TETHER_HD_INLINE Key<T> upper_breakpoint_key(T y, T w, T lo) {
-  return bits::order_key((y - lo) / w);
 }
 
 /// Whether a bracket [lo, hi] of the root fixes an entry, and the exact product w_i times its

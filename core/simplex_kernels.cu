@@ -56,7 +56,7 @@ __device__ void threshold_row_warp(T* y, long long n, T z, bool sorted, T* work,
                                    long long* index) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   // The scan (row::scan_row's quantities, lane-strided, then warp-reduced).
-  using Key = decltype(bits::order_key(T{}));
+  using Key = bits::Key<T>;
   T probe = 0, abs_sum = 0;
   Key top = bits::order_key(row::value<kAbs>(y, 0));
   for (long long i = lane; i < n; i += 32) {

@@ -361,7 +361,7 @@ TETHER_HD RowScan<T> scan_row(const T* y, long long n) {
   // The maximum runs on bits::order_key: an integer max vectorises, the floating-point select
   // (with its NaN semantics) does not. NaN is caught by the probe and the maximum then unused.
   T probe[kScanLanes] = {};
-  using Key = decltype(bits::order_key(T{}));
+  using Key = bits::Key<T>;
   Key largest[kScanLanes];
   for (int l = 0; l < kScanLanes; ++l) largest[l] = bits::order_key(value<kAbs>(y, 0));
   const long long full = n - n % kScanLanes;

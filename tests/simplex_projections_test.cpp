@@ -669,6 +669,7 @@ Matrix box_test_rows(Rng& rng, Index rows, Index n) {
 TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
   Rng rng(16);
   int rows = 0, bracketed = 0, identical = 0, benchmark_like = 0, benchmark_bracketed = 0;
+  double passes = 0.0;
   Worst worst;
   for (Index n : {1, 7, 8, 9, 100, 1000}) {
     for (int t = 0; t < 6; ++t) {
@@ -713,6 +714,7 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
           continue;
         }
         ++bracketed;
+        passes += fast.iterations;
         if (a == b) ++identical;
         // In ulps of the row's scale (with offsets of 1e15 an ulp of y_i is 0.125: two
         // multipliers a few ulps apart, both exact to that rounding, move free entries by it).
@@ -726,10 +728,16 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
     }
   }
   EXPECT_GE(benchmark_bracketed, benchmark_like * 9 / 10);
+  // The path must not silently decline (the whole-row method would still give the answer) nor
+  // spin: most rows, adversarial ones included, take it in a few passes.
+  EXPECT_GE(bracketed, rows * 9 / 10);
+  EXPECT_LE(passes / bracketed, 12.0);
   std::printf(
       "measured (box section, bracketed path vs whole row): %d of %d rows bracketed (%d of %d "
-      "benchmark-like), %d bitwise equal, max diff %.2f eps (|y|_inf + |p|_inf)\n",
-      bracketed, rows, benchmark_bracketed, benchmark_like, identical, worst.value);
+      "benchmark-like), mean passes %.2f, %d bitwise equal, max diff %.2f eps (|y|_inf + "
+      "|p|_inf)\n",
+      bracketed, rows, benchmark_bracketed, benchmark_like, passes / bracketed, identical,
+      worst.value);
 }
 
 TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {

@@ -11,11 +11,11 @@
 //   lambda = (sum_{at u} w_i u_i + sum_{at l} w_i l_i + sum_{free} w_i y_i - c) / sum_{free} w_i^2
 // with exact products (fma), compensated sums and the quotient as hi + lo.
 //
-// The passes run over a view of the row: the whole row (WholeRow), or the entries left once a
-// bracket of lambda has fixed the others at a bound (RowSubset, whose constant carries the
-// fixed entries' exact sum). box_section_newton() brackets the root with a few vectorised
-// passes over the row, fixes every entry whose two breakpoints lie outside the bracket, and
-// solves what is left (usually a few entries) exactly.
+// The passes run over a view of the row: the whole row (WholeRow), or the entries a bracket of
+// lambda leaves undecided, gathered (RowRest), with the exact sums of what it decided (entries
+// at a bound, or free, throughout the bracket). box_section_newton() brackets the root with a
+// few vectorised passes over the row, decides what the bracket decides, brackets again on the
+// gathered rest, and solves what is left (usually a few entries) exactly.
 #pragma once
 
 #include <math.h>
@@ -48,14 +48,15 @@ using BoxSectionRow = BasicBoxSectionRow<double>;
 
 // ---- views ---------------------------------------------------------------------------------
 
-/// Every entry of the row; g - c has the constant part -c.
+/// Every entry of the row; g - c has the constant part -c (and no free part).
 template <class T>
 struct WholeRow {
   using Scalar = T;
   const T* y;
   long long n;
   BasicBoxSectionRow<T> set;
-  BasicSum<T> constant;  ///< -c
+  BasicSum<T> constant;    ///< -c
+  BasicSum<T> free_slope;  ///< 0
   TETHER_HD WholeRow(const T* row, long long size, const BasicBoxSectionRow<T>& s)
       : y(row), n(size), set(s) {
     constant.add(-s.total);
@@ -67,24 +68,42 @@ struct WholeRow {
   TETHER_HD T weight(long long k) const { return set.w(k); }
 };
 
-/// The entries y[position[k]], k < m, of a row whose other entries are fixed at a bound for
-/// every lambda in some bracket; constant = (their exact sum of w_i times the bound) - c, so
-/// that on the bracket g - c is the same function as on the whole row. Positions are stored
-/// as T in the row's workspace (exact below Precision<T>::exact_integers).
+/// The columns of a row's undecided entries, gathered (y, w, l, u each contiguous).
 template <class T>
-struct RowSubset {
+struct BoxColumns {
+  T* y;
+  T* w;
+  T* l;
+  T* u;
+};
+
+/// What the entries a bracket [lo, hi] of lambda decides add to g - c on the bracket: those at a
+/// bound for every lambda in it add w_i times the bound, those free for every lambda in it add
+/// w_i y_i - lambda w_i^2. Exact sums (products with their fma error, compensated).
+template <class T>
+struct BoxDecided {
+  BasicSum<T> offset;  ///< sum_{at a bound} w bound + sum_{free} w y - c
+  BasicSum<T> slope;   ///< sum_{free} w^2
+};
+
+/// A row's undecided entries, gathered into columns, with what the decided ones add: on the
+/// bracket that decided them, g - c = constant - lambda free_slope + sum_k w_k clamp(y_k -
+/// lambda w_k, l_k, u_k), the same function as on the whole row.
+template <class T>
+struct RowRest {
   using Scalar = T;
   const T* y;
-  const T* position;
+  const T* w;
+  const T* l;
+  const T* u;
   long long m;
-  BasicBoxSectionRow<T> set;
-  BasicSum<T> constant;
-  TETHER_HD long long at(long long k) const { return static_cast<long long>(position[k]); }
+  BasicSum<T> constant;    ///< BoxDecided::offset
+  BasicSum<T> free_slope;  ///< BoxDecided::slope
   TETHER_HD long long size() const { return m; }
-  TETHER_HD T value(long long k) const { return y[at(k)]; }
-  TETHER_HD T lower(long long k) const { return set.l(at(k)); }
-  TETHER_HD T upper(long long k) const { return set.u(at(k)); }
-  TETHER_HD T weight(long long k) const { return set.w(at(k)); }
+  TETHER_HD T value(long long k) const { return y[k]; }
+  TETHER_HD T lower(long long k) const { return l[k]; }
+  TETHER_HD T upper(long long k) const { return u[k]; }
+  TETHER_HD T weight(long long k) const { return w[k]; }
 };
 
 /// sum += constant (both parts of a compensated sum).
@@ -92,6 +111,19 @@ template <class T>
 TETHER_HD void add_sum(BasicSum<T>& sum, const BasicSum<T>& constant) {
   sum.add(constant.s);
   sum.add(constant.c);
+}
+
+/// sum += the view's decided part at lambda (hi + lo): constant - lambda free_slope, the product
+/// with its rounding error (fma).
+template <class View, class T = typename View::Scalar>
+TETHER_HD void add_decided(BasicSum<T>& sum, const View& v, const BasicSplit<T>& lambda) {
+  add_sum(sum, v.constant);
+  const BasicSum<T>& slope = v.free_slope;
+  if (slope.s == T(0) && slope.c == T(0)) return;
+  const T p = mul(lambda.hi, slope.s);
+  sum.add(-p);
+  sum.add(-fma(lambda.hi, slope.s, -p));
+  sum.add(-(mul(lambda.hi, slope.c) + mul(lambda.lo, slope.s)));
 }
 
 // ---- the exact closing passes ----------------------------------------------------------------
@@ -106,7 +138,7 @@ TETHER_HD T box_excess(const View& v, T lambda) {
     const T x = v.value(k) - mul(lambda, w);
     sum.add(mul(w, x < lo ? lo : (x > hi ? hi : x)));
   }
-  add_sum(sum, v.constant);
+  add_decided(sum, v, BasicSplit<T>{lambda, T(0)});
   return sum.value();
 }
 
@@ -143,6 +175,7 @@ TETHER_HD BasicSplit<T> box_closed_form(const View& v, const BasicSplit<T>& t) {
     }
   }
   add_sum(offset, v.constant);
+  add_sum(slope, v.free_slope);
   return slope.value() > T(0) ? divide(offset, slope) : t;
 }
 
@@ -182,7 +215,8 @@ TETHER_HD bool box_is_root(const View& v, const BasicSplit<T>& lambda, T magnitu
     excess.add(mul(w, x < lo ? lo : (x > hi ? hi : x)));
     size += mul(w, fabs(yk) + mul(fabs(lambda.hi), w) + fabs(lo) + fabs(hi));
   }
-  add_sum(excess, v.constant);
+  add_decided(excess, v, lambda);
+  size += mul(fabs(lambda.hi), v.free_slope.s);
   return fabs(excess.value()) <= mul(T(8) * Precision<T>::epsilon, size);
 }
 
@@ -262,7 +296,8 @@ TETHER_HD BoxPiece<T> box_piece(const View& v, T lambda) {
     left = moves_left ? Fraction<T>{below, w} : left;
   }
   add_sum(offset, v.constant);
-  add_sum(g, v.constant);
+  add_sum(slope, v.free_slope);
+  add_decided(g, v, BasicSplit<T>{lambda, T(0)});
   BoxPiece<T> piece;
   piece.offset = offset;
   piece.slope = slope;
@@ -594,29 +629,34 @@ TETHER_HD_INLINE T box_line_error_term(T y, T w, T lo, T hi, T lambda) {
   return (x > lo - delta && x < hi + delta) ? mul(w, delta) : T(0);
 }
 
-/// Whether a bracket [lo, hi] of the root fixes an entry, and the exact product w_i times its
-/// bound: the entry is at u for every lambda <= hi when y_i - hi w_i >= u_i, and at l for every
-/// lambda >= lo when y_i - lo w_i <= l_i (x as in box_line_terms: monotone in lambda).
+/// How a bracket [lo, hi] of lambda decides an entry, and what a decided entry adds to g - c
+/// there (BoxDecided): it is at u for every lambda <= hi when y_i - hi w_i >= u_i, at l for every
+/// lambda >= lo when y_i - lo w_i <= l_i, and free for every lambda in the bracket when
+/// y_i - hi w_i > l_i and y_i - lo w_i < u_i (x as in box_line_terms: monotone in lambda). Each
+/// test keeps a margin of x's rounding (as in box_line_error_term), so that the exact
+/// y_i - lambda w_i passes it for every lambda in the bracket whatever the rounding; an entry
+/// within a margin stays undecided.
 template <class T>
-struct BoxFixing {
-  T product;  ///< w bound (0 when undecided)
-  T error;    ///< its rounding error (fma)
+struct BoxDecision {
+  T offset, offset_error;  ///< w_i times the bound (at a bound) or y_i (free); its rounding error
+  T slope, slope_error;    ///< w_i^2 (free, else 0); its rounding error
   bool undecided;
 };
 
 template <class T>
-TETHER_HD_INLINE BoxFixing<T> box_fixing(T y, T w, T lower, T upper, T lo, T hi) {
-  // Decided with a margin of x's rounding (as in box_line_error_term), so that the exact
-  // y - lambda w_i is at the bound for every lambda in the bracket, whatever the rounding; an
-  // entry within the margin stays undecided.
+TETHER_HD_INLINE BoxDecision<T> box_decision(T y, T w, T lower, T upper, T lo, T hi) {
   constexpr T eps2 = T(2) * Precision<T>::epsilon;
   const T margin_hi = mul(eps2, fabs(y) + mul(fabs(hi), w));
   const T margin_lo = mul(eps2, fabs(y) + mul(fabs(lo), w));
-  const bool at_upper = y - mul(hi, w) >= upper + margin_hi;
-  const bool at_lower = y - mul(lo, w) <= lower - margin_lo;
-  const T bound = at_upper ? upper : (at_lower ? lower : T(0));
-  const T p = mul(w, bound);
-  return BoxFixing<T>{p, fma(w, bound, -p), !(at_upper || at_lower)};
+  const T least = y - mul(hi, w);     // x at the bracket's right end
+  const T greatest = y - mul(lo, w);  // and at its left end
+  const bool at_upper = least >= upper + margin_hi;
+  const bool at_lower = greatest <= lower - margin_lo;
+  const bool free = (least > lower + margin_hi) & (greatest < upper - margin_lo);
+  const T value = at_upper ? upper : (at_lower ? lower : (free ? y : T(0)));
+  const T free_w = free ? w : T(0);
+  const T p = mul(w, value), q = mul(w, free_w);
+  return BoxDecision<T>{p, fma(w, value, -p), q, fma(w, free_w, -q), !(at_upper | at_lower | free)};
 }
 
 /// sum + p by Knuth's two-sum, its exact rounding error (plus `more`) added to error.
@@ -701,150 +741,229 @@ struct LanePasses {
     for (int l = 0; l < kScanLanes; ++l) ends.add(a_min[l], b_max[l]);
     return ends;
   }
-  /// The fixed entries' exact sum into *fixed; the undecided entries' positions, in index
-  /// order, into position[]; returns their number.
-  TETHER_HD long long reduce(T lo, T hi, BasicSum<T>* fixed, T* position) const {
-    // First the sums, with each entry's flag (1: undecided) in position[k]; then the flags
-    // become positions, in place, skipping blocks of kScanLanes without a flag.
-    T sum[kScanLanes] = {}, error[kScanLanes] = {};
+  /// What the bracket [lo, hi] decides, into *decided (exact sums: a two-sum per lane); the
+  /// undecided entries' columns, in index order, into `rest`, which may be these passes' own
+  /// columns (entry k goes to m <= k, after its block was read). Returns their number. Each
+  /// block of kScanLanes entries: the lanes' sums and flags (1: undecided), then the gather
+  /// where a flag is set.
+  TETHER_HD long long reduce(T lo, T hi, BoxDecided<T>* decided, const BoxColumns<T>& rest) const {
+    T offset[kScanLanes] = {}, offset_error[kScanLanes] = {}, slope[kScanLanes] = {},
+      slope_error[kScanLanes] = {};
+    // Flags as unsigned integers of T's size: the lane loop then stores them as vectors.
+    using Flag = typename bits::Pattern<T>::Unsigned;
+    Flag flag[kScanLanes];
     auto body = [&](int l, long long k) {
-      const BoxFixing<T> f = box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
-      two_sum_into(&sum[l], &error[l], f.product, f.error);
-      position[k] = f.undecided ? T(1) : T(0);
+      const BoxDecision<T> d = box_decision(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
+      two_sum_into(&offset[l], &offset_error[l], d.offset, d.offset_error);
+      two_sum_into(&slope[l], &slope_error[l], d.slope, d.slope_error);
+      flag[l] = d.undecided ? 1 : 0;
     };
-    for_each_lane(n, body);
     long long m = 0;
-    for (long long i = 0; i < n; i += kScanLanes) {
-      const int block = n - i < kScanLanes ? static_cast<int>(n - i) : kScanLanes;
-      // The flags' bit patterns: 0 for a flag of 0.
-      typename bits::Pattern<T>::Unsigned flag[kScanLanes] = {}, any = 0;
-      for (int l = 0; l < block; ++l) {
-        flag[l] = bits::bits_of(position[i + l]);
-        any |= flag[l];
-      }
+    auto gather = [&](long long k, Flag undecided) {  // m <= k: nothing unread
+      rest.y[m] = y[k];
+      rest.w[m] = s.w(k);
+      rest.l[m] = s.l(k);
+      rest.u[m] = s.u(k);
+      m += static_cast<long long>(undecided);
+    };
+    const long long full = n - n % kScanLanes;
+    for (long long i = 0; i < full; i += kScanLanes) {
+      TETHER_LANES
+      for (int l = 0; l < kScanLanes; ++l) body(l, i + l);
+      Flag any = 0;
+      for (int l = 0; l < kScanLanes; ++l) any |= flag[l];
       if (any != 0)
-        for (int l = 0; l < block; ++l) {  // position m <= i + l: flags already read
-          position[m] = static_cast<T>(i + l);
-          m += flag[l] != 0 ? 1 : 0;
-        }
+        for (int l = 0; l < kScanLanes; ++l) gather(i + l, flag[l]);
     }
-    for (int l = 0; l < kScanLanes; ++l) fixed->add(sum[l]);
-    for (int l = 0; l < kScanLanes; ++l) fixed->add(error[l]);
+    for (long long k = full; k < n; ++k) {
+      const int l = static_cast<int>(k - full);
+      body(l, k);
+      gather(k, flag[l]);
+    }
+    for (int l = 0; l < kScanLanes; ++l) decided->offset.add(offset[l]);
+    for (int l = 0; l < kScanLanes; ++l) decided->offset.add(offset_error[l]);
+    for (int l = 0; l < kScanLanes; ++l) decided->slope.add(slope[l]);
+    for (int l = 0; l < kScanLanes; ++l) decided->slope.add(slope_error[l]);
     return m;
   }
   TETHER_HD void write(const BasicSplit<T>& lambda) const { box_write(y, n, s, lambda); }
 };
 
-/// Passes over the row that narrow a two-sided bracket before the reduce.
-constexpr int kBoxNarrowingPasses = 2;
-
-/// Passes of box_locate before the row falls back to the whole-row Newton method.
+/// The levels of box_section_bracketed_by: the row, then up to four gathered rests; and the
+/// passes each level spends narrowing a two-sided bracket before its reduce (a pass over the
+/// row costs about a third of a reduce; a pass over a gathered rest of m entries, m / n of
+/// that). Measured on the benchmark's rows (narrow caps, n = 1000): the row's bracket leaves
+/// about 22 entries, the exact method sees about 6. Fewer levels left c near an end of its
+/// range to the scalar exact method with about 270 entries (3x slower).
+constexpr int kBoxLevels = 5;
+TETHER_HD constexpr int box_narrowing_passes(int level) { return level == 0 ? 0 : 3; }
+/// A rest this small goes to the exact method at once.
+constexpr long long kBoxExactEntries = 12;
+/// Passes of box_locate on one level before the row falls back to the whole-row Newton method.
 constexpr int kBoxLocatePasses = 16;
 
-/// Brackets the root with Newton steps on plain vectorised passes (secant and bisection when a
-/// step leaves the bracket, as in box_newton), fixes the entries the bracket decides
-/// (box_reduce), solves the rest exactly (box_newton on the RowSubset<T>) and writes the row.
-/// A pass's sign of g - c counts only when it exceeds the pass's rounding bound; a pass within
-/// the bound is at a root up to rounding, and then the bracket is a narrow window around it.
-/// Returns false, with y untouched, when it cannot vouch for the answer (a closed form outside
-/// the bracket, overflow, non-finite input, no bracket within kBoxLocatePasses passes): the
-/// caller then runs the whole-row method. position: n doubles. Passes: the passes over the row
-/// (LanePasses on one thread; the CUDA kernel's warp passes, whose every lane runs this
-/// function on the same sums, so all take the same steps).
-template <class Passes, class T = typename Passes::Scalar>
-TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long long n,
-                                        const BasicBoxSectionRow<T>& set, T* position,
-                                        RowResult* out) {
-  if (n >= Precision<T>::exact_integers) return false;  // positions are stored as T
-  const BoxScan<T> scan = passes_over.scan();
-  if (!scan.finite()) return false;
-  const T c = set.total;
-  T lambda = (scan.wy - c) / scan.ww;
-  if (!finite(lambda)) return false;
-  // Rounding bound of a pass's g - c: each x_i within 2 u (|y_i| + |lambda| w_i) (g is
-  // 1-Lipschitz in each x_i, times w_i: the pass-dependent part, below), and the products and
-  // the sum within (d + 1) u sum w_i |clamp| <= (d + 1) u sum w max(|l|, |u|), where d is the
-  // depth of the summation: n / kScanLanes sequential additions in a lane and 8 more across
-  // the lanes (LanePasses), n / 32 and 5 in a warp (WarpPasses); doubled for safety.
-  constexpr T eps = Precision<T>::epsilon;  // twice the unit roundoff
-  const T fixed_bound = mul(mul(eps, static_cast<T>(n / kScanLanes + 10)), scan.w_bound + fabs(c));
-  BoxBracket<T> b{T(-HUGE_VAL), T(HUGE_VAL), scan.wu - c, scan.wl - c};  // the extreme ends' excess
-  bool lo_seen = false, hi_seen = false, at_root = false;
-  int passes = 0, narrowing = 0;
+/// What bounds a plain pass's rounding in g - c, from the row's first pass: each x_i within
+/// 2 u (|y_i| + |lambda| w_i) (g is 1-Lipschitz in each x_i, times w_i: the lambda-dependent
+/// part, charged per pass), and the products and the sum within (d + 1) u sum w_i |clamp| <=
+/// (d + 1) u sum w max(|l|, |u|) (fixed), where d is the depth of the summation: n / kScanLanes
+/// sequential additions in a lane and 8 more across the lanes (LanePasses), n / 32 and 5 in a
+/// warp (WarpPasses); doubled for safety. A gathered rest is a subset of the row: the row's
+/// bounds hold for it.
+template <class T>
+struct BoxBounds {
+  T w_abs_y;  ///< sum w |y|
+  T ww;       ///< sum w^2
+  T fixed;    ///< the products' and the sum's share
+};
+
+/// The state box_locate carries from level to level: the bracket of the root, which of its
+/// ends a pass has evaluated, the next lambda and the last step.
+template <class T>
+struct BoxSearch {
+  BoxBracket<T> bracket;
+  T lambda;
   T step = T(0);
-  while (true) {
-    if (++passes > kBoxLocatePasses) return false;
-    BoxLine<T> line = passes_over.line(lambda);
-    line.excess -= c;
-    // The rounding bound of g - c: a cheap one that charges every entry for the rounding of
-    // x_i (loose far from the root, where most entries are clamped), and when that does not
-    // settle the sign, the tight one (a pass that charges only entries near their bounds).
-    const T loose = mul(T(2) * eps, scan.w_abs_y + mul(fabs(lambda), scan.ww)) + fixed_bound;
-    if (!finite(line.excess)) return false;
-    if (fabs(line.excess) <= loose &&
-        fabs(line.excess) <= T(1.01) * passes_over.line_error(lambda) + fixed_bound) {
-      at_root = true;
-      break;
-    }
-    b.shrink(lambda, line.excess);
-    (line.excess > T(0) ? lo_seen : hi_seen) = true;
-    T next = line.slope > T(0) ? lambda + line.excess / line.slope : lambda;
-    if (lo_seen && hi_seen && ++narrowing > kBoxNarrowingPasses) {
-      if (next > b.lo && next < b.hi) lambda = next;  // the rest starts from the Newton step
-      break;
+  bool lo_seen = false, hi_seen = false;
+  int passes = 0;  ///< over all levels
+};
+
+enum BoxLocated { kBracketed, kAtRoot, kLost };
+
+/// Newton steps on plain passes of g - c over a level (the passes' sums plus the decided part),
+/// with the secant and bisection where a step leaves the bracket (as in box_newton), until the
+/// bracket has both ends and `narrowing` more passes have narrowed it (kBracketed), or a pass
+/// finds g - c within its rounding bound: lambda is a root to rounding (kAtRoot). A pass's sign
+/// counts only beyond that bound: a cheap bound that charges every entry for the rounding of x_i
+/// (loose far from the root, where most entries are clamped), and where it does not settle the
+/// sign, the tight one (a pass that charges only entries near their bounds). kLost: a
+/// non-finite value, or no two-sided bracket within kBoxLocatePasses passes.
+template <class Passes, class T = typename Passes::Scalar>
+TETHER_HD BoxLocated box_locate(const Passes& passes, const BoxDecided<T>& decided,
+                                const BoxBounds<T>& bounds, int narrowing, BoxSearch<T>* search) {
+  constexpr T eps = Precision<T>::epsilon;  // twice the unit roundoff
+  BoxBracket<T>& b = search->bracket;
+  int narrowed = 0;
+  for (int pass = 1;; ++pass) {
+    if (pass > kBoxLocatePasses) return kLost;
+    ++search->passes;
+    const T lambda = search->lambda;
+    const BoxLine<T> line = passes.line(lambda);
+    const T decided_slope = decided.slope.value();
+    const T excess = line.excess + (decided.offset.value() - mul(lambda, decided_slope));
+    const T slope = line.slope + decided_slope;
+    const T decided_error = mul(eps, fabs(decided.offset.s) + mul(fabs(lambda), decided.slope.s));
+    const T loose = mul(T(2) * eps, bounds.w_abs_y + mul(fabs(lambda), bounds.ww)) + bounds.fixed +
+                    decided_error;
+    if (!finite(excess)) return kLost;
+    if (fabs(excess) <= loose &&
+        fabs(excess) <= T(1.01) * passes.line_error(lambda) + bounds.fixed + decided_error)
+      return kAtRoot;
+    b.shrink(lambda, excess);
+    (excess > T(0) ? search->lo_seen : search->hi_seen) = true;
+    T next = slope > T(0) ? lambda + excess / slope : lambda;
+    if (search->lo_seen && search->hi_seen && ++narrowed > narrowing) {
+      if (next > b.lo && next < b.hi) search->lambda = next;  // the next level starts there
+      return kBracketed;
     }
     if (!(next > b.lo && next < b.hi)) {
-      if (!(finite(b.lo) && finite(b.hi))) {  // the secant needs both ends: the row's bracket
-        const BoxEnds<T> ends = passes_over.ends();
-        if (!finite(ends.lo()) || !finite(ends.hi())) return false;
-        if (!lo_seen) b.lo = ends.lo();
-        if (!hi_seen) b.hi = ends.hi();
+      if (!(finite(b.lo) && finite(b.hi))) {  // the secant needs both ends: the level's bracket
+        const BoxEnds<T> ends = passes.ends();
+        if (!finite(ends.lo()) || !finite(ends.hi())) return kLost;
+        if (!search->lo_seen) b.lo = ends.lo();
+        if (!search->hi_seen) b.hi = ends.hi();
       }
       next = b.secant();
       if (!(next > b.lo && next < b.hi)) next = mul(T(0.5), b.lo) + mul(T(0.5), b.hi);
-      if (!(next > b.lo && next < b.hi)) return false;
+      if (!(next > b.lo && next < b.hi)) return kLost;
     }
-    step = next - lambda;
-    lambda = next;
+    search->step = next - lambda;
+    search->lambda = next;
   }
-  if (at_root) {  // a window around lambda, inside what is known
-    const T window = mul(Precision<T>::window, fabs(lambda) + fabs(step)) +
-                     mul(T(16) * Precision<T>::window, fixed_bound / scan.ww);
-    if (!(lambda - window < lambda + window)) return false;
-    b.lo = b.lo > lambda - window ? b.lo : lambda - window;
-    b.hi = b.hi < lambda + window ? b.hi : lambda + window;
+}
+
+/// The bracket a level's reduce decides entries by: the located bracket, or at a root to
+/// rounding, a window around lambda inside it (its ends not evaluated: NaN excess). False when
+/// the window is empty.
+template <class T>
+TETHER_HD bool box_reduce_bracket(BoxLocated located, const BoxBounds<T>& bounds, T ww,
+                                  BoxSearch<T>* search) {
+  if (located != kAtRoot) return true;
+  const T lambda = search->lambda;
+  const T window = mul(Precision<T>::window, fabs(lambda) + fabs(search->step)) +
+                   mul(T(16) * Precision<T>::window, bounds.fixed / ww);
+  if (!(lambda - window < lambda + window)) return false;
+  BoxBracket<T>& b = search->bracket;
+  b.lo = b.lo > lambda - window ? b.lo : lambda - window;
+  b.hi = b.hi < lambda + window ? b.hi : lambda + window;
+  b.excess_lo = b.excess_hi = T(NAN);
+  return true;
+}
+
+/// Brackets the root with Newton steps on plain vectorised passes over the row (box_locate),
+/// decides every entry the bracket decides (at a bound, or free, throughout it: their exact sums
+/// become the decided part of g - c) and gathers the rest; brackets again on the gathered rest,
+/// which costs its share of a pass, and so on for kBoxLevels levels or until the rest is small;
+/// solves what is left exactly (box_newton on the RowRest) and writes the row. Returns false,
+/// with y untouched, when it cannot vouch for the answer (a closed form outside the bracket, a
+/// multiplier that is not a root to rounding, overflow, non-finite input, no bracket within
+/// kBoxLocatePasses passes): the caller then runs the whole-row method. work: kBoxWorkPerEntry n
+/// values (the rest's columns). Passes: the passes over a level (LanePasses on one thread; the CUDA
+/// kernel's warp passes, whose every lane runs this function on the same sums, so all take the
+/// same steps).
+template <template <class> class Passes, class Layout, class T = typename Layout::Scalar>
+TETHER_HD bool box_section_bracketed_by(const Passes<Layout>& row_passes, long long n,
+                                        const BasicBoxSectionRow<T>& set, T* work, RowResult* out) {
+  const BoxScan<T> scan = row_passes.scan();
+  if (!scan.finite()) return false;
+  const T c = set.total;
+  constexpr T eps = Precision<T>::epsilon;
+  const BoxBounds<T> bounds{
+      scan.w_abs_y, scan.ww,
+      mul(mul(eps, static_cast<T>(n / kScanLanes + 10)), scan.w_bound + fabs(c))};
+  BoxSearch<T> search{BoxBracket<T>{T(-HUGE_VAL), T(HUGE_VAL), scan.wu - c, scan.wl - c},
+                      (scan.wy - c) / scan.ww};  // from the hyperplane multiplier
+  if (!finite(search.lambda)) return false;
+  BoxDecided<T> decided;
+  decided.offset.add(-c);
+  const BoxColumns<T> rest{work, work + n, work + 2 * n, work + 3 * n};
+  BoxLocated located = box_locate(row_passes, decided, bounds, box_narrowing_passes(0), &search);
+  if (located == kLost || !box_reduce_bracket(located, bounds, scan.ww, &search)) return false;
+  long long m = row_passes.reduce(search.bracket.lo, search.bracket.hi, &decided, rest);
+  for (int level = 1; level < kBoxLevels && located == kBracketed && m > kBoxExactEntries;
+       ++level) {
+    const Passes<BoxLayout<T, false, false, false>> rest_passes{
+        rest.y, m, {rest.l, rest.u, rest.w}};
+    located = box_locate(rest_passes, decided, bounds, box_narrowing_passes(level), &search);
+    if (located == kLost || !box_reduce_bracket(located, bounds, scan.ww, &search)) return false;
+    m = rest_passes.reduce(search.bracket.lo, search.bracket.hi, &decided, rest);
   }
-  const T lo = b.lo, hi = b.hi;
-  RowSubset<T> rest{y, position, 0, set, BasicSum<T>{}};
-  rest.m = passes_over.reduce(lo, hi, &rest.constant, position);
-  rest.constant.add(-c);
+  // Inside the bracket the rest's g - c is the row's. The multiplier must solve g = c on the
+  // rest: a pass's rounding bound is loose far from the root, so a pass there can pass for a
+  // root, and then the window may hold none (seen in float).
+  const RowRest<T> view{rest.y, rest.w, rest.l, rest.u, m, decided.offset, decided.slope};
+  const T lo = search.bracket.lo, hi = search.bracket.hi;
+  const T decided_size = scan.w_bound + fabs(c);
   BasicSplit<T> multiplier;
-  int iterations = passes;
-  // The multiplier must solve g = c on the rest (the fixed entries' part is the constant): a
-  // pass's rounding bound is loose far from the root (it charges every entry for the rounding
-  // of y_i - lambda w_i, clamped or not), so a pass there can pass for a root, and then the
-  // window may hold none (seen in float).
-  const T constant_size = scan.w_bound + fabs(c);
-  if (rest.m == 0) {  // every entry fixed: g is flat on the window, any lambda in it will do
-    multiplier.hi = lambda;
-    if (!at_root || !box_is_root(rest, multiplier, constant_size)) return false;
+  int iterations = search.passes;
+  if (m == 0 && !(decided.slope.value() > T(0))) {
+    // Every entry at a bound: g is flat on the window, any lambda in it will do.
+    multiplier.hi = search.lambda;
+    if (located != kAtRoot || !box_is_root(view, multiplier, decided_size)) return false;
   } else {
-    // Inside the bracket the rest's g - c is the row's: the secant keeps the bracket's ends.
     // A window's ends were not evaluated (NaN excess: the safeguard bisects until a pass has
     // moved them); lambda is a root to rounding there, and the first pass usually ends it.
-    BoxBracket<T> bracket = b;
-    if (at_root) bracket = BoxBracket<T>{lo, hi, T(NAN), T(NAN)};
-    const BoxSolve<T> solve = box_newton(rest, bracket, lambda);
+    const BoxSolve<T> solve = box_newton(view, search.bracket, search.lambda);
     if (solve.result.status != kOk) return false;
-    // Both closed forms must classify inside the bracket, where the fixed entries are fixed.
-    const BoxMultiplier<T>& m = solve.multiplier;
-    if (!(m.first.hi >= lo && m.first.hi <= hi && m.lambda.hi >= lo && m.lambda.hi <= hi))
+    // Both closed forms must classify inside the bracket, where the decided entries are decided.
+    const BoxMultiplier<T>& mult = solve.multiplier;
+    if (!(mult.first.hi >= lo && mult.first.hi <= hi && mult.lambda.hi >= lo &&
+          mult.lambda.hi <= hi))
       return false;
-    if (!box_is_root(rest, m.lambda, constant_size)) return false;
-    multiplier = m.lambda;
+    if (!box_is_root(view, mult.lambda, decided_size)) return false;
+    multiplier = mult.lambda;
     iterations += solve.result.iterations;
   }
-  passes_over.write(multiplier);
+  row_passes.write(multiplier);
   out->multiplier = multiplier.hi;
   out->iterations = iterations;
   return true;
@@ -852,33 +971,34 @@ TETHER_HD bool box_section_bracketed_by(const Passes& passes_over, T* y, long lo
 
 /// box_section_bracketed_by with Passes<Layout> for the row's layout: each of l, u, w per entry
 /// (stride 1) or shared (stride 0), decided one at a time into BoxLayout's flags; false for
-/// other strides. Passes: LanePasses (one thread), or the CUDA kernel's warp passes.
+/// other strides. Passes: LanePasses (one thread), or the CUDA kernel's warp passes. work:
+/// kBoxWorkPerEntry n values.
 template <template <class> class Passes, bool... kShared, class T>
-TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow<T>& s, T* position,
+TETHER_HD bool box_section_bracketed(T* y, long long n, const BasicBoxSectionRow<T>& s, T* work,
                                      RowResult* out) {
   constexpr int decided = sizeof...(kShared);
   if constexpr (decided == 3) {
     const Passes<BoxLayout<T, kShared...>> passes{y, n, {s.lower, s.upper, s.weight}};
-    return box_section_bracketed_by(passes, y, n, s, position, out);
+    return box_section_bracketed_by(passes, n, s, work, out);
   } else {
     const long long stride =
         decided == 0 ? s.lower_stride : (decided == 1 ? s.upper_stride : s.weight_stride);
-    if (stride == 0) return box_section_bracketed<Passes, kShared..., true>(y, n, s, position, out);
-    if (stride == 1)
-      return box_section_bracketed<Passes, kShared..., false>(y, n, s, position, out);
+    if (stride == 0) return box_section_bracketed<Passes, kShared..., true>(y, n, s, work, out);
+    if (stride == 1) return box_section_bracketed<Passes, kShared..., false>(y, n, s, work, out);
     return false;
   }
 }
 
+/// Workspace of box_section_newton for a row of n entries, in values: the rest's four columns.
+constexpr long long kBoxWorkPerEntry = 4;
+
 /// The box section's Newton projection of one row: box_section_bracketed, and where it
-/// declines (or position is null), the safeguarded Newton method on the whole row. position:
-/// n doubles of workspace, or nullptr.
+/// declines (or work is null), the safeguarded Newton method on the whole row. work:
+/// kBoxWorkPerEntry n values, or nullptr.
 template <class T>
-TETHER_HD RowResult box_section_newton(T* y, long long n, const BasicBoxSectionRow<T>& s,
-                                       T* position) {
+TETHER_HD RowResult box_section_newton(T* y, long long n, const BasicBoxSectionRow<T>& s, T* work) {
   RowResult result;
-  if (position != nullptr && box_section_bracketed<LanePasses>(y, n, s, position, &result))
-    return result;
+  if (work != nullptr && box_section_bracketed<LanePasses>(y, n, s, work, &result)) return result;
   return box_section_newton_whole(y, n, s);
 }
 

@@ -30,6 +30,10 @@ namespace row = simplex_row;
 
 constexpr int kThreads = 128;
 
+// Scratch per entry of a row: the box section's gathered columns (row::kBoxWorkPerEntry); the
+// sort-based and threshold kernels use two of them.
+constexpr long long kScratchPerEntry = row::kBoxWorkPerEntry;
+
 using cuda::check;
 using cuda::DeviceBuffer;
 
@@ -134,7 +138,7 @@ __global__ void threshold_warp_kernel(T* x, long long rows, long long n, long lo
   const long long r = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
   T* y = x + r * stride;
-  T* work = scratch + 2 * r * n;
+  T* work = scratch + kScratchPerEntry * r * n;
   if (l1)
     threshold_row_warp<true>(y, n, z, sorted, work, status + r, index + r);
   else
@@ -201,26 +205,43 @@ struct WarpPasses {
     all.add(warp_min(mine.a_min), warp_max(mine.b_max));
     return all;
   }
-  // The fixed entries' exact sum (each lane's two-sum pair, added in lane order by every lane)
-  // and the undecided entries' positions in index order (a ballot per 32 entries).
-  __device__ long long reduce(T lo, T hi, row::BasicSum<T>* fixed, T* position) const {
-    T sum = 0, error = 0;
+  // What the bracket decides (each lane's two-sum pairs, added in lane order by every lane) and
+  // the undecided entries' columns in index order (a ballot per 32 entries). In place when rest
+  // is these passes' own columns: every lane reads its entry before the ballot, and an entry
+  // goes to m + rank <= its index.
+  __device__ long long reduce(T lo, T hi, row::BoxDecided<T>* decided,
+                              const row::BoxColumns<T>& rest) const {
+    T offset = 0, offset_error = 0, slope = 0, slope_error = 0;
     long long m = 0;
     for (long long base = 0; base < n; base += 32) {
       const long long k = base + lane();
       bool undecided = false;
+      T yk = 0, wk = 0, lk = 0, uk = 0;
       if (k < n) {
-        const row::BoxFixing<T> f = row::box_fixing(y[k], s.w(k), s.l(k), s.u(k), lo, hi);
-        row::two_sum_into(&sum, &error, f.product, f.error);
-        undecided = f.undecided;
+        yk = y[k];
+        wk = s.w(k);
+        lk = s.l(k);
+        uk = s.u(k);
+        const row::BoxDecision<T> d = row::box_decision(yk, wk, lk, uk, lo, hi);
+        row::two_sum_into(&offset, &offset_error, d.offset, d.offset_error);
+        row::two_sum_into(&slope, &slope_error, d.slope, d.slope_error);
+        undecided = d.undecided;
       }
       const unsigned ballot = __ballot_sync(kFullMask, undecided);
-      if (undecided) position[m + __popc(ballot & ((1u << lane()) - 1u))] = static_cast<T>(k);
+      if (undecided) {
+        const long long at = m + __popc(ballot & ((1u << lane()) - 1u));
+        rest.y[at] = yk;
+        rest.w[at] = wk;
+        rest.l[at] = lk;
+        rest.u[at] = uk;
+      }
       m += __popc(ballot);
     }
-    for (int l = 0; l < 32; ++l) fixed->add(__shfl_sync(kFullMask, sum, l));
-    for (int l = 0; l < 32; ++l) fixed->add(__shfl_sync(kFullMask, error, l));
-    __syncwarp();  // the positions, for every lane's reads
+    for (int l = 0; l < 32; ++l) decided->offset.add(__shfl_sync(kFullMask, offset, l));
+    for (int l = 0; l < 32; ++l) decided->offset.add(__shfl_sync(kFullMask, offset_error, l));
+    for (int l = 0; l < 32; ++l) decided->slope.add(__shfl_sync(kFullMask, slope, l));
+    for (int l = 0; l < 32; ++l) decided->slope.add(__shfl_sync(kFullMask, slope_error, l));
+    __syncwarp();  // the columns, for every lane's reads
     return m;
   }
   __device__ void write(const row::BasicSplit<T>& lambda) const {
@@ -239,8 +260,8 @@ __global__ void box_section_newton_kernel(T* x, long long rows, long long n, lon
   if (r >= rows) return;  // whole warps leave together (blockDim.x is a multiple of 32)
   T* y = x + r * stride;
   row::RowResult result;
-  const bool bracketed =
-      row::box_section_bracketed<WarpPasses>(y, n, set, scratch + 2 * r * n, &result);
+  const bool bracketed = row::box_section_bracketed<WarpPasses>(
+      y, n, set, scratch + kScratchPerEntry * r * n, &result);
   __syncwarp();
   if (threadIdx.x % 32 != 0) return;
   if (!bracketed) result = row::box_section_newton_whole(y, n, set);
@@ -254,8 +275,8 @@ __global__ void box_section_sorted_kernel(T* x, long long rows, long long n, lon
                                           long long* index) {
   const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
-  const row::RowResult result =
-      row::box_section_sorted(x + r * stride, n, set, scratch + 2 * r * n, row::HeapSort{});
+  const row::RowResult result = row::box_section_sorted(
+      x + r * stride, n, set, scratch + kScratchPerEntry * r * n, row::HeapSort{});
   status[r] = result.status;
   index[r] = result.index;
 }
@@ -297,7 +318,7 @@ template <class T>
 void threshold_rows_copied(T* x, long long rows, long long n, long long stride, T z, bool l1,
                            bool sorted, int* status, long long* index) {
   const auto entries = static_cast<std::size_t>(rows * n);
-  DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * 2 * entries),
+  DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * kScratchPerEntry * entries),
       d_status(sizeof(int) * static_cast<std::size_t>(rows)),
       d_index(sizeof(long long) * static_cast<std::size_t>(rows));
   copy_rows(d_x.as<T>(), n, x, stride, n, rows, cudaMemcpyHostToDevice, "copy x");
@@ -346,7 +367,7 @@ void box_section_rows_copied(T* x, long long rows, long long n, long long stride
                              const T* weight, long long weight_size, T total, bool sorted,
                              int* status, long long* index) {
   const auto entries = static_cast<std::size_t>(rows * n);
-  DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * 2 * entries),
+  DeviceBuffer d_x(sizeof(T) * entries), d_scratch(sizeof(T) * kScratchPerEntry * entries),
       d_status(sizeof(int) * static_cast<std::size_t>(rows)),
       d_index(sizeof(long long) * static_cast<std::size_t>(rows));
   copy_rows(d_x.as<T>(), n, x, stride, n, rows, cudaMemcpyHostToDevice, "copy x");
@@ -370,7 +391,7 @@ struct ResidentRows {
       : rows(r),
         n(cols),
         x(sizeof(double) * static_cast<std::size_t>(r * cols)),
-        scratch(sizeof(double) * static_cast<std::size_t>(2 * r * cols)),
+        scratch(sizeof(double) * static_cast<std::size_t>(kScratchPerEntry * r * cols)),
         status(sizeof(int) * static_cast<std::size_t>(r)),
         index(sizeof(long long) * static_cast<std::size_t>(r)) {}
 };

@@ -191,7 +191,7 @@ void box_rows_cpu(const char* who, Rows x, const BoxSection& set) {
       return row::box_section_sorted(y, n, s, work, StdSort{});
     });
   } else {
-    for_each_row(who, x, x.cols(), [&](T* y, long long n, T* work) {
+    for_each_row(who, x, row::kBoxWorkPerEntry * x.cols(), [&](T* y, long long n, T* work) {
       return row::box_section_newton(y, n, s, work);
     });
   }

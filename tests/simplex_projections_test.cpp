@@ -696,12 +696,12 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
                                          set.weight_data().size() == 1 ? 0 : 1,
                                          set.total()};
       const Matrix x = box_test_rows(rng, 24, n);
-      std::vector<double> position(static_cast<std::size_t>(n));
+      std::vector<double> work(static_cast<std::size_t>(simplex_row::kBoxWorkPerEntry * n));
       for (Index r = 0; r < x.rows(); ++r) {
         Vector a = x.row(r).transpose(), b = a;
         simplex_row::RowResult fast;
         const bool taken = simplex_row::box_section_bracketed<simplex_row::LanePasses>(
-            a.data(), n, s, position.data(), &fast);
+            a.data(), n, s, work.data(), &fast);
         const simplex_row::RowResult whole = simplex_row::box_section_newton_whole(b.data(), n, s);
         ASSERT_EQ(whole.status, simplex_row::kOk);
         ++rows;
@@ -740,6 +740,111 @@ TEST(BoxSection, TheBracketedPathAgreesWithTheWholeRowMethod) {
       worst.value);
 }
 
+// The reduce's contract, on dyadic data (every product and difference below is exact in T, so
+// the classification is checked exactly): an entry it does not gather is at a bound, or free,
+// for every lambda in the bracket; an entry it gathers is not decided by a margin of 2^-20; the
+// gathered columns come in index order; and the decided sums plus the gathered entries' terms
+// give the row's g - c at points of the bracket. Twice: from the row, then in place on the
+// gathered columns with a narrower bracket (the deeper levels of box_section_bracketed_by).
+template <class T>
+void check_reduce_contract() {
+  using Layout = simplex_row::BoxLayout<T, false, false, false>;
+  const long long n = 203;  // not a multiple of the lanes: the tail too
+  Rng rng(47);
+  std::vector<T> y(n), w(n), l(n), u(n);
+  std::vector<long long> order(n);
+  for (long long i = 0; i < n; ++i) order[i] = i;
+  for (long long i = n - 1; i > 0; --i)  // Fisher-Yates
+    std::swap(order[i],
+              order[static_cast<long long>(rng.index(static_cast<std::uint64_t>(i + 1)))]);
+  auto uniform_int = [&](int lo, int hi) {
+    return lo + static_cast<int>(rng.index(static_cast<std::uint64_t>(hi - lo + 1)));
+  };
+  for (long long i = 0; i < n; ++i) {
+    y[i] = static_cast<T>(order[i] - n / 2) / T(16);  // distinct: a gathered y names its entry
+    w[i] = static_cast<T>(32 + uniform_int(0, 31)) / T(32);
+    l[i] = -static_cast<T>(uniform_int(0, 32)) / T(16);
+    u[i] = l[i] + static_cast<T>(uniform_int(0, 64)) / T(16);
+  }
+  const T c = T(0.25);
+  // g(lambda) - c directly, in long double (exact here).
+  auto excess = [&](long double lambda) {
+    long double g = -static_cast<long double>(c);
+    for (long long i = 0; i < n; ++i)
+      g += w[i] * std::clamp(y[i] - lambda * w[i], static_cast<long double>(l[i]),
+                             static_cast<long double>(u[i]));
+    return g;
+  };
+  std::vector<T> columns(4 * n);
+  const simplex_row::BoxColumns<T> rest{columns.data(), columns.data() + n, columns.data() + 2 * n,
+                                        columns.data() + 3 * n};
+  simplex_row::BoxDecided<T> decided;
+  decided.offset.add(-c);
+  const T brackets[2][2] = {{T(-1.5), T(1.25)}, {T(-0.375), T(0.5)}};
+  long long m = n, free_seen = 0, bound_seen = 0;
+  for (int level = 0; level < 2; ++level) {
+    const T lo = brackets[level][0], hi = brackets[level][1];
+    const T* from_y = level == 0 ? y.data() : rest.y;
+    const Layout layout =
+        level == 0 ? Layout{l.data(), u.data(), w.data()} : Layout{rest.l, rest.u, rest.w};
+    const simplex_row::LanePasses<Layout> passes{const_cast<T*>(from_y), m, layout};
+    std::vector<T> before_y(from_y, from_y + m);
+    m = passes.reduce(lo, hi, &decided, rest);
+    // The gathered entries, by their y, in index order and each undecided by a margin.
+    std::vector<long long> gathered;
+    for (long long k = 0; k < m; ++k) {
+      const long long i =
+          static_cast<long long>(std::find(y.begin(), y.end(), rest.y[k]) - y.begin());
+      ASSERT_LT(i, n);
+      EXPECT_EQ(rest.w[k], w[i]);
+      EXPECT_EQ(rest.l[k], l[i]);
+      EXPECT_EQ(rest.u[k], u[i]);
+      if (!gathered.empty()) EXPECT_GT(i, gathered.back()) << "index order";
+      gathered.push_back(i);
+      const long double margin = std::ldexp(1.0L, -20);
+      const long double least = y[i] - static_cast<long double>(hi) * w[i];
+      const long double greatest = y[i] - static_cast<long double>(lo) * w[i];
+      EXPECT_FALSE(least >= u[i] + margin || greatest <= l[i] - margin ||
+                   (least > l[i] + margin && greatest < u[i] - margin))
+          << "entry " << i << " is decided by a margin but was gathered";
+    }
+    // The entries of this level that were not gathered are decided, exactly.
+    for (T v : before_y) {
+      const long long i = static_cast<long long>(std::find(y.begin(), y.end(), v) - y.begin());
+      if (std::find(gathered.begin(), gathered.end(), i) != gathered.end()) continue;
+      const long double least = y[i] - static_cast<long double>(hi) * w[i];
+      const long double greatest = y[i] - static_cast<long double>(lo) * w[i];
+      const bool at_bound = least >= u[i] || greatest <= l[i];
+      const bool free = least >= l[i] && greatest <= u[i];
+      EXPECT_TRUE(at_bound || free) << "entry " << i << " decided but not decidable";
+      (free ? free_seen : bound_seen) += 1;
+    }
+    // g - c at points of the bracket: decided part + gathered terms = the row's.
+    for (int j = 0; j <= 8; ++j) {
+      const long double lambda = lo + (hi - lo) * static_cast<long double>(j) / 8.0L;
+      long double g = static_cast<long double>(decided.offset.s) + decided.offset.c -
+                      lambda * (static_cast<long double>(decided.slope.s) + decided.slope.c);
+      for (long long k = 0; k < m; ++k)
+        g += rest.w[k] * std::clamp(rest.y[k] - lambda * rest.w[k],
+                                    static_cast<long double>(rest.l[k]),
+                                    static_cast<long double>(rest.u[k]));
+      EXPECT_NEAR(static_cast<double>(g), static_cast<double>(excess(lambda)),
+                  4 * std::numeric_limits<T>::epsilon())
+          << "level " << level << ", lambda " << static_cast<double>(lambda);
+    }
+  }
+  // The data must exercise every branch: entries decided at a bound and free, and a rest.
+  EXPECT_GT(free_seen, 0);
+  EXPECT_GT(bound_seen, 0);
+  EXPECT_GT(m, 0);
+  EXPECT_LT(m, n / 2);
+}
+
+TEST(BoxSection, TheReduceDecidesExactlyAndGathersTheRestInOrder) {
+  check_reduce_contract<double>();
+  check_reduce_contract<float>();
+}
+
 TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
   const Index n = 16;
   const BoxSection set = BoxSection::capped_simplex(n, 0.0, 0.25, 1.0);
@@ -750,17 +855,17 @@ TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
                                           0,
                                           0,
                                           set.total()};
-  std::vector<double> position(n);
+  std::vector<double> work(simplex_row::kBoxWorkPerEntry * n);
   simplex_row::RowResult result;
   Vector y = Vector::LinSpaced(n, -1.0, 1.0);
   y[5] = std::numeric_limits<double>::quiet_NaN();
   const Vector before = y;
-  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(
-      y.data(), n, shared, position.data(), &result));
+  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(y.data(), n, shared,
+                                                                           work.data(), &result));
   EXPECT_TRUE(y.hasNaN() && y.segment(0, 5) == before.segment(0, 5));
   // The whole-row method then names the entry.
   const simplex_row::RowResult refused =
-      simplex_row::box_section_newton(y.data(), n, shared, position.data());
+      simplex_row::box_section_newton(y.data(), n, shared, work.data());
   EXPECT_EQ(refused.status, simplex_row::kNonFinite);
   EXPECT_EQ(refused.index, 5);
   // A stride other than 0 or 1: declined, and the whole-row method projects.
@@ -769,9 +874,9 @@ TEST(BoxSection, TheBracketedPathDeclinesWhatItCannotVouchFor) {
   strided.upper = every_other.data();
   strided.upper_stride = 2;
   Vector z = Vector::LinSpaced(n, -1.0, 1.0);
-  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(
-      z.data(), n, strided, position.data(), &result));
-  EXPECT_EQ(simplex_row::box_section_newton(z.data(), n, strided, position.data()).status,
+  EXPECT_FALSE(simplex_row::box_section_bracketed<simplex_row::LanePasses>(z.data(), n, strided,
+                                                                           work.data(), &result));
+  EXPECT_EQ(simplex_row::box_section_newton(z.data(), n, strided, work.data()).status,
             simplex_row::kOk);
   Vector expected = Vector::LinSpaced(n, -1.0, 1.0);
   set.project(expected);

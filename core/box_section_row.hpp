@@ -942,7 +942,9 @@ TETHER_HD bool box_section_bracketed_by(const Passes<Layout>& row_passes, long l
   // root, and then the window may hold none (seen in float).
   const RowRest<T> view{rest.y, rest.w, rest.l, rest.u, m, decided.offset, decided.slope};
   const T lo = search.bracket.lo, hi = search.bracket.hi;
-  const T decided_size = scan.w_bound + fabs(c);
+  // The decided entries' magnitudes, as box_is_root charges its own entries': w |bound|, or for
+  // a free entry w |y| (its lambda w^2 term box_is_root adds).
+  const T decided_size = scan.w_bound + scan.w_abs_y + fabs(c);
   BasicSplit<T> multiplier;
   int iterations = search.passes;
   if (m == 0 && !(decided.slope.value() > T(0))) {

@@ -8,8 +8,9 @@
 //   sorts with std::sort, which gives the same sorted sequence.
 //   Box section, Newton: one warp per row. The lanes run the bracketing passes over the row
 //   (coalesced, warp sums that every lane holds bit for bit, so every lane takes the same
-//   steps), the reduce (positions compacted in index order by ballots), and the write; the
-//   exact part on the few undecided entries is the same short computation in every lane. Lane 0
+//   steps), the reduce (the undecided entries' columns gathered in index order by ballots), the
+//   same passes over each gathered rest, and the write; the exact part on the few entries left
+//   is the same short computation in every lane. Lane 0
 //   runs the whole-row method where the bracketing declines. The sort-based variant: one thread
 //   per row.
 #include <cuda_runtime.h>

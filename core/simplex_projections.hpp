@@ -37,13 +37,15 @@
 //                               (Illinois) and bisection steps keep it in a shrinking bracket.
 //                               Bracketed (core/box_section_row.hpp): the first passes run
 //                               vectorised over the whole row until the root is bracketed (or
-//                               found to rounding), every entry the bracket decides is fixed at
-//                               its bound (its exact w_i times bound summed once), and the method
-//                               continues on the few entries left (mean 10 of 1000 on the
-//                               benchmark's rows); a row it cannot vouch for runs on the whole
-//                               row instead. O(n) per pass; n doubles of workspace per thread;
-//                               mean 7 passes (4 over the row). Not linear-time in the worst
-//                               case (Kiwiel's median search would be). The default.
+//                               found to rounding); every entry the bracket decides (at a bound,
+//                               or free, throughout it) goes into exact sums, the rest is
+//                               gathered, and the bracket narrows again on it (up to four such
+//                               levels) before the method finishes on the few entries left
+//                               (about 6 of 1000 on the benchmark's rows); a row it cannot vouch
+//                               for runs on the whole row instead. O(n) per pass; 4 n values of
+//                               workspace per thread; about 2.4 passes and a reduce over the
+//                               row. Not linear-time in the worst case (Kiwiel's median search
+//                               would be). The default.
 //
 // Exactness. Every algorithm only locates the active set (which entries are free, which sit on
 // a bound); the multiplier is then recomputed in closed form on that set,

@@ -70,15 +70,12 @@ struct Precision<double> {
   /// Relative half-width of the box section's window around a root found to rounding
   /// (box_section_bracketed_by): about 2^28 ulps.
   static constexpr double window = 0x1p-24;
-  /// Every integer below this is a double (positions stored in a T workspace).
-  static constexpr long long exact_integers = 1LL << 53;
 };
 template <>
 struct Precision<float> {
   static constexpr float epsilon = 0x1p-23f;
   static constexpr float margin = 0x1p-12f;  // 2^11 ulps
   static constexpr float window = 0x1p-10f;  // 2^13 ulps
-  static constexpr long long exact_integers = 1LL << 24;
 };
 
 /// Neumaier's compensated sum: the error is about one rounding of the total plus

@@ -790,11 +790,12 @@ struct LanePasses {
 };
 
 /// The levels of box_section_bracketed_by: the row, then up to four gathered rests; and the
-/// passes each level spends narrowing a two-sided bracket before its reduce (a pass over the
-/// row costs about a third of a reduce; a pass over a gathered rest of m entries, m / n of
-/// that). Measured on the benchmark's rows (narrow caps, n = 1000): the row's bracket leaves
-/// about 22 entries, the exact method sees about 6. Fewer levels left c near an end of its
-/// range to the scalar exact method with about 270 entries (3x slower).
+/// passes each level spends narrowing after the pass that gave its bracket both ends, before
+/// its reduce: none on the row, 3 on a rest (whose bracket has both ends already: 4 passes in
+/// all). A pass over the row costs about a third of a reduce; a pass over a gathered rest of m
+/// entries, m / n of that. Measured on the benchmark's rows (narrow caps, n = 1000): the row's
+/// bracket leaves about 22 entries, the exact method sees about 6. Fewer levels left c near an end
+/// of its range to the scalar exact method with about 270 entries (3x slower).
 constexpr int kBoxLevels = 5;
 TETHER_HD constexpr int box_narrowing_passes(int level) { return level == 0 ? 0 : 3; }
 /// A rest this small goes to the exact method at once.
@@ -885,12 +886,12 @@ TETHER_HD BoxLocated box_locate(const Passes& passes, const BoxDecided<T>& decid
 /// rounding, a window around lambda inside it (its ends not evaluated: NaN excess). False when
 /// the window is empty.
 template <class T>
-TETHER_HD bool box_reduce_bracket(BoxLocated located, const BoxBounds<T>& bounds, T ww,
+TETHER_HD bool box_reduce_bracket(BoxLocated located, const BoxBounds<T>& bounds,
                                   BoxSearch<T>* search) {
   if (located != kAtRoot) return true;
   const T lambda = search->lambda;
   const T window = mul(Precision<T>::window, fabs(lambda) + fabs(search->step)) +
-                   mul(T(16) * Precision<T>::window, bounds.fixed / ww);
+                   mul(T(16) * Precision<T>::window, bounds.fixed / bounds.ww);
   if (!(lambda - window < lambda + window)) return false;
   BoxBracket<T>& b = search->bracket;
   b.lo = b.lo > lambda - window ? b.lo : lambda - window;
@@ -927,14 +928,14 @@ TETHER_HD bool box_section_bracketed_by(const Passes<Layout>& row_passes, long l
   decided.offset.add(-c);
   const BoxColumns<T> rest{work, work + n, work + 2 * n, work + 3 * n};
   BoxLocated located = box_locate(row_passes, decided, bounds, box_narrowing_passes(0), &search);
-  if (located == kLost || !box_reduce_bracket(located, bounds, scan.ww, &search)) return false;
+  if (located == kLost || !box_reduce_bracket(located, bounds, &search)) return false;
   long long m = row_passes.reduce(search.bracket.lo, search.bracket.hi, &decided, rest);
   for (int level = 1; level < kBoxLevels && located == kBracketed && m > kBoxExactEntries;
        ++level) {
     const Passes<BoxLayout<T, false, false, false>> rest_passes{
         rest.y, m, {rest.l, rest.u, rest.w}};
     located = box_locate(rest_passes, decided, bounds, box_narrowing_passes(level), &search);
-    if (located == kLost || !box_reduce_bracket(located, bounds, scan.ww, &search)) return false;
+    if (located == kLost || !box_reduce_bracket(located, bounds, &search)) return false;
     m = rest_passes.reduce(search.bracket.lo, search.bracket.hi, &decided, rest);
   }
   // Inside the bracket the rest's g - c is the row's. The multiplier must solve g = c on the

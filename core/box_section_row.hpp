@@ -554,19 +554,6 @@ struct BoxLayout {
   TETHER_HD T w(long long i) const { return kWeightShared ? weight[0] : weight[i]; }
 };
 
-/// Runs body(lane, k) over k < n in blocks of kScanLanes consecutive entries, entry k on lane
-/// k % kScanLanes: each block's lane loop vectorises (TETHER_LANES), and the lane arrays the
-/// body sums into fix the order of every sum. The tail block runs lane by lane.
-template <class Body>
-TETHER_HD void for_each_lane(long long n, Body& body) {
-  const long long full = n - n % kScanLanes;
-  for (long long i = 0; i < full; i += kScanLanes) {
-    TETHER_LANES
-    for (int l = 0; l < kScanLanes; ++l) body(l, i + l);
-  }
-  for (long long k = full; k < n; ++k) body(static_cast<int>(k - full), k);
-}
-
 /// One entry's terms of the first pass over a row.
 template <class T>
 struct BoxScanTerms {
@@ -692,7 +679,7 @@ struct LanePasses {
       wa[l] += t.w_abs_y;
       wb[l] += t.w_bound;
     };
-    for_each_lane(n, body);
+    lanes::for_each(n, body);
     BoxScan<T> scan;
     for (int l = 0; l < kScanLanes; ++l)
       scan.add(BoxScanTerms<T>{probe[l], wy[l], ww[l], wu[l], wl[l], wa[l], wb[l]});
@@ -705,7 +692,7 @@ struct LanePasses {
       g[l] += t.excess;
       slope[l] += t.slope;
     };
-    for_each_lane(n, body);
+    lanes::for_each(n, body);
     BoxLine<T> line;
     for (int l = 0; l < kScanLanes; ++l) {
       line.excess += g[l];
@@ -719,7 +706,7 @@ struct LanePasses {
     auto body = [&](int l, long long k) {
       error[l] += box_line_error_term(y[k], s.w(k), s.l(k), s.u(k), lambda);
     };
-    for_each_lane(n, body);
+    lanes::for_each(n, body);
     T total = T(0);
     for (int l = 0; l < kScanLanes; ++l) total += error[l];
     return total;
@@ -737,7 +724,7 @@ struct LanePasses {
       a_min[l] = a < a_min[l] ? a : a_min[l];
       b_max[l] = b > b_max[l] ? b : b_max[l];
     };
-    for_each_lane(n, body);
+    lanes::for_each(n, body);
     for (int l = 0; l < kScanLanes; ++l) ends.add(a_min[l], b_max[l]);
     return ends;
   }

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <tether/core/bits.hpp>
 #include <tether/core/hd.hpp>
+#include <tether/core/lanes.hpp>
 
 namespace tether::simplex_row {
 
@@ -142,7 +143,7 @@ struct RowResult {
 /// Lanes of the branch-free row scans below: fixed-length inner loops over this many partial
 /// results, which the compiler turns into vector operations (a plain running reduction would
 /// be one serial chain, since floating-point addition and max may not be reordered).
-constexpr int kScanLanes = 8;
+constexpr int kScanLanes = lanes::kLanes;
 
 /// Index of the first non-finite y_i, or -1. The common all-finite row takes one branch-free
 /// pass (y - y is 0 for finite y, NaN otherwise, and NaN survives the sums), which

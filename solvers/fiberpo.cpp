@@ -173,8 +173,8 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
   Vector a_pos(n_traj), a_neg(n_traj);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
-    const seg::SignedMeans a = seg::trajectory_means(new_log_prob.data(),
-                                                     batch.old_log_prob.data(), traj[k], traj[k + 1]);
+    const seg::SignedMeans a =
+        seg::trajectory_means(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1]);
     s.traj_len_[k] = static_cast<double>(traj[k + 1] - traj[k]);
     a_pos[k] = a.positive;
     a_neg[k] = a.negative;
@@ -254,13 +254,8 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const seg::FiberConstants f = seg::fiber_constants(a_pos[k], a_neg[k], log_w[k], eps);
-    for (Index i = traj[k]; i < traj[k + 1]; ++i) {
-      double r = 0.0;
-      s.g_[i] = seg::fiber_gate(new_log_prob[i] - batch.old_log_prob[i], f, eps, &r,
-                                &s.flags_[static_cast<std::size_t>(i)]);
-      s.r_[i] = r;
-      s.inv_r_[i] = 1.0 / r;
-    }
+    seg::fiber_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1], f,
+                           eps, s.g_.data(), s.r_.data(), s.inv_r_.data(), s.flags_.data());
   }
 }
 
@@ -298,9 +293,8 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double vp = m_pos[k] * traj_len_[k], vn = m_neg[k] * traj_len_[k];
-    for (Index i = traj_[k]; i < traj_[k + 1]; ++i)
-      out[i] = seg::jvp_token(v[i], inv_r_[i], flags_[static_cast<std::size_t>(i)], g_[i], vp, vn,
-                              inv_len, agg[k], ratio_space);
+    seg::jvp_tokens(v.data(), inv_r_.data(), flags_.data(), g_.data(), traj_[k], traj_[k + 1], vp,
+                    vn, inv_len, agg[k], ratio_space, out.data());
   }
 }
 
@@ -325,8 +319,8 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
     const auto& off = levels_[l].offsets;
     for (std::size_t node = 0; node + 1 < off.size(); ++node) {
       const Index b = off[node], len = off[node + 1] - off[node];
-      const seg::SignedMeans q = seg::node_weighted_means(
-          beta_pos_[l].data(), beta_neg_[l].data(), total.data(), b, b + len);
+      const seg::SignedMeans q = seg::node_weighted_means(beta_pos_[l].data(), beta_neg_[l].data(),
+                                                          total.data(), b, b + len);
       r_pos.segment(b, len).array() += q.positive;
       r_neg.segment(b, len).array() += q.negative;
     }
@@ -336,9 +330,8 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
-    for (Index j = traj_[k]; j < traj_[k + 1]; ++j)
-      out[j] = seg::vjp_token(v[j], g_[j], inv_r_[j], flags_[static_cast<std::size_t>(j)], rp, rn,
-                              ratio_space);
+    seg::vjp_tokens(v.data(), g_.data(), inv_r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp,
+                    rn, ratio_space, out.data());
   }
 }
 

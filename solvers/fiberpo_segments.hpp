@@ -8,13 +8,17 @@
 //   trajectory_chain   the walk down one trajectory's chain of nodes: log w_tau, the slopes
 //                      gamma^c_l, the trajectory's regime
 //   fiber_constants / fiber_gate   G_i of one token from its trajectory's constants
-// Sums run in index order, so a segment gives the same bits wherever it is reduced.
+// A trajectory's sums run in lanes (core/lanes.hpp: token k of the segment on lane k % 8, the
+// lanes then added in order), so a segment gives the same bits wherever it is reduced, and the
+// host loops vectorise.
 #pragma once
 
 #include <math.h>
 
 #include <cstdint>
+#include <tether/core/fast_exp.hpp>
 #include <tether/core/hd.hpp>
+#include <tether/core/lanes.hpp>
 
 namespace tether {
 
@@ -48,14 +52,15 @@ struct SignedMeans {
 TETHER_HD inline SignedMeans trajectory_means(const double* new_log_prob,
                                               const double* old_log_prob, long long begin,
                                               long long end) {
-  double sp = 0.0, sn = 0.0;
-  for (long long i = begin; i < end; ++i) {
-    const double x = new_log_prob[i] - old_log_prob[i];
-    sp += x < 0.0 ? 0.0 : x;
-    sn += -x < 0.0 ? 0.0 : -x;
-  }
+  double sp[lanes::kLanes] = {}, sn[lanes::kLanes] = {};
+  auto body = [&](int l, long long k) {
+    const double x = new_log_prob[begin + k] - old_log_prob[begin + k];
+    sp[l] += x < 0.0 ? 0.0 : x;
+    sn[l] += -x < 0.0 ? 0.0 : -x;
+  };
+  lanes::for_each(end - begin, body);
   const double len = static_cast<double>(end - begin);
-  return {sp / len, sn / len};
+  return {lanes::total(sp) / len, lanes::total(sn) / len};
 }
 
 /// A coarse node's aggregate: the mean of its trajectories' a^+ and a^-, trajectories
@@ -109,6 +114,9 @@ TETHER_HD inline Chain trajectory_chain(const ChainLevel* levels, int gated_leve
   return out;
 }
 
+/// Token flags (GatedRatios' encoding).
+constexpr std::uint8_t kPositive = 1, kUIn = 2, kVIn = 4;
+
 /// clip(x, -eps, eps).
 TETHER_HD inline double clip(double x, double eps) { return x < -eps ? -eps : (eps < x ? eps : x); }
 
@@ -120,7 +128,7 @@ struct FiberConstants {
   double scale_positive = 0.0, scale_negative = 0.0;  ///< exp(E - a^+ - c^+), exp(E + a^- - c^-)
   double high_positive = 0.0, low_positive = 0.0;     ///< exp(E +- eps - c^+)
   double high_negative = 0.0, low_negative = 0.0;     ///< exp(E +- eps - c^-)
-  bool v_in_positive = false, v_in_negative = false;  ///< |v| <= eps for l = +, l = -
+  std::uint8_t v_in_positive = 0, v_in_negative = 0;  ///< kVIn where |v| <= eps, for l = +, -
 };
 
 TETHER_HD inline FiberConstants fiber_constants(double a_positive, double a_negative,
@@ -129,8 +137,8 @@ TETHER_HD inline FiberConstants fiber_constants(double a_positive, double a_nega
   f.a_positive = a_positive;
   f.a_negative = a_negative;
   const double cp = clip(-a_negative, eps), cn = clip(a_positive, eps);  // l v = -a^-, a^+
-  f.v_in_positive = fabs(a_negative) <= eps;
-  f.v_in_negative = fabs(a_positive) <= eps;
+  f.v_in_positive = fabs(a_negative) <= eps ? kVIn : 0;
+  f.v_in_negative = fabs(a_positive) <= eps ? kVIn : 0;
   const double e = log_weight;
   f.scale_positive = exp(e - a_positive - cp);
   f.scale_negative = exp(e + a_negative - cn);
@@ -141,22 +149,42 @@ TETHER_HD inline FiberConstants fiber_constants(double a_positive, double a_nega
   return f;
 }
 
-/// Token flags (GatedRatios' encoding).
-constexpr std::uint8_t kPositive = 1, kUIn = 2, kVIn = 4;
-
-/// G_i of one token with log-ratio x; writes r_i = exp(x) and the token's flags.
-TETHER_HD inline double fiber_gate(double x, const FiberConstants& f, double eps, double* ratio,
+/// G_i of one token with log-ratio x; writes r_i = exp(x) (fast_exp: within 1 ulp, and straight
+/// -line, so that a trajectory's loop vectorises) and the token's flags.
+TETHER_HD_INLINE double fiber_gate(double x, const FiberConstants& f, double eps, double* ratio,
                                    std::uint8_t* flags) {
+  // Selects only (no branch), so that a trajectory's loop vectorises.
   const bool positive = x >= 0.0;
   const double lu = positive ? x - f.a_positive : x + f.a_negative;
-  const bool u_in = fabs(lu) <= eps, v_in = positive ? f.v_in_positive : f.v_in_negative;
-  *flags = static_cast<std::uint8_t>((positive ? kPositive : 0) | (u_in ? kUIn : 0) |
-                                     (v_in ? kVIn : 0));
-  const double r = exp(x);
+  const bool u_in = fabs(lu) <= eps;
+  const std::uint8_t v_in = positive ? f.v_in_positive : f.v_in_negative;
+  *flags = static_cast<std::uint8_t>((positive ? kPositive : 0) | (u_in ? kUIn : 0) | v_in);
+  const double r = fast_exp(x);
   *ratio = r;
-  return u_in ? r * (positive ? f.scale_positive : f.scale_negative)
-              : (lu > 0.0 ? (positive ? f.high_positive : f.high_negative)
-                          : (positive ? f.low_positive : f.low_negative));
+  const double scale = positive ? f.scale_positive : f.scale_negative;
+  const double high = positive ? f.high_positive : f.high_negative;
+  const double low = positive ? f.low_positive : f.low_negative;
+  const double clipped = lu > 0.0 ? high : low;
+  return u_in ? r * scale : clipped;
+}
+
+/// fiber_gate over tokens [begin, end) of one trajectory: G, r, 1 / r and the flags. The
+/// constants are copied into a local first (a byte store may alias anything reached through a
+/// pointer, which would reload them per token), and the outputs are restrict (they overlap
+/// nothing): either would keep the loop from vectorising.
+TETHER_HD inline void fiber_gate_tokens(const double* new_log_prob, const double* old_log_prob,
+                                        long long begin, long long end,
+                                        const FiberConstants& constants, double eps,
+                                        double* __restrict__ g, double* __restrict__ ratio,
+                                        double* __restrict__ inv_ratio,
+                                        std::uint8_t* __restrict__ flags) {
+  const FiberConstants f = constants;
+  for (long long i = begin; i < end; ++i) {
+    double r = 0.0;
+    g[i] = fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &r, &flags[i]);
+    ratio[i] = r;
+    inv_ratio[i] = 1.0 / r;
+  }
 }
 
 // ---- the Jacobian products (GatedRatios::jvp / vjp), per segment ----
@@ -166,28 +194,39 @@ TETHER_HD inline double fiber_gate(double x, const FiberConstants& f, double eps
 TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double* inv_r,
                                                   const std::uint8_t* flags, long long begin,
                                                   long long end, bool ratio_space) {
-  double sp = 0.0, sn = 0.0;
-  for (long long j = begin; j < end; ++j) {
-    // Branch-free (the signs are random): m x is exactly x or 0.
-    const double x = ratio_space ? v[j] * inv_r[j] : v[j];
+  double sp[lanes::kLanes] = {}, sn[lanes::kLanes] = {};
+  auto body = [&](int l, long long k) {
+    const long long j = begin + k;
+    // Branch-free (the signs are random): m x is exactly x or 0. inv_r is read either way (a
+    // conditional load would keep the loop from vectorising); v_j * 1 is v_j.
+    const double x = v[j] * (ratio_space ? inv_r[j] : 1.0);
     const double m = (flags[j] & kPositive) ? 1.0 : 0.0;
-    sp += m * x;
-    sn += x - m * x;
-  }
+    sp[l] += m * x;
+    sn[l] += x - m * x;
+  };
+  lanes::for_each(end - begin, body);
   const double len = static_cast<double>(end - begin);
-  return {sp / len, sn / len};
+  return {lanes::total(sp) / len, lanes::total(sn) / len};
 }
 
 /// J v, last step, one token of a trajectory with T tokens, m^+ T = m_pos_t, m^- T = m_neg_t,
 /// and its aggregate coupling agg.
-TETHER_HD inline double jvp_token(double v, double inv_r, std::uint8_t f, double g,
-                                  double m_pos_t, double m_neg_t, double inv_len, double agg,
-                                  bool ratio_space) {
+TETHER_HD_INLINE double jvp_token(double v, double inv_r, std::uint8_t f, double g, double m_pos_t,
+                                  double m_neg_t, double inv_len, double agg, bool ratio_space) {
   const double same = (f & kPositive) ? m_pos_t : m_neg_t;
   const double other = (f & kPositive) ? m_neg_t : m_pos_t;
-  const double own = (f & kUIn) ? (ratio_space ? v * inv_r : v) : 0.0;
+  const double own = (f & kUIn) ? v * (ratio_space ? inv_r : 1.0) : 0.0;
   const double coupling = ((f & kUIn) ? same : 0.0) + ((f & kVIn) ? other : 0.0);
   return g * (own - coupling * inv_len + agg);
+}
+
+/// J v, last step, over tokens [begin, end) of one trajectory (jvp_token each).
+TETHER_HD inline void jvp_tokens(const double* v, const double* inv_r, const std::uint8_t* flags,
+                                 const double* g, long long begin, long long end, double m_pos_t,
+                                 double m_neg_t, double inv_len, double agg, bool ratio_space,
+                                 double* out) {
+  for (long long i = begin; i < end; ++i)
+    out[i] = jvp_token(v[i], inv_r[i], flags[i], g[i], m_pos_t, m_neg_t, inv_len, agg, ratio_space);
 }
 
 /// J^T v, step 2, one coarse node (trajectories [begin, end)): the node means of beta^+ C and
@@ -214,27 +253,44 @@ struct VjpSums {
 TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
                                              const std::uint8_t* flags, long long begin,
                                              long long end) {
-  VjpSums out;
-  for (long long i = begin; i < end; ++i) {
+  double total[lanes::kLanes] = {}, pu_pos[lanes::kLanes] = {}, pv_pos[lanes::kLanes] = {},
+         pu_neg[lanes::kLanes] = {}, pv_neg[lanes::kLanes] = {};
+  auto body = [&](int l, long long k) {
+    const long long i = begin + k;
     const std::uint8_t f = flags[i];
     const double c = v[i] * g[i];
-    out.total += c;
+    total[l] += c;
     const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
     const double m = (f & kPositive) ? 1.0 : 0.0;  // branch-free, exact (m in {0, 1})
-    out.pu_positive += m * cu;
-    out.pv_positive += m * cv;
-    out.pu_negative += cu - m * cu;
-    out.pv_negative += cv - m * cv;
-  }
+    pu_pos[l] += m * cu;
+    pv_pos[l] += m * cv;
+    pu_neg[l] += cu - m * cu;
+    pv_neg[l] += cv - m * cv;
+  };
+  lanes::for_each(end - begin, body);
+  VjpSums out;
+  out.total = lanes::total(total);
+  out.pu_positive = lanes::total(pu_pos);
+  out.pv_positive = lanes::total(pv_pos);
+  out.pu_negative = lanes::total(pu_neg);
+  out.pv_negative = lanes::total(pv_neg);
   return out;
 }
 
 /// J^T v, last step, one token: rp, rn are the trajectory's R^+ / T and R^- / T.
-TETHER_HD inline double vjp_token(double v, double g, double inv_r, std::uint8_t f, double rp,
+TETHER_HD_INLINE double vjp_token(double v, double g, double inv_r, std::uint8_t f, double rp,
                                   double rn, bool ratio_space) {
   const double own = (f & kUIn) ? v * g : 0.0;
   const double value = own + ((f & kPositive) ? rp : rn);
-  return ratio_space ? value * inv_r : value;
+  return value * (ratio_space ? inv_r : 1.0);
+}
+
+/// J^T v, last step, over tokens [begin, end) of one trajectory (vjp_token each).
+TETHER_HD inline void vjp_tokens(const double* v, const double* g, const double* inv_r,
+                                 const std::uint8_t* flags, long long begin, long long end,
+                                 double rp, double rn, bool ratio_space, double* out) {
+  for (long long j = begin; j < end; ++j)
+    out[j] = vjp_token(v[j], g[j], inv_r[j], flags[j], rp, rn, ratio_space);
 }
 
 }  // namespace tether::fiberpo_segments

@@ -1,11 +1,14 @@
-// Lane loops: a pass over n values as blocks of kLanes consecutive ones, value k on lane
-// k % kLanes, each lane accumulating into its own slot of a lane array. Each block's loop over
-// the lanes vectorises (TETHER_LANES) and the lanes fix the order of every sum, so a result is
-// the same bits whatever the vector width, on the host and in a CUDA thread (which runs the loop
-// as written). Used by the row passes of the simplex-type projections and by the per-trajectory
-// sums of the gating hierarchy.
+// Lane loops (x86 and CUDA are little-endian: for_each_flagged relies on it): a pass over n values
+// as blocks of kLanes consecutive ones, value k on lane k % kLanes, each lane accumulating into its
+// own slot of a lane array. Each block's loop over the lanes vectorises (TETHER_LANES) and the
+// lanes fix the order of every sum, so a result is the same bits whatever the vector width, on the
+// host and in a CUDA thread (which runs the loop as written). Used by the row passes of the
+// simplex-type projections and by the per-trajectory sums of the gating hierarchy.
 #pragma once
 
+#include <string.h>
+
+#include <cstdint>
 #include <tether/core/hd.hpp>
 
 namespace tether::lanes {
@@ -23,6 +26,25 @@ TETHER_HD_INLINE void for_each(long long n, Body& body) {
     for (int l = 0; l < kLanes; ++l) body(l, i + l);
   }
   for (long long k = full; k < n; ++k) body(static_cast<int>(k - full), k);
+}
+
+/// for_each with a byte flag per value: body(lane, k, flags[k]). A full block's flags are read
+/// as one 8-byte word and split by shifts (x86 and CUDA are little-endian): GCC does not
+/// vectorise a lane loop that mixes byte loads with double arithmetic.
+template <class Body>
+TETHER_HD_INLINE void for_each_flagged(long long n, const std::uint8_t* flags, Body& body) {
+  static_assert(kLanes == 8, "a block's flags are one 8-byte word");
+  const long long full = n - n % kLanes;
+  for (long long i = 0; i < full; i += kLanes) {
+    std::uint64_t word = 0;
+    memcpy(&word, flags + i, sizeof word);
+#if !defined(__CUDACC__)
+#pragma omp simd simdlen(8)
+#endif
+    for (int l = 0; l < kLanes; ++l)
+      body(l, i + l, static_cast<unsigned>((word >> (8 * l)) & 0xffu));
+  }
+  for (long long k = full; k < n; ++k) body(static_cast<int>(k - full), k, unsigned{flags[k]});
 }
 
 /// The lanes' partial sums, added in lane order.

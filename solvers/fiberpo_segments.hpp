@@ -195,16 +195,17 @@ TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double*
                                                   const std::uint8_t* flags, long long begin,
                                                   long long end, bool ratio_space) {
   double sp[lanes::kLanes] = {}, sn[lanes::kLanes] = {};
-  auto body = [&](int l, long long k) {
+  auto body = [&](int l, long long k, unsigned f) {
     const long long j = begin + k;
     // Branch-free (the signs are random): m x is exactly x or 0. inv_r is read either way (a
     // conditional load would keep the loop from vectorising); v_j * 1 is v_j.
-    const double x = v[j] * (ratio_space ? inv_r[j] : 1.0);
-    const double m = (flags[j] & kPositive) ? 1.0 : 0.0;
+    const double ir = inv_r[j];
+    const double x = v[j] * (ratio_space ? ir : 1.0);
+    const double m = (f & kPositive) ? 1.0 : 0.0;
     sp[l] += m * x;
     sn[l] += x - m * x;
   };
-  lanes::for_each(end - begin, body);
+  lanes::for_each_flagged(end - begin, flags + begin, body);
   const double len = static_cast<double>(end - begin);
   return {lanes::total(sp) / len, lanes::total(sn) / len};
 }
@@ -255,9 +256,8 @@ TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
                                              long long end) {
   double total[lanes::kLanes] = {}, pu_pos[lanes::kLanes] = {}, pv_pos[lanes::kLanes] = {},
          pu_neg[lanes::kLanes] = {}, pv_neg[lanes::kLanes] = {};
-  auto body = [&](int l, long long k) {
+  auto body = [&](int l, long long k, unsigned f) {
     const long long i = begin + k;
-    const std::uint8_t f = flags[i];
     const double c = v[i] * g[i];
     total[l] += c;
     const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
@@ -267,7 +267,7 @@ TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
     pu_neg[l] += cu - m * cu;
     pv_neg[l] += cv - m * cv;
   };
-  lanes::for_each(end - begin, body);
+  lanes::for_each_flagged(end - begin, flags + begin, body);
   VjpSums out;
   out.total = lanes::total(total);
   out.pu_positive = lanes::total(pu_pos);

@@ -363,17 +363,23 @@ RegimeFractions GatedRatios::trajectory_regimes() const {
 }
 
 RegimeFractions GatedRatios::token_regimes() const {
-  double counts[3] = {0.0, 0.0, 0.0};
-  for (Index k = 0; k < num_trajectories(); ++k) {
+  // A token is zeroed when its trajectory is or its fiber gate clips, else in its trajectory's
+  // regime. Integer counts: exact in any order.
+  long long pass = 0, rollback = 0, zeroed = 0;
+  const Index n_traj = num_trajectories();
+#pragma omp parallel for schedule(static) reduction(+ : pass, rollback, zeroed) \
+    if (size() >= kParallelTokens)
+  for (Index k = 0; k < n_traj; ++k) {
     const std::uint8_t tr = traj_regime_[static_cast<std::size_t>(k)];
-    for (Index i = traj_[k]; i < traj_[k + 1]; ++i) {
-      const std::uint8_t f = flags_[static_cast<std::size_t>(i)];
-      const bool clipped = !(f & kUIn) || !(f & kVIn);
-      counts[(tr == 2 || clipped) ? 2 : tr] += 1.0;
-    }
+    const long long len = traj_[k + 1] - traj_[k];
+    const long long clipped =
+        tr == 2 ? len : fiberpo_segments::clipped_tokens(flags_.data(), traj_[k], traj_[k + 1]);
+    zeroed += clipped;
+    (tr == 1 ? rollback : pass) += tr == 2 ? 0 : len - clipped;
   }
   const double n = static_cast<double>(size());
-  return {counts[0] / n, counts[1] / n, counts[2] / n};
+  return {static_cast<double>(pass) / n, static_cast<double>(rollback) / n,
+          static_cast<double>(zeroed) / n};
 }
 
 // ---------------------------------------------------------------- the objective
@@ -389,12 +395,8 @@ GateValue GatingHierarchyGate::evaluate(const TokenBatch& batch,
   for (Index k = 0; k < n_traj; ++k) {
     const Index len = traj[k + 1] - traj[k];
     const double mu = 1.0 / (static_cast<double>(n_traj) * static_cast<double>(len));
-    double sum = 0.0;
-    for (Index i = traj[k]; i < traj[k + 1]; ++i) {
-      zeta[i] = mu * batch.advantage[i];
-      sum += g.values()[i] * batch.advantage[i];
-    }
-    partial[k] = mu * sum;
+    partial[k] = fiberpo_segments::objective_terms(g.values().data(), batch.advantage.data(),
+                                                   traj[k], traj[k + 1], mu, zeta.data());
   }
   double objective = 0.0;  // summed in trajectory order: independent of the thread count
   for (Index k = 0; k < n_traj; ++k) objective += partial[k];

@@ -187,6 +187,32 @@ TETHER_HD inline void fiber_gate_tokens(const double* new_log_prob, const double
   }
 }
 
+/// Tokens of [begin, end) whose fiber gate clips (|u_i| > eps or |v_i| > eps).
+TETHER_HD inline long long clipped_tokens(const std::uint8_t* flags, long long begin,
+                                          long long end) {
+  long long count[lanes::kLanes] = {};
+  auto body = [&](int l, long long, unsigned f) {
+    count[l] += (f & (kUIn | kVIn)) != (kUIn | kVIn) ? 1 : 0;
+  };
+  lanes::for_each_flagged(end - begin, flags + begin, body);
+  return lanes::total(count);
+}
+
+/// The objective's share of one trajectory: writes zeta_i = mu A_i over [begin, end) and returns
+/// mu sum_i G_i A_i (mu = 1 / (|Tj| T_tau)).
+TETHER_HD inline double objective_terms(const double* gated, const double* advantage,
+                                        long long begin, long long end, double mu,
+                                        double* __restrict__ zeta) {
+  double sum[lanes::kLanes] = {};
+  auto body = [&](int l, long long k) {
+    const long long i = begin + k;
+    zeta[i] = mu * advantage[i];
+    sum[l] += gated[i] * advantage[i];
+  };
+  lanes::for_each(end - begin, body);
+  return mu * lanes::total(sum);
+}
+
 // ---- the Jacobian products (GatedRatios::jvp / vjp), per segment ----
 
 /// J v, step 1, one trajectory: m^c = (1/T) sum over its tokens with l = c of x_j, with

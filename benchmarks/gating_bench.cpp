@@ -2,12 +2,16 @@
 // trajectories, 8 domains of 32 groups (trajectory lengths 244 or 245 at T = 1e6); log-ratios
 // N(0, 0.1^2) per token, so every regime of every gate is populated.
 //
-//   BM_FiberPoGate/1000000          FiberPO-Domain (the depth-4 hierarchy, default budgets):
+//   BM_FiberPoGate/N                FiberPO-Domain (the depth-4 hierarchy, default budgets):
 //                                   gated_ratios (validate the batch, G and everything its
 //                                   Jacobian needs) then one J v. items = tokens; bytes/s counts
 //                                   the least traffic: read new and old log-probs, the
 //                                   trajectory / group / domain ids, write G, read v, write J v
 //                                   (16 + 12 + 8 + 16 = 52 bytes a token).
+//   BM_FiberPoGatePlanned/N         the same on a plan (segments() once, outside the timing:
+//                                   the batch is not validated again, only the new log-probs),
+//                                   as in a training loop's epochs over one batch.
+//   (BM_FiberPoGate and ...Planned run at 1e4 to 1e8 tokens; the others at 1e6.)
 //   BM_FiberPoGateDepth2/1000000    the same for FiberPO (depth 2; reads no group / domain ids:
 //                                   40 bytes a token).
 //   BM_FiberPoEvaluate/1000000      FiberPO-Domain evaluate: J and dJ / d log pi (G, then J^T
@@ -85,12 +89,20 @@ template <class Gate>
 void gated_ratios_and_jvp(benchmark::State& state, const Gate& gate, int bytes_per_token) {
   GateData data(state.range(0));
   tether::GatedRatios g;  // reused across iterations, as in a training loop
+  gate.gated_ratios(data.batch, data.new_log_prob, g);  // its storage, first touched untimed
+  g.jvp(data.v, data.out);
   for (auto _ : state) {
     gate.gated_ratios(data.batch, data.new_log_prob, g);
     g.jvp(data.v, data.out);
     benchmark::DoNotOptimize(data.out.data());
   }
   set_rates(state, data, bytes_per_token);
+}
+
+// Token counts 1e4 to 1e8 (the batch, its copies and G's arrays take about 10 GB at 1e8).
+void token_sizes(benchmark::internal::Benchmark* b) {
+  for (std::int64_t tokens = 10000; tokens <= 100000000; tokens *= 10) b->Arg(tokens);
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 template <class Gate>
@@ -107,6 +119,21 @@ void BM_FiberPoGate(benchmark::State& state) {
   gated_ratios_and_jvp(state, tether::GatingHierarchyGate{}, 52);
 }
 
+void BM_FiberPoGatePlanned(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::GatingHierarchyGate gate;
+  const tether::HierarchySegments plan = gate.segments(data.batch, data.new_log_prob);
+  tether::GatedRatios g;
+  gate.gated_ratios(plan, data.batch, data.new_log_prob, g);  // storage first touched untimed
+  g.jvp(data.v, data.out);
+  for (auto _ : state) {
+    gate.gated_ratios(plan, data.batch, data.new_log_prob, g);
+    g.jvp(data.v, data.out);
+    benchmark::DoNotOptimize(data.out.data());
+  }
+  set_rates(state, data, 52);
+}
+
 void BM_FiberPoGateDepth2(benchmark::State& state) {
   gated_ratios_and_jvp(state, tether::FiberPoGate{}, 40);
 }
@@ -117,20 +144,26 @@ void BM_FiberPoEvaluate(benchmark::State& state) {
 
 void BM_PpoClipGate(benchmark::State& state) { evaluate(state, tether::PpoClipGate{}, 32); }
 
-BENCHMARK(BM_FiberPoGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FiberPoGate)->Apply(token_sizes);
+BENCHMARK(BM_FiberPoGatePlanned)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_PpoClipGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 const bool kGpuRegistered = [] {
   if (!tether::device::cuda_available()) return false;
-  benchmark::RegisterBenchmark("BM_FiberPoGateGpu", [](benchmark::State& state) {
-    GateData data(state.range(0));
-    const tether::GatingHierarchyGate gate;
-    for (auto _ : state)
-      benchmark::DoNotOptimize(tether::device::gated_values(gate, data.batch, data.new_log_prob));
-    set_rates(state, data, 36);
-  })->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("BM_FiberPoGateGpu",
+                               [](benchmark::State& state) {
+                                 GateData data(state.range(0));
+                                 const tether::GatingHierarchyGate gate;
+                                 for (auto _ : state)
+                                   benchmark::DoNotOptimize(tether::device::gated_values(
+                                       gate, data.batch, data.new_log_prob));
+                                 set_rates(state, data, 36);
+                               })
+      ->Arg(1000000)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   return true;
 }();
 

@@ -154,15 +154,27 @@ HierarchySegments GatingHierarchyGate::segments(const TokenBatch& batch,
 
 void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob,
                                        GatedRatios& s) const {
-  HierarchySegments plan = segments(batch, new_log_prob);  // validates
+  gated_ratios(segments(batch, new_log_prob), batch, new_log_prob, s);  // validates
+}
+
+void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const TokenBatch& batch,
+                                       ConstVectorRef new_log_prob, GatedRatios& s) const {
   const Index n = batch.size();
+  require<ShapeError>(!plan.trajectories.empty() && plan.trajectories.back() == n &&
+                          plan.levels.size() == options_.coarse_levels.size(),
+                      "GatingHierarchyGate::gated_ratios: the plan is for ",
+                      plan.trajectories.empty() ? 0 : plan.trajectories.back(), " tokens and ",
+                      plan.levels.size(), " coarse levels; the batch has ", n,
+                      " tokens and the gate ", options_.coarse_levels.size(),
+                      " coarse levels (segments() of this batch gives its plan)");
+  require_valid_log_probs(batch, new_log_prob);
   const double eps = options_.eps;
-  s.traj_ = std::move(plan.trajectories);
+  s.traj_ = plan.trajectories;
   const Index n_traj = static_cast<Index>(s.traj_.size()) - 1;
   const auto& traj = s.traj_;
   const std::size_t n_coarse = plan.levels.size();
   s.levels_.resize(n_coarse);
-  for (std::size_t l = 0; l < n_coarse; ++l) s.levels_[l].offsets = std::move(plan.levels[l]);
+  for (std::size_t l = 0; l < n_coarse; ++l) s.levels_[l].offsets = plan.levels[l];
 
   // Trajectory aggregates a^+_tau, a^-_tau and the ratios (fiberpo_segments.hpp: the same
   // per-segment code as the CUDA kernels).

@@ -192,6 +192,13 @@ class GatingHierarchyGate {
   GatedRatios gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The same into `out`, reusing its storage (no allocation when the batch size repeats).
   void gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob, GatedRatios& out) const;
+  /// The same on a plan from segments() for this batch, unchanged since (ids, old log-probs,
+  /// advantages): the batch's checks are not repeated, only new_log_prob's (size, finite,
+  /// <= 0). For a training loop's epochs over one batch, where validating every call would read
+  /// the batch again (40 of about 130 bytes a token). A plan of another batch gives wrong
+  /// results; one whose token count differs is refused.
+  void gated_ratios(const HierarchySegments& plan, const TokenBatch& batch,
+                    ConstVectorRef new_log_prob, GatedRatios& out) const;
   const GatingHierarchyOptions& options() const { return options_; }
   /// The batch's segments under this hierarchy, after every check gated_ratios() makes (ids
   /// sorted and nested, custom ids constant on trajectories, finite inputs); for the device

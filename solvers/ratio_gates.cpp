@@ -38,6 +38,11 @@ RegimeFractions zeroed_share(Index zeroed, Index total) {
 void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_prob,
                               const char* name) {
   batch.validate();
+  require_valid_log_probs(batch, new_log_prob, name);
+}
+
+void require_valid_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                             const char* name) {
   require<ShapeError>(new_log_prob.size() == batch.size(), name, " has ", new_log_prob.size(),
                       " entries; the batch has ", batch.size(), " tokens");
   // One branch-free pass first (it vectorises); the loop that names the entry only on failure.

@@ -63,6 +63,11 @@ namespace tether {
 void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_prob,
                               const char* name = "new_log_prob");
 
+/// The new log-probs' part of require_valid_gate_input alone (one finite value <= 0 per token of
+/// the batch), for a batch validated before.
+void require_valid_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                             const char* name = "new_log_prob");
+
 /// Refuses a Jacobian-product argument `name` (v or w) that does not have one entry per token
 /// (ShapeError); `where` names the method in the message.
 void require_token_vector(const TokenBatch& batch, ConstVectorRef v, const char* where,

@@ -1,0 +1,140 @@
+// TokenBatch::validate: every layout rule, broken alone, is refused with a message naming it and
+// the entry, on a small batch and on one above 2^16 tokens (where the all-rules pass runs on
+// OpenMP threads); a valid batch passes. And the gating hierarchy's plan (segments() once, then
+// gated_ratios on the plan): the same G and Jacobian products bit for bit, new log-probs still
+// checked, a plan of another size refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <tether/core/errors.hpp>
+#include <tether/core/policy_batch.hpp>
+#include <tether/core/rng.hpp>
+#include <tether/solvers/fiberpo.hpp>
+#include <vector>
+
+#include "error_message.hpp"
+#include "policy_test_batch.hpp"
+
+namespace tether {
+namespace {
+
+using testing::message_of;
+
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct BrokenRule {
+  const char* what;  ///< a part of the message that names the rule
+  std::function<void(TokenBatch&, std::size_t)> apply;
+};
+
+// Each rule broken at entry k (k > 0, inside a trajectory that is not the first of its group).
+const std::vector<BrokenRule>& broken_rules() {
+  static const std::vector<BrokenRule> rules = {
+      {"TokenBatch::domain must be sorted", [](TokenBatch& b, std::size_t k) { b.domain[k] = -1; }},
+      {"TokenBatch::group must be sorted", [](TokenBatch& b, std::size_t k) { b.group[k] = -1; }},
+      {"TokenBatch::trajectory must be sorted",
+       [](TokenBatch& b, std::size_t k) { b.trajectory[k] = -1; }},
+      {"TokenBatch::group",
+       [](TokenBatch& b, std::size_t k) {
+         // the group continues into the next domain: a group spanning two domains
+         for (std::size_t i = k; i < b.domain.size(); ++i) b.domain[i] += 1;
+       }},
+      {"TokenBatch::trajectory",
+       [](TokenBatch& b, std::size_t k) {
+         for (std::size_t i = k; i < b.group.size(); ++i) b.group[i] += 1;  // splits a trajectory
+         for (std::size_t i = k; i < b.domain.size(); ++i) b.domain[i] += 1;
+       }},
+      {"TokenBatch::position at entry", [](TokenBatch& b, std::size_t k) { b.position[k] += 1; }},
+      {"TokenBatch::state at entry", [](TokenBatch& b, std::size_t k) { b.state[k] = -2; }},
+      {"TokenBatch::action at entry", [](TokenBatch& b, std::size_t k) { b.action[k] = -1; }},
+      {"TokenBatch::old_log_prob at entry",
+       [](TokenBatch& b, std::size_t k) { b.old_log_prob[static_cast<Index>(k)] = kNan; }},
+      {"TokenBatch::old_log_prob at entry",
+       [](TokenBatch& b, std::size_t k) { b.old_log_prob[static_cast<Index>(k)] = -kInf; }},
+      {"TokenBatch::old_log_prob at entry",
+       [](TokenBatch& b, std::size_t k) { b.old_log_prob[static_cast<Index>(k)] = 0.25; }},
+      {"TokenBatch::advantage at entry",
+       [](TokenBatch& b, std::size_t k) { b.advantage[static_cast<Index>(k)] = kInf; }},
+      {"TokenBatch::advantage at entry",
+       [](TokenBatch& b, std::size_t k) { b.advantage[static_cast<Index>(k)] = kNan; }},
+  };
+  return rules;
+}
+
+void expect_each_rule_refused(const TokenBatch& valid) {
+  ASSERT_NO_THROW(valid.validate());
+  // An entry in the middle of a trajectory of the second half (the last pass's blocks).
+  std::size_t k = valid.trajectory.size() * 3 / 4;
+  while (valid.position[k] == 0) ++k;
+  for (const BrokenRule& rule : broken_rules()) {
+    TokenBatch b = valid;
+    rule.apply(b, k);
+    const std::string m = message_of<InvalidArgumentError>([&] { b.validate(); });
+    EXPECT_NE(m.find(rule.what), std::string::npos) << "expected \"" << rule.what << "\": " << m;
+  }
+  // The first entry: its position must be 0.
+  TokenBatch first = valid;
+  first.position[0] = 1;
+  EXPECT_NE(message_of<InvalidArgumentError>([&] {
+              first.validate();
+            }).find("TokenBatch::position at entry 0"),
+            std::string::npos);
+}
+
+TEST(TokenBatch, EveryRuleBrokenAloneIsRefused) {
+  Rng rng(5);
+  expect_each_rule_refused(testing::make_test_batch(rng, 2, 2, 3, 2, 9, 0, true));
+}
+
+TEST(TokenBatch, EveryRuleBrokenAloneIsRefusedOnALargeBatch) {
+  Rng rng(6);
+  const TokenBatch large = testing::make_test_batch(rng, 2, 4, 16, 400, 800, 0, true);
+  ASSERT_GT(large.size(), Index{1} << 16);
+  expect_each_rule_refused(large);
+}
+
+TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
+  Rng rng(8);
+  const TokenBatch b = testing::make_test_batch(rng, 2, 3, 4, 5, 40, 0, true);
+  Vector lp = b.old_log_prob, v(b.size());
+  for (Index i = 0; i < b.size(); ++i) {
+    lp[i] += std::clamp(0.1 * rng.normal(), -0.6, 0.6);
+    v[i] = rng.normal();
+  }
+  const GatingHierarchyGate gate;
+  const HierarchySegments plan = gate.segments(b, lp);
+  GatedRatios direct, planned;
+  gate.gated_ratios(b, lp, direct);
+  gate.gated_ratios(plan, b, lp, planned);
+  EXPECT_EQ(direct.values(), planned.values());
+  Vector jv_direct, jv_planned, vj_direct, vj_planned;
+  direct.jvp(v, jv_direct);
+  planned.jvp(v, jv_planned);
+  direct.vjp(v, vj_direct);
+  planned.vjp(v, vj_planned);
+  EXPECT_EQ(jv_direct, jv_planned);
+  EXPECT_EQ(vj_direct, vj_planned);
+  // New log-probs are still checked.
+  Vector bad = lp;
+  bad[4] = kNan;
+  EXPECT_NE(message_of<InvalidArgumentError>([&] {
+              gate.gated_ratios(plan, b, bad, planned);
+            }).find("new_log_prob at entry 4"),
+            std::string::npos);
+  // A plan of another batch size is refused.
+  Rng other_rng(9);
+  const TokenBatch other = testing::make_test_batch(other_rng, 1, 2, 2, 3, 5, 0, true);
+  const HierarchySegments other_plan = gate.segments(other, other.old_log_prob);
+  const std::string m =
+      message_of<ShapeError>([&] { gate.gated_ratios(other_plan, b, lp, planned); });
+  EXPECT_NE(m.find("the plan is for " + std::to_string(other.size()) + " tokens"),
+            std::string::npos)
+      << m;
+}
+
+}  // namespace
+}  // namespace tether

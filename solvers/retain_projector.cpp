@@ -254,7 +254,7 @@ void RetainProjector::project_null_space(VectorRef w) {
     const int r = rank_[b];
     if (r == 0) continue;
     if (explicit_valid_) {
-      project_null_space_explicit(b, w);
+      project_null_space_explicit(b, w);  // one column
       continue;
     }
     apply_qt(b, w);  // w = Q^T w0
@@ -286,47 +286,69 @@ void RetainProjector::form_explicit_basis() {
   explicit_valid_ = true;
 }
 
-// w <- w - Q_b (Q_b^T w) on block b: pass 1 sums Q^T w over fixed row chunks (threads take
-// chunks; the partial sums are added in chunk order), pass 2 subtracts Q a chunk by chunk. One
-// such pass leaves Q^T w ~ eps |w0|, i.e. a relative error eps |w0| / |w| in the result; when the
-// pass removed most of w (|w| < |w0| / 2) it is repeated, after which the error is eps relative
-// to the result ("twice is enough", Kahan and Parlett). The reflectors need no such test: they
-// work in the rotated coordinates.
-void RetainProjector::project_null_space_explicit(int b, VectorRef w) {
+// w <- w - Q_b (Q_b^T w) on block b, for each column w of ws: pass 1 sums Q^T w over fixed row
+// chunks (threads take chunks; the partial sums are added in chunk order), pass 2 subtracts Q a
+// chunk by chunk. One such pass leaves Q^T w ~ eps |w0|, i.e. a relative error eps |w0| / |w|
+// in the result; when the pass removed most of w (|w| < |w0| / 2) it is repeated, after which
+// the error is eps relative to the result ("twice is enough", Kahan and Parlett). The reflectors
+// need no such test: they work in the rotated coordinates. Each column takes the same operations
+// whatever the others (the same bits as alone); a chunk's rows of Q are read once for all the
+// columns, while they are in cache.
+void RetainProjector::project_null_space_explicit(int b, Eigen::Ref<Eigen::MatrixXd> ws) {
   constexpr Index kChunk = kExplicitChunk;
   const int r = rank_[b];
-  const Index o = block_offset_[b], n = block_size_[b];
+  const Index o = block_offset_[b], n = block_size_[b], m = ws.cols();
   const Index chunks = (n + kChunk - 1) / kChunk;
   const auto q = explicit_q_.block(o, 0, n, r);
-  auto segment = w.segment(o, n);
-  // Column c of chunk_sums_: Q^T w on chunk c (rows 0..r-1) and |w chunk|^2 (row r); after
-  // pass 2, row r + 1 holds the chunk's |w|^2 after the subtraction.
+  // Column j * chunks + c of chunk_sums_: column j's Q^T w on chunk c (rows 0..r-1) and
+  // |w chunk|^2 (row r); after pass 2, row r + 1 holds the chunk's |w|^2 after the subtraction.
+  if (chunk_sums_.cols() < chunks * m) chunk_sums_.resize(chunk_sums_.rows(), chunks * m);
   auto partial = chunk_sums_.topRows(r + 2);
-  auto a = small_a_.head(r);
+  Eigen::MatrixXd a(r, m);
+  std::vector<char> active(static_cast<std::size_t>(m), 1);
+  std::vector<double> before(static_cast<std::size_t>(m));
   for (int pass = 0; pass < 2; ++pass) {
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * kChunk, len = std::min(kChunk, n - r0);
-      const auto x = segment.segment(r0, len);
-      partial.col(c).head(r).noalias() = q.middleRows(r0, len).transpose() * x;
-      partial(r, c) = x.squaredNorm();
+      for (Index j = 0; j < m; ++j) {
+        if (!active[static_cast<std::size_t>(j)]) continue;
+        const auto x = ws.col(j).segment(o + r0, len);
+        partial.col(j * chunks + c).head(r).noalias() = q.middleRows(r0, len).transpose() * x;
+        partial(r, j * chunks + c) = x.squaredNorm();
+      }
     }
-    a = partial.col(0).head(r);
-    double before = partial(r, 0);
-    for (Index c = 1; c < chunks; ++c) {
-      a += partial.col(c).head(r);
-      before += partial(r, c);
+    for (Index j = 0; j < m; ++j) {
+      if (!active[static_cast<std::size_t>(j)]) continue;
+      auto aj = a.col(j);
+      aj = partial.col(j * chunks).head(r);
+      double sum = partial(r, j * chunks);
+      for (Index c = 1; c < chunks; ++c) {
+        aj += partial.col(j * chunks + c).head(r);
+        sum += partial(r, j * chunks + c);
+      }
+      before[static_cast<std::size_t>(j)] = sum;
     }
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * kChunk, len = std::min(kChunk, n - r0);
-      auto x = segment.segment(r0, len);
-      x.noalias() -= q.middleRows(r0, len) * a;
-      partial(r + 1, c) = x.squaredNorm();
+      for (Index j = 0; j < m; ++j) {
+        if (!active[static_cast<std::size_t>(j)]) continue;
+        auto x = ws.col(j).segment(o + r0, len);
+        x.noalias() -= q.middleRows(r0, len) * a.col(j);
+        partial(r + 1, j * chunks + c) = x.squaredNorm();
+      }
     }
-    double after = 0.0;
-    for (Index c = 0; c < chunks; ++c) after += partial(r + 1, c);
-    if (!(after < 0.25 * before)) break;  // |w| >= |w0| / 2: one pass is accurate
+    bool any = false;
+    for (Index j = 0; j < m; ++j) {
+      if (!active[static_cast<std::size_t>(j)]) continue;
+      double after = 0.0;
+      for (Index c = 0; c < chunks; ++c) after += partial(r + 1, j * chunks + c);
+      // |w| >= |w0| / 2: one pass is accurate.
+      active[static_cast<std::size_t>(j)] = after < 0.25 * before[static_cast<std::size_t>(j)];
+      any = any || active[static_cast<std::size_t>(j)];
+    }
+    if (!any) break;
   }
 }
 
@@ -494,15 +516,48 @@ void RetainProjector::project_step(ConstVectorRef step, double learning_rate, Ve
 }
 
 void RetainProjector::project_gradients(const Eigen::MatrixXd& gradients, Eigen::MatrixXd& out) {
-  require<ShapeError>(gradients.rows() == dimension_, "RetainProjector::project_gradients: ",
-                      "gradients have ", gradients.rows(), " rows, the dimension is ", dimension_);
-  out.resize(dimension_, gradients.cols());
-  for (Index j = 0; j < gradients.cols(); ++j) project_gradient(gradients.col(j), out.col(j));
+  require<ShapeError>(gradients.rows() == dimension_,
+                      "RetainProjector::project_gradients: ", "gradients have ", gradients.rows(),
+                      " rows, the dimension is ", dimension_);
+  const Index m = gradients.cols();
+  out.resize(dimension_, m);
+  // Column by column until the explicit basis serves the null-space projection (the reflectors
+  // serve the first two after a rebuild, as project_gradient does), then the rest at once: the
+  // same operations per column as project_gradient, with the basis read once per chunk for all
+  // of them rather than once per column.
+  Index j = 0;
+  for (; j < m; ++j) {
+    if (options_.mode == RetainProjectionMode::kNullSpace && !stale_ && explicit_valid_) break;
+    project_gradient(gradients.col(j), out.col(j));
+  }
+  if (j == m) return;
+  for (Index k = j; k < m; ++k) {
+    const std::string what = detail::concat("gradient in column ", k);
+    check_vector(gradients.col(k), "project_gradients", what.c_str());
+  }
+  report_ = RetainProjectionReport{};
+  for (const int r : rank_) report_.rank += r;
+  auto rest = out.rightCols(m - j);
+  // The whitened steps for lr = 1 are w0 = -S g; p = -S w (as project_gradient).
+  for (Index k = j; k < m; ++k) {
+    if (identity_)
+      out.col(k) = -gradients.col(k);
+    else
+      out.col(k) = -(gradients.col(k).cwiseProduct(inv_sqrt_h_));
+  }
+  for (int b = 0; b < blocks(); ++b)
+    if (rank_[b] > 0) project_null_space_explicit(b, rest);
+  for (Index k = j; k < m; ++k) {
+    if (identity_)
+      out.col(k) = -out.col(k);
+    else
+      out.col(k) = -(out.col(k).cwiseProduct(inv_sqrt_h_));
+  }
 }
 
 Eigen::MatrixXd RetainProjector::basis(int block) {
-  require(block >= 0 && block < blocks(), "RetainProjector::basis: block ", block,
-          " outside [0, ", blocks(), ")");
+  require(block >= 0 && block < blocks(), "RetainProjector::basis: block ", block, " outside [0, ",
+          blocks(), ")");
   if (stale_) rebuild();
   const Index o = block_offset_[static_cast<std::size_t>(block)];
   const Index n = block_size_[static_cast<std::size_t>(block)];

@@ -231,7 +231,7 @@ class RetainProjector {
   // The whitened projections, in place on w (the block's whitened step).
   void project_null_space(VectorRef w);
   void form_explicit_basis();
-  void project_null_space_explicit(int b, VectorRef w);
+  void project_null_space_explicit(int b, Eigen::Ref<Eigen::MatrixXd> ws);  // each column
   void project_sign_selective(VectorRef w, double learning_rate);
   void project_cone(ConstVectorRef step, VectorRef out);
   int column_of(int age) const;  // storage column of the age-th newest gradient
@@ -247,7 +247,7 @@ class RetainProjector {
   Eigen::MatrixXd column_norm_;    // k x blocks: |z_j| on each block
   Eigen::MatrixXd explicit_q_;     // d x k: Q_b's r_b columns on block b's rows, once formed
   bool explicit_valid_ = false;    // explicit_q_ holds the current basis
-  Eigen::MatrixXd chunk_sums_;     // k x chunks: pass 1's partial sums Q^T w, one column a chunk
+  Eigen::MatrixXd chunk_sums_;     // (k + 2) x (chunks x columns): the passes' partial sums
   int null_space_uses_ = 0;        // null-space projections since the last rebuild
   std::vector<int> rank_;          // per block
   std::vector<bool> newest_kept_;  // per block: the newest gradient is reflector 0

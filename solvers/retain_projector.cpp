@@ -304,9 +304,13 @@ void RetainProjector::project_null_space_explicit(int b, Eigen::Ref<Eigen::Matri
   // |w chunk|^2 (row r); after pass 2, row r + 1 holds the chunk's |w|^2 after the subtraction.
   if (chunk_sums_.cols() < chunks * m) chunk_sums_.resize(chunk_sums_.rows(), chunks * m);
   auto partial = chunk_sums_.topRows(r + 2);
-  Eigen::MatrixXd a(r, m);
-  std::vector<char> active(static_cast<std::size_t>(m), 1);
-  std::vector<double> before(static_cast<std::size_t>(m));
+  // Scratch kept across calls (a projection allocates nothing once the sizes repeat).
+  if (column_a_.rows() < r || column_a_.cols() < m) column_a_.resize(explicit_q_.cols(), m);
+  auto a = column_a_.topLeftCorner(r, m);
+  std::vector<char>& active = column_active_;
+  std::vector<double>& before = column_before_;
+  active.assign(static_cast<std::size_t>(m), 1);
+  before.resize(static_cast<std::size_t>(m));
   for (int pass = 0; pass < 2; ++pass) {
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (Index c = 0; c < chunks; ++c) {

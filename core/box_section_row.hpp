@@ -448,9 +448,10 @@ struct BoxBracket {
   TETHER_HD T secant() const { return lo + mul(excess_lo, hi - lo) / (excess_lo - excess_hi); }
 };
 
-/// The view's bracket [min a_i, max b_i] with its ends' excess (every entry at u, at l).
-template <class View, class T = typename View::Scalar>
-TETHER_HD BoxBracket<T> box_extreme_bracket(const View& v, T lo, T hi) {
+/// The row's bracket [min a_i, max b_i] with its ends' excess (every entry at u, at l). On the
+/// whole row only: a RowRest's free part would also have to enter the excess.
+template <class T>
+TETHER_HD BoxBracket<T> box_extreme_bracket(const WholeRow<T>& v, T lo, T hi) {
   BasicSum<T> wu, wl;
   for (long long k = 0; k < v.size(); ++k) {
     const T w = v.weight(k);
@@ -462,9 +463,9 @@ TETHER_HD BoxBracket<T> box_extreme_bracket(const View& v, T lo, T hi) {
   return BoxBracket<T>{lo, hi, wu.value(), wl.value()};
 }
 
-/// The hyperplane multiplier (sum w y - c) / sum w^2 of the view.
-template <class View, class T = typename View::Scalar>
-TETHER_HD T box_hyperplane(const View& v) {
+/// The hyperplane multiplier (sum w y - c) / sum w^2 of the whole row.
+template <class T>
+TETHER_HD T box_hyperplane(const WholeRow<T>& v) {
   BasicSum<T> wy, ww;
   for (long long k = 0; k < v.size(); ++k) {
     const T w = v.weight(k);

@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include <bit>
 #include <cstdint>
 #include <tether/core/hd.hpp>
 
@@ -34,6 +35,9 @@ TETHER_HD_INLINE void for_each(long long n, Body& body) {
 template <class Body>
 TETHER_HD_INLINE void for_each_flagged(long long n, const std::uint8_t* flags, Body& body) {
   static_assert(kLanes == 8, "a block's flags are one 8-byte word");
+#if !defined(__CUDACC__)
+  static_assert(std::endian::native == std::endian::little, "flag k of a block is byte k");
+#endif
   const long long full = n - n % kLanes;
   for (long long i = 0; i < full; i += kLanes) {
     std::uint64_t word = 0;

@@ -167,6 +167,20 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
                       plan.levels.size(), " coarse levels; the batch has ", n,
                       " tokens and the gate ", options_.coarse_levels.size(),
                       " coarse levels (segments() of this batch gives its plan)");
+  // Offsets from 0 to their end, strictly increasing (every index below stays in range).
+  auto partition = [](const std::vector<Index>& offsets, Index end) {
+    if (offsets.size() < 2 || offsets.front() != 0 || offsets.back() != end) return false;
+    for (std::size_t i = 1; i < offsets.size(); ++i)
+      if (!(offsets[i] > offsets[i - 1])) return false;
+    return true;
+  };
+  const Index plan_trajectories = static_cast<Index>(plan.trajectories.size()) - 1;
+  bool well_formed = partition(plan.trajectories, n);
+  for (const std::vector<Index>& level : plan.levels)
+    well_formed = well_formed && partition(level, plan_trajectories);
+  require(well_formed,
+          "GatingHierarchyGate::gated_ratios: the plan's offsets do not partition the batch's "
+          "tokens and trajectories (segments() of this batch gives its plan)");
   require_valid_log_probs(batch, new_log_prob);
   const double eps = options_.eps;
   s.traj_ = plan.trajectories;

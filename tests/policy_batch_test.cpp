@@ -134,6 +134,17 @@ TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
   EXPECT_NE(m.find("the plan is for " + std::to_string(other.size()) + " tokens"),
             std::string::npos)
       << m;
+  // A plan of the right size whose offsets do not partition the batch is refused (it would
+  // index out of range), not used.
+  HierarchySegments broken = plan;
+  broken.trajectories[1] = broken.trajectories[2];
+  HierarchySegments broken_level = plan;
+  broken_level.levels[0].back() += 1;
+  for (const HierarchySegments* p : {&broken, &broken_level})
+    EXPECT_NE(message_of<InvalidArgumentError>([&] {
+                gate.gated_ratios(*p, b, lp, planned);
+              }).find("do not partition"),
+              std::string::npos);
 }
 
 }  // namespace

@@ -535,28 +535,41 @@ void RetainProjector::project_gradients(const Eigen::MatrixXd& gradients, Eigen:
     project_gradient(gradients.col(j), out.col(j));
   }
   if (j == m) return;
-  for (Index k = j; k < m; ++k) {
-    const std::string what = detail::concat("gradient in column ", k);
-    check_vector(gradients.col(k), "project_gradients", what.c_str());
-  }
   report_ = RetainProjectionReport{};
   for (const int r : rank_) report_.rank += r;
-  auto rest = out.rightCols(m - j);
-  // The whitened steps for lr = 1 are w0 = -S g; p = -S w (as project_gradient).
-  for (Index k = j; k < m; ++k) {
-    if (identity_)
-      out.col(k) = -gradients.col(k);
-    else
-      out.col(k) = -(gradients.col(k).cwiseProduct(inv_sqrt_h_));
+  // The whitened steps for lr = 1 are w0 = -S g; p = -S w (as project_gradient, element by
+  // element the same operations). Both scalings run by row chunks on threads, all columns of a
+  // chunk together (S's chunk read once); the first also finds a non-finite gradient entry.
+  const Index chunks = (dimension_ + kExplicitChunk - 1) / kExplicitChunk;
+  auto scale_columns = [&](bool from_gradients) {
+    bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (chunks > 1)
+    for (Index c = 0; c < chunks; ++c) {
+      const Index r0 = c * kExplicitChunk, len = std::min(kExplicitChunk, dimension_ - r0);
+      for (Index k = j; k < m; ++k) {
+        auto x = out.col(k).segment(r0, len);
+        const Eigen::Map<const Eigen::VectorXd> source(
+            from_gradients ? gradients.col(k).data() + r0 : x.data(),
+            len);  // in place: elementwise
+        if (from_gradients) finite = finite && source.allFinite();
+        if (identity_)
+          x = -source;
+        else
+          x = -(source.cwiseProduct(inv_sqrt_h_.segment(r0, len)));
+      }
+    }
+    return finite;
+  };
+  if (!scale_columns(true)) {
+    for (Index k = j; k < m; ++k) {  // names the first non-finite entry
+      const std::string what = detail::concat("gradient in column ", k);
+      check_vector(gradients.col(k), "project_gradients", what.c_str());
+    }
   }
+  auto rest = out.rightCols(m - j);
   for (int b = 0; b < blocks(); ++b)
     if (rank_[b] > 0) project_null_space_explicit(b, rest);
-  for (Index k = j; k < m; ++k) {
-    if (identity_)
-      out.col(k) = -out.col(k);
-    else
-      out.col(k) = -(out.col(k).cwiseProduct(inv_sqrt_h_));
-  }
+  scale_columns(false);
 }
 
 Eigen::MatrixXd RetainProjector::basis(int block) {

@@ -3,6 +3,8 @@
 // (cuBLAS) against the CPU one, which skips (with a message) where no CUDA device is present.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_device.hpp>
@@ -84,6 +86,16 @@ TEST(RetainManyGradients, ManyChunksAndRepeatedPassesStayBitwisePerColumn) {
   }
   // The near-span columns were mostly removed: the repeated pass ran on them.
   for (Index j : {4, 6, 8}) EXPECT_LT(many.col(j).norm(), 1e-3 * g.col(j).norm()) << j;
+  // A non-finite entry in a column projected with the others is named.
+  g(12345, 5) = std::numeric_limits<double>::quiet_NaN();
+  try {
+    projector.project_gradients(g, many);
+    ADD_FAILURE() << "a NaN gradient entry was accepted";
+  } catch (const NumericalError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("gradient in column 5"), std::string::npos) << m;
+    EXPECT_NE(m.find("entry 12345"), std::string::npos) << m;
+  }
 }
 
 TEST(RetainManyGradients, ExplicitBasisIsOrthonormalAndSpansTheWhitenedWindow) {

@@ -41,17 +41,19 @@ RetainProjector make_projector(Rng& rng, Index d, int k, bool blockwise, bool ad
 TEST(RetainManyGradients, ProjectGradientsIsProjectGradientPerColumn) {
   Rng rng(51);
   for (bool blockwise : {false, true}) {
-    // Two identical projectors: the same calls in the same order give the same bits (the
-    // reflectors serve the first two projections, the explicit basis the rest).
-    Rng twin = rng;
-    RetainProjector projector = make_projector(rng, 200, 5, blockwise, true);
-    RetainProjector reference = make_projector(twin, 200, 5, blockwise, true);
-    const Eigen::MatrixXd g = gaussian(rng, 200, 7);
-    Eigen::MatrixXd many;
-    projector.project_gradients(g, many);
-    for (Index j = 0; j < g.cols(); ++j) {
-      const Vector one = reference.project_gradient(g.col(j));
-      EXPECT_EQ(Vector(many.col(j)), one) << "column " << j;
+    for (bool adam : {false, true}) {  // the identity metric too
+      // Two identical projectors: the same calls in the same order give the same bits (the
+      // reflectors serve the first two projections, the explicit basis the rest).
+      Rng twin = rng;
+      RetainProjector projector = make_projector(rng, 200, 5, blockwise, adam);
+      RetainProjector reference = make_projector(twin, 200, 5, blockwise, adam);
+      const Eigen::MatrixXd g = gaussian(rng, 200, 7);
+      Eigen::MatrixXd many;
+      projector.project_gradients(g, many);
+      for (Index j = 0; j < g.cols(); ++j) {
+        const Vector one = reference.project_gradient(g.col(j));
+        EXPECT_EQ(Vector(many.col(j)), one) << "column " << j << ", metric " << adam;
+      }
     }
   }
   RetainProjector projector(10);

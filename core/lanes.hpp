@@ -21,9 +21,7 @@ template <class Body>
 TETHER_HD_INLINE void for_each(long long n, Body& body) {
   const long long full = n - n % kLanes;
   for (long long i = 0; i < full; i += kLanes) {
-#if !defined(__CUDACC__)
-#pragma omp simd simdlen(8)
-#endif
+    TETHER_LANES
     for (int l = 0; l < kLanes; ++l) body(l, i + l);
   }
   for (long long k = full; k < n; ++k) body(static_cast<int>(k - full), k);
@@ -42,9 +40,7 @@ TETHER_HD_INLINE void for_each_flagged(long long n, const std::uint8_t* flags, B
   for (long long i = 0; i < full; i += kLanes) {
     std::uint64_t word = 0;
     memcpy(&word, flags + i, sizeof word);
-#if !defined(__CUDACC__)
-#pragma omp simd simdlen(8)
-#endif
+    TETHER_LANES
     for (int l = 0; l < kLanes; ++l)
       body(l, i + l, static_cast<unsigned>((word >> (8 * l)) & 0xffu));
   }

@@ -181,7 +181,9 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
   require(well_formed,
           "GatingHierarchyGate::gated_ratios: the plan's offsets do not partition the batch's "
           "tokens and trajectories (segments() of this batch gives its plan)");
-  require_valid_log_probs(batch, new_log_prob);
+  require<ShapeError>(new_log_prob.size() == n,
+                      "GatingHierarchyGate::gated_ratios: new_log_prob has ", new_log_prob.size(),
+                      " entries; the batch has ", n, " tokens");
   const double eps = options_.eps;
   s.traj_ = plan.trajectories;
   const Index n_traj = static_cast<Index>(s.traj_.size()) - 1;
@@ -194,17 +196,21 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
   // per-segment code as the CUDA kernels).
   namespace seg = fiberpo_segments;
   s.r_.resize(n);
-  s.inv_r_.resize(n);
   s.traj_len_.resize(n_traj);
+  // The new log-probs are checked in the same pass, each trajectory's while it is in cache; the
+  // check that names the entry runs only when one fails.
   Vector a_pos(n_traj), a_neg(n_traj);
-#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  unsigned log_probs_ok = 1;
+#pragma omp parallel for schedule(static) reduction(& : log_probs_ok) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const seg::SignedMeans a =
         seg::trajectory_means(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1]);
     s.traj_len_[k] = static_cast<double>(traj[k + 1] - traj[k]);
     a_pos[k] = a.positive;
     a_neg[k] = a.negative;
+    log_probs_ok &= log_probs_valid(new_log_prob.data() + traj[k], traj[k + 1] - traj[k]) ? 1u : 0u;
   }
+  if (log_probs_ok == 0) require_valid_log_probs(batch, new_log_prob);  // throws, naming the entry
 
   // Node aggregates (mean of the trajectory aggregates) and token counts per coarse level.
   std::vector<Vector> node_pos(n_coarse), node_neg(n_coarse), node_len(n_coarse);
@@ -281,7 +287,7 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
   for (Index k = 0; k < n_traj; ++k) {
     const seg::FiberConstants f = seg::fiber_constants(a_pos[k], a_neg[k], log_w[k], eps);
     seg::fiber_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1], f,
-                           eps, s.g_.data(), s.r_.data(), s.inv_r_.data(), s.flags_.data());
+                           eps, s.g_.data(), s.r_.data(), s.flags_.data());
   }
 }
 
@@ -298,7 +304,7 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   Vector m_pos(n_traj), m_neg(n_traj);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
-    const seg::SignedMeans m = seg::jvp_trajectory_means(v.data(), inv_r_.data(), flags_.data(),
+    const seg::SignedMeans m = seg::jvp_trajectory_means(v.data(), r_.data(), flags_.data(),
                                                          traj_[k], traj_[k + 1], ratio_space);
     m_pos[k] = m.positive;
     m_neg[k] = m.negative;
@@ -319,8 +325,8 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double vp = m_pos[k] * traj_len_[k], vn = m_neg[k] * traj_len_[k];
-    seg::jvp_tokens(v.data(), inv_r_.data(), flags_.data(), g_.data(), traj_[k], traj_[k + 1], vp,
-                    vn, inv_len, agg[k], ratio_space, out.data());
+    seg::jvp_tokens(v.data(), r_.data(), flags_.data(), g_.data(), traj_[k], traj_[k + 1], vp, vn,
+                    inv_len, agg[k], ratio_space, out.data());
   }
 }
 
@@ -356,8 +362,8 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
-    seg::vjp_tokens(v.data(), g_.data(), inv_r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp,
-                    rn, ratio_space, out.data());
+    seg::vjp_tokens(v.data(), g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
+                    ratio_space, out.data());
   }
 }
 

@@ -163,7 +163,7 @@ class GatedRatios {
   void jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const;
   void vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const;
 
-  Vector r_, inv_r_, g_, w_, traj_len_;  // inv_r_ = 1 / r: J v and J^T v multiply by it
+  Vector r_, g_, w_, traj_len_;
   std::vector<std::uint8_t> flags_;
   std::vector<Index> traj_;
   std::vector<Level> levels_;

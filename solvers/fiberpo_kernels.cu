@@ -62,7 +62,7 @@ __device__ long long node_of(const long long* node_offsets, const long long* lev
   return level_starts[l] + lo;
 }
 
-// Per trajectory: the chain walk and the fiber gate over its tokens; writes G, 1 / r, the token
+// Per trajectory: the chain walk and the fiber gate over its tokens; writes G, r, the token
 // flags and beta^c_l = gamma^c_l - gamma^c_{l+1} (gamma beyond the trajectory level = 0) at
 // [l * count + k].
 __global__ void gate_kernel(const double* new_log_prob, const double* old_log_prob,
@@ -71,7 +71,7 @@ __global__ void gate_kernel(const double* new_log_prob, const double* old_log_pr
                             const double* node_positive, const double* node_negative,
                             const double* node_tokens, const double* a_positive,
                             const double* a_negative, const double* budget_positive,
-                            const double* budget_negative, double eps, double* g, double* inv_r,
+                            const double* budget_negative, double eps, double* g, double* ratio,
                             std::uint8_t* flags, double* beta_positive, double* beta_negative) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
@@ -96,19 +96,17 @@ __global__ void gate_kernel(const double* new_log_prob, const double* old_log_pr
   const seg::FiberConstants f =
       seg::fiber_constants(a_positive[k], a_negative[k], walk.log_weight, eps);
   for (long long i = begin; i < end; ++i) {
-    double ratio = 0.0;
-    g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio, &flags[i]);
-    inv_r[i] = 1.0 / ratio;
+    g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio[i], &flags[i]);
   }
 }
 
 // J v, step 1: m^+, m^- per trajectory.
-__global__ void jvp_means_kernel(const double* v, const double* inv_r, const std::uint8_t* flags,
+__global__ void jvp_means_kernel(const double* v, const double* ratio, const std::uint8_t* flags,
                                  const long long* trajectories, long long count, bool ratio_space,
                                  double* m_positive, double* m_negative) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
-  const seg::SignedMeans m = seg::jvp_trajectory_means(v, inv_r, flags, trajectories[k],
+  const seg::SignedMeans m = seg::jvp_trajectory_means(v, ratio, flags, trajectories[k],
                                                        trajectories[k + 1], ratio_space);
   m_positive[k] = m.positive;
   m_negative[k] = m.negative;
@@ -116,7 +114,7 @@ __global__ void jvp_means_kernel(const double* v, const double* inv_r, const std
 
 // J v, last step, per trajectory: the aggregate coupling (levels in order, as the CPU), then
 // its tokens.
-__global__ void jvp_tokens_kernel(const double* v, const double* inv_r, const std::uint8_t* flags,
+__global__ void jvp_tokens_kernel(const double* v, const double* ratio, const std::uint8_t* flags,
                                   const double* g, const long long* trajectories, long long count,
                                   int coarse_levels, const long long* node_offsets,
                                   const long long* level_starts, const double* node_positive,
@@ -136,7 +134,7 @@ __global__ void jvp_tokens_kernel(const double* v, const double* inv_r, const st
   const double len = static_cast<double>(end - begin), inv_len = 1.0 / len;
   const double vp = m_positive[k] * len, vn = m_negative[k] * len;
   for (long long i = begin; i < end; ++i)
-    out[i] = seg::jvp_token(v[i], inv_r[i], flags[i], g[i], vp, vn, inv_len, agg, ratio_space);
+    out[i] = seg::jvp_token(v[i], ratio[i], flags[i], g[i], vp, vn, inv_len, agg, ratio_space);
 }
 
 // J^T v, step 1: per trajectory C and R^c before the coarse levels.
@@ -168,7 +166,7 @@ __global__ void vjp_nodes_kernel(const double* beta_positive, const double* beta
 
 // J^T v, last step, per trajectory: R^c with every level's node term (in level order), then
 // its tokens.
-__global__ void vjp_tokens_kernel(const double* v, const double* g, const double* inv_r,
+__global__ void vjp_tokens_kernel(const double* v, const double* g, const double* ratio,
                                   const std::uint8_t* flags, const long long* trajectories,
                                   long long count, int coarse_levels,
                                   const long long* node_offsets, const long long* level_starts,
@@ -188,7 +186,7 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
   rp *= inv_len;
   rn *= inv_len;
   for (long long j = begin; j < end; ++j)
-    out[j] = seg::vjp_token(v[j], g[j], inv_r[j], flags[j], rp, rn, ratio_space);
+    out[j] = seg::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
 }
 
 }  // namespace
@@ -197,12 +195,12 @@ struct ResidentGate {
   long long tokens = 0, count = 0;
   int coarse = 0;
   std::vector<long long> level_starts;  // host copy
-  DeviceBuffer traj, offsets, starts, g, inv_r, flags, beta_positive, beta_negative;
+  DeviceBuffer traj, offsets, starts, g, ratio, flags, beta_positive, beta_negative;
   DeviceBuffer work_a, work_b, work_c, node_a, node_b, node_c;  // per-call scratch
   ResidentGate(long long n, long long t, int levels, long long offset_entries)
       : tokens(n), count(t), coarse(levels), traj(0), offsets(0), starts(0),
         g(sizeof(double) * static_cast<std::size_t>(n)),
-        inv_r(sizeof(double) * static_cast<std::size_t>(n)),
+        ratio(sizeof(double) * static_cast<std::size_t>(n)),
         flags(static_cast<std::size_t>(n)),
         beta_positive(sizeof(double) * static_cast<std::size_t>(t) * (levels + 1)),
         beta_negative(sizeof(double) * static_cast<std::size_t>(t) * (levels + 1)),
@@ -269,7 +267,7 @@ ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob
         coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(),
         r->node_a.as<double>(), r->node_b.as<double>(), r->node_c.as<double>(),
         r->work_a.as<double>(), r->work_b.as<double>(), d_bp.as<double>(), d_bn.as<double>(), eps,
-        r->g.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(),
+        r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
         r->beta_positive.as<double>(), r->beta_negative.as<double>());
     check(cudaGetLastError(), "gate_kernel launch");
     check(cudaDeviceSynchronize(), "gate kernels");
@@ -294,13 +292,13 @@ void jvp(const ResidentGate* r, const double* v, double* out, bool log_space) {
   DeviceBuffer d_out(sizeof(double) * n);
   const bool ratio_space = !log_space;
   jvp_means_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(),
+      d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
       r->traj.as<long long>(), r->count, ratio_space, r->work_a.as<double>(),
       r->work_b.as<double>());
   check(cudaGetLastError(), "jvp_means_kernel launch");
   node_means_all_levels(r);
   jvp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
+      d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
       r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
       r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
       r->work_a.as<double>(), r->work_b.as<double>(), r->beta_positive.as<double>(),
@@ -331,7 +329,7 @@ void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
     check(cudaGetLastError(), "vjp_nodes_kernel launch");
   }
   vjp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->g.as<double>(), r->inv_r.as<double>(), r->flags.as<std::uint8_t>(),
+      d_v.as<double>(), r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
       r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
       r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
       r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out.as<double>());

@@ -168,7 +168,7 @@ TETHER_HD_INLINE double fiber_gate(double x, const FiberConstants& f, double eps
   return u_in ? r * scale : clipped;
 }
 
-/// fiber_gate over tokens [begin, end) of one trajectory: G, r, 1 / r and the flags. The
+/// fiber_gate over tokens [begin, end) of one trajectory: G, r and the flags. The
 /// constants are copied into a local first (a byte store may alias anything reached through a
 /// pointer, which would reload them per token), and the outputs are restrict (they overlap
 /// nothing): either would keep the loop from vectorising.
@@ -176,14 +176,12 @@ TETHER_HD inline void fiber_gate_tokens(const double* new_log_prob, const double
                                         long long begin, long long end,
                                         const FiberConstants& constants, double eps,
                                         double* __restrict__ g, double* __restrict__ ratio,
-                                        double* __restrict__ inv_ratio,
                                         std::uint8_t* __restrict__ flags) {
   const FiberConstants f = constants;
   for (long long i = begin; i < end; ++i) {
     double r = 0.0;
     g[i] = fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &r, &flags[i]);
     ratio[i] = r;
-    inv_ratio[i] = 1.0 / r;
   }
 }
 
@@ -216,17 +214,19 @@ TETHER_HD inline double objective_terms(const double* gated, const double* advan
 // ---- the Jacobian products (GatedRatios::jvp / vjp), per segment ----
 
 /// J v, step 1, one trajectory: m^c = (1/T) sum over its tokens with l = c of x_j, with
-/// x_j = v_j / r_j (ratio space) or v_j (log space).
-TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double* inv_r,
+/// x_j = v_j / r_j (ratio space) or v_j (log space). (The products divide by r rather than
+/// keep 1 / r: one array less to write and read, for a division that the vector units hide
+/// behind the memory traffic.)
+TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double* ratio,
                                                   const std::uint8_t* flags, long long begin,
                                                   long long end, bool ratio_space) {
   double sp[lanes::kLanes] = {}, sn[lanes::kLanes] = {};
   auto body = [&](int l, long long k, unsigned f) {
     const long long j = begin + k;
-    // Branch-free (the signs are random): m x is exactly x or 0. inv_r is read either way (a
-    // conditional load would keep the loop from vectorising); v_j * 1 is v_j.
-    const double ir = inv_r[j];
-    const double x = v[j] * (ratio_space ? ir : 1.0);
+    // Branch-free (the signs are random): m x is exactly x or 0. r is read either way (a
+    // conditional load would keep the loop from vectorising); v_j / 1 is v_j.
+    const double r = ratio[j];
+    const double x = v[j] / (ratio_space ? r : 1.0);
     const double m = (f & kPositive) ? 1.0 : 0.0;
     sp[l] += m * x;
     sn[l] += x - m * x;
@@ -238,22 +238,22 @@ TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double*
 
 /// J v, last step, one token of a trajectory with T tokens, m^+ T = m_pos_t, m^- T = m_neg_t,
 /// and its aggregate coupling agg.
-TETHER_HD_INLINE double jvp_token(double v, double inv_r, std::uint8_t f, double g, double m_pos_t,
+TETHER_HD_INLINE double jvp_token(double v, double ratio, std::uint8_t f, double g, double m_pos_t,
                                   double m_neg_t, double inv_len, double agg, bool ratio_space) {
   const double same = (f & kPositive) ? m_pos_t : m_neg_t;
   const double other = (f & kPositive) ? m_neg_t : m_pos_t;
-  const double own = (f & kUIn) ? v * (ratio_space ? inv_r : 1.0) : 0.0;
+  const double own = (f & kUIn) ? v / (ratio_space ? ratio : 1.0) : 0.0;
   const double coupling = ((f & kUIn) ? same : 0.0) + ((f & kVIn) ? other : 0.0);
   return g * (own - coupling * inv_len + agg);
 }
 
 /// J v, last step, over tokens [begin, end) of one trajectory (jvp_token each).
-TETHER_HD inline void jvp_tokens(const double* v, const double* inv_r, const std::uint8_t* flags,
+TETHER_HD inline void jvp_tokens(const double* v, const double* ratio, const std::uint8_t* flags,
                                  const double* g, long long begin, long long end, double m_pos_t,
                                  double m_neg_t, double inv_len, double agg, bool ratio_space,
                                  double* out) {
   for (long long i = begin; i < end; ++i)
-    out[i] = jvp_token(v[i], inv_r[i], flags[i], g[i], m_pos_t, m_neg_t, inv_len, agg, ratio_space);
+    out[i] = jvp_token(v[i], ratio[i], flags[i], g[i], m_pos_t, m_neg_t, inv_len, agg, ratio_space);
 }
 
 /// J^T v, step 2, one coarse node (trajectories [begin, end)): the node means of beta^+ C and
@@ -304,19 +304,19 @@ TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
 }
 
 /// J^T v, last step, one token: rp, rn are the trajectory's R^+ / T and R^- / T.
-TETHER_HD_INLINE double vjp_token(double v, double g, double inv_r, std::uint8_t f, double rp,
+TETHER_HD_INLINE double vjp_token(double v, double g, double ratio, std::uint8_t f, double rp,
                                   double rn, bool ratio_space) {
   const double own = (f & kUIn) ? v * g : 0.0;
   const double value = own + ((f & kPositive) ? rp : rn);
-  return value * (ratio_space ? inv_r : 1.0);
+  return value / (ratio_space ? ratio : 1.0);
 }
 
 /// J^T v, last step, over tokens [begin, end) of one trajectory (vjp_token each).
-TETHER_HD inline void vjp_tokens(const double* v, const double* g, const double* inv_r,
+TETHER_HD inline void vjp_tokens(const double* v, const double* g, const double* ratio,
                                  const std::uint8_t* flags, long long begin, long long end,
                                  double rp, double rn, bool ratio_space, double* out) {
   for (long long j = begin; j < end; ++j)
-    out[j] = vjp_token(v[j], g[j], inv_r[j], flags[j], rp, rn, ratio_space);
+    out[j] = vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
 }
 
 }  // namespace tether::fiberpo_segments

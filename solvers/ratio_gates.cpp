@@ -46,12 +46,7 @@ void require_valid_log_probs(const TokenBatch& batch, ConstVectorRef new_log_pro
   require<ShapeError>(new_log_prob.size() == batch.size(), name, " has ", new_log_prob.size(),
                       " entries; the batch has ", batch.size(), " tokens");
   // One branch-free pass first (it vectorises); the loop that names the entry only on failure.
-  constexpr double kMax = std::numeric_limits<double>::max();
-  const double* x = new_log_prob.data();
-  unsigned ok = 1;
-#pragma omp simd reduction(& : ok)
-  for (Index i = 0; i < new_log_prob.size(); ++i) ok &= (x[i] <= 0.0) & (x[i] >= -kMax);
-  if (ok != 0) return;
+  if (log_probs_valid(new_log_prob.data(), new_log_prob.size())) return;
   for (Index i = 0; i < new_log_prob.size(); ++i) {
     require(std::isfinite(new_log_prob[i]) && new_log_prob[i] <= 0.0, name, " at entry ", i, " is ",
             new_log_prob[i], "; it must be finite and <= 0 (a probability in (0, 1])");

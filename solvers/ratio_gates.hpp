@@ -51,6 +51,7 @@
 //   tether::GrpoGate grpo({.beta = 0.04}, reference_log_prob);
 #pragma once
 
+#include <limits>
 #include <string>
 #include <tether/core/policy_batch.hpp>
 #include <tether/core/types.hpp>
@@ -67,6 +68,17 @@ void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_pr
 /// the batch), for a batch validated before.
 void require_valid_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
                              const char* name = "new_log_prob");
+
+/// The rule require_valid_log_probs checks, on log_prob[0..n) without naming anything: every
+/// value finite and <= 0. Branch-free (it vectorises); a pass over many tokens may check its
+/// segments while they are in cache and call require_valid_log_probs only when one fails.
+inline bool log_probs_valid(const double* log_prob, Index n) {
+  constexpr double kLowest = -std::numeric_limits<double>::max();
+  unsigned ok = 1;
+#pragma omp simd reduction(& : ok)
+  for (Index i = 0; i < n; ++i) ok &= (log_prob[i] <= 0.0) & (log_prob[i] >= kLowest);
+  return ok != 0;
+}
 
 /// Refuses a Jacobian-product argument `name` (v or w) that does not have one entry per token
 /// (ShapeError); `where` names the method in the message.

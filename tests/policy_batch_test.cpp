@@ -118,13 +118,32 @@ TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
   planned.vjp(v, vj_planned);
   EXPECT_EQ(jv_direct, jv_planned);
   EXPECT_EQ(vj_direct, vj_planned);
-  // New log-probs are still checked.
-  Vector bad = lp;
-  bad[4] = kNan;
-  EXPECT_NE(message_of<InvalidArgumentError>([&] {
-              gate.gated_ratios(plan, b, bad, planned);
-            }).find("new_log_prob at entry 4"),
-            std::string::npos);
+  // New log-probs are still checked (in the trajectories' pass, gating_bench's batch shape
+  // below): each kind of bad value, first token, inside, last token; and their count.
+  const auto expect_log_probs_checked = [&gate](const TokenBatch& batch, const Vector& good,
+                                                const HierarchySegments& p) {
+    GatedRatios out;
+    const Index n = batch.size();
+    for (const double value : {kNan, kInf, -kInf, 0.25})
+      for (const Index at : {Index{0}, n / 2 + 1, n - 1}) {
+        Vector bad = good;
+        bad[at] = value;
+        const std::string m =
+            message_of<InvalidArgumentError>([&] { gate.gated_ratios(p, batch, bad, out); });
+        EXPECT_NE(m.find("new_log_prob at entry " + std::to_string(at) + " is"), std::string::npos)
+            << m;
+      }
+    const Vector short_lp = good.head(n - 1);
+    EXPECT_NE(message_of<ShapeError>([&] {
+                gate.gated_ratios(p, batch, short_lp, out);
+              }).find("new_log_prob has " + std::to_string(n - 1) + " entries"),
+              std::string::npos);
+  };
+  expect_log_probs_checked(b, lp, plan);
+  Rng large_rng(10);
+  const TokenBatch large = testing::make_test_batch(large_rng, 2, 4, 16, 400, 800, 0, true);
+  ASSERT_GT(large.size(), Index{1} << 16);  // the pass runs on OpenMP threads
+  expect_log_probs_checked(large, large.old_log_prob, gate.segments(large, large.old_log_prob));
   // A plan of another batch size is refused.
   Rng other_rng(9);
   const TokenBatch other = testing::make_test_batch(other_rng, 1, 2, 2, 3, 5, 0, true);

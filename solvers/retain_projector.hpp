@@ -74,8 +74,10 @@
 // one window) is formed explicitly at its third use, Q = H_1 .. H_r [I; 0] (r(r+1)/2 reflector
 // updates, about two projections' worth, once, into a further d k doubles; forming when the
 // reflector passes spent equal the forming cost bounds the loss at 2x, as in ski rental); from
-// then on z - Q Q^T z is two fused, row-chunked passes over Q, threaded, with partial sums added
-// in chunk order (the same bits for any thread count). Both forms give z_n to rounding, and
+// then on z - Q Q^T z is two row-chunked sweeps over Q and the gradient (three when the first
+// removes most of z), threaded, with partial sums added in chunk order (the same bits for any
+// thread count), the whitening and unwhitening applied as the rows are read and written, and
+// for many gradients (project_gradients) each chunk of Q read once for all of them. Both forms give z_n to rounding, and
 // which one runs depends only on the sequence of calls, so a run's bits are reproducible.
 // Measured at d = 1e6, k = 8: see benchmarks/README.md (BM_RetainProjection*).
 //
@@ -229,9 +231,16 @@ class RetainProjector {
   void apply_qt(int b, VectorRef x) const;
   void apply_q(int b, VectorRef x) const;
   // The whitened projections, in place on w (the block's whitened step).
-  void project_null_space(VectorRef w);
+  void project_null_space_reflectors(VectorRef w) const;
+  bool use_explicit_basis();
   void form_explicit_basis();
-  void project_null_space_explicit(int b, Eigen::Ref<Eigen::MatrixXd> ws);  // each column
+  // A diagonal scaling x_i -> x_i * (sign * scale_i); scale == nullptr: x_i * sign.
+  struct Scaling {
+    const double* scale = nullptr;
+    double sign = 1.0;
+  };
+  bool project_explicit(const double* in, Index in_stride, double* out, Index out_stride, Index m,
+                        const Scaling& whiten, const Scaling& unwhiten, bool copy_unprojected);
   void project_sign_selective(VectorRef w, double learning_rate);
   void project_cone(ConstVectorRef step, VectorRef out);
   int column_of(int age) const;  // storage column of the age-th newest gradient
@@ -256,7 +265,7 @@ class RetainProjector {
   Vector work_;                        // d: Q^T z_r (sign-selective, kFirstK), Q^T w0 (cone)
   Vector pending_;                     // accumulate()'s sum, allocated at its first call
   Vector small_a_;                     // k-sized scratch
-  Eigen::MatrixXd column_a_;           // k x columns: project_null_space_explicit's Q^T w
+  Eigen::MatrixXd column_a_;           // k x 2 columns: project_explicit's Q^T w (both passes)
   std::vector<char> column_active_;    // per column: its pass is repeated
   std::vector<double> column_before_;  // per column: |w|^2 before the pass
   std::vector<int> small_index_;

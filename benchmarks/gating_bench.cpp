@@ -17,6 +17,9 @@
 //   BM_FiberPoEvaluate/1000000      FiberPO-Domain evaluate: J and dJ / d log pi (G, then J^T
 //                                   zeta); least traffic: read log-probs, advantages, the three
 //                                   id arrays, write the gradient (44 bytes a token).
+//   BM_FiberPoEvaluateWorkspace/N   the same with a GateWorkspace and the GateValue reused across
+//                                   calls (their per-token arrays allocated once, untimed), at
+//                                   1e4 to 1e8 tokens.
 //   BM_PpoClipGate/1000000          PPO-clip evaluate; least traffic: read new and old
 //                                   log-probs and advantages, write the gradient (32 bytes).
 //   BM_FiberPoGateGpu/1000000       FiberPO-Domain's G on the device (device::gated_values: the
@@ -142,12 +145,26 @@ void BM_FiberPoEvaluate(benchmark::State& state) {
   evaluate(state, tether::GatingHierarchyGate{}, 44);
 }
 
+void BM_FiberPoEvaluateWorkspace(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::GatingHierarchyGate gate;
+  tether::GateWorkspace workspace;
+  tether::GateValue value;
+  gate.evaluate(data.batch, data.new_log_prob, workspace, value);  // storage first touched untimed
+  for (auto _ : state) {
+    gate.evaluate(data.batch, data.new_log_prob, workspace, value);
+    benchmark::DoNotOptimize(value.gradient.data());
+  }
+  set_rates(state, data, 44);
+}
+
 void BM_PpoClipGate(benchmark::State& state) { evaluate(state, tether::PpoClipGate{}, 32); }
 
 BENCHMARK(BM_FiberPoGate)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGatePlanned)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FiberPoEvaluateWorkspace)->Apply(token_sizes);
 BENCHMARK(BM_PpoClipGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 const bool kGpuRegistered = [] {

@@ -418,11 +418,29 @@ RegimeFractions GatedRatios::token_regimes() const {
 
 GateValue GatingHierarchyGate::evaluate(const TokenBatch& batch,
                                         ConstVectorRef new_log_prob) const {
-  const GatedRatios g = gated_ratios(batch, new_log_prob);
+  GateWorkspace workspace;
+  GateValue value;
+  evaluate(batch, new_log_prob, workspace, value);
+  return value;
+}
+
+void GatingHierarchyGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                                   GateWorkspace& workspace, GateValue& out) const {
+  evaluate(segments(batch, new_log_prob), batch, new_log_prob, workspace, out);  // validates
+}
+
+void GatingHierarchyGate::evaluate(const HierarchySegments& plan, const TokenBatch& batch,
+                                   ConstVectorRef new_log_prob, GateWorkspace& workspace,
+                                   GateValue& out) const {
+  GatedRatios& g = workspace.gated;
+  gated_ratios(plan, batch, new_log_prob, g);
   const Index n_traj = g.num_trajectories();
   const auto& traj = g.trajectory_offsets();
   // zeta_i = mu_i A_i = A_i / (|Tj| T_tau): J = sum zeta_i G_i, dJ/dx = (dG/dx)^T zeta.
-  Vector zeta(batch.size()), partial(n_traj);
+  Vector& zeta = workspace.zeta;
+  Vector& partial = workspace.partial;
+  zeta.resize(batch.size());
+  partial.resize(n_traj);
 #pragma omp parallel for schedule(static) if (batch.size() >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const Index len = traj[k + 1] - traj[k];
@@ -432,12 +450,10 @@ GateValue GatingHierarchyGate::evaluate(const TokenBatch& batch,
   }
   double objective = 0.0;  // summed in trajectory order: independent of the thread count
   for (Index k = 0; k < n_traj; ++k) objective += partial[k];
-  GateValue value;
-  value.objective = objective;
-  g.vjp_log(zeta, value.gradient);
-  value.tokens = g.token_regimes();
-  value.trajectories = g.trajectory_regimes();
-  return value;
+  out.objective = objective;
+  g.vjp_log(zeta, out.gradient);
+  out.tokens = g.token_regimes();
+  out.trajectories = g.trajectory_regimes();
 }
 
 }  // namespace tether

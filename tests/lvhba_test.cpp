@@ -19,39 +19,7 @@
 #include <tether/solvers/lvhba.hpp>
 
 #include "error_message.hpp"
-
-// ---- malloc counting (glibc, no sanitizer): the solver loop must not allocate ----------------
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define TETHER_LVHBA_NO_MALLOC_HOOK 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
-#define TETHER_LVHBA_NO_MALLOC_HOOK 1
-#endif
-
-namespace {
-std::atomic<bool> g_count_mallocs{false};
-std::atomic<long> g_mallocs{0};
-}  // namespace
-
-#ifndef TETHER_LVHBA_NO_MALLOC_HOOK
-extern "C" void* __libc_malloc(std::size_t size);
-extern "C" void* __libc_calloc(std::size_t n, std::size_t size);
-extern "C" void* __libc_realloc(void* p, std::size_t size);
-extern "C" void* malloc(std::size_t size) noexcept {
-  if (g_count_mallocs.load(std::memory_order_relaxed)) g_mallocs.fetch_add(1);
-  return __libc_malloc(size);
-}
-extern "C" void* calloc(std::size_t n, std::size_t size) noexcept {
-  if (g_count_mallocs.load(std::memory_order_relaxed)) g_mallocs.fetch_add(1);
-  return __libc_calloc(n, size);
-}
-extern "C" void* realloc(void* p, std::size_t size) noexcept {
-  if (g_count_mallocs.load(std::memory_order_relaxed)) g_mallocs.fetch_add(1);
-  return __libc_realloc(p, size);
-}
-#endif
+#include "malloc_counter.hpp"
 
 namespace tether {
 namespace {
@@ -696,7 +664,7 @@ TEST(LvHba, NaNFromAnyOracleStopsWithTheLastFiniteIterate) {
 // ---- no allocation inside the loop -----------------------------------------------------------
 
 TEST(LvHba, TheLoopDoesNotAllocate) {
-#ifdef TETHER_LVHBA_NO_MALLOC_HOOK
+#ifndef TETHER_COUNT_MALLOC
   GTEST_SKIP() << "malloc counting needs glibc and no sanitizer";
 #else
   const T2 p(100);
@@ -706,12 +674,10 @@ TEST(LvHba, TheLoopDoesNotAllocate) {
     o.max_iterations = iterations;
     o.history_every = every;
     const LvHbaSolver solver(o);
-    g_mallocs = 0;
-    g_count_mallocs = true;
-    const LvHbaResult r = solver.minimize(p, x0, y0);
-    g_count_mallocs = false;
+    LvHbaResult r;
+    const long count = testing::allocations_during([&] { r = solver.minimize(p, x0, y0); });
     EXPECT_EQ(r.iterations, iterations);
-    return g_mallocs.load();
+    return count;
   };
   const long few = mallocs(10, 1), many = mallocs(5000, 1);
   EXPECT_GT(few, 0);  // the hook is live (setup allocates the buffers)

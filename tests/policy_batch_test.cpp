@@ -166,5 +166,45 @@ TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
               std::string::npos);
 }
 
+TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) {
+  const GatingHierarchyGate gate;
+  GateWorkspace workspace;
+  GateValue reused;
+  int reuses_checked = 0;
+  for (const int seed : {21, 21, 22, 22}) {  // a size, repeated; another, repeated
+    Rng rng(static_cast<std::uint64_t>(seed));
+    const TokenBatch b = testing::make_test_batch(rng, 2, 3, 4, 5, seed == 21 ? 40 : 90, 0, true);
+    Vector lp = b.old_log_prob;
+    for (Index i = 0; i < b.size(); ++i) lp[i] += std::clamp(0.1 * rng.normal(), -0.6, 0.6);
+    const GateValue fresh = gate.evaluate(b, lp);
+    const double* gradient_storage = reused.gradient.data();
+    const double* g_storage = workspace.gated.values().data();
+    const bool same_size = reused.gradient.size() == b.size();
+    gate.evaluate(b, lp, workspace, reused);
+    if (same_size) {  // the per-token arrays were reused, not reallocated
+      ++reuses_checked;
+      EXPECT_EQ(reused.gradient.data(), gradient_storage);
+      EXPECT_EQ(workspace.gated.values().data(), g_storage);
+    }
+    EXPECT_EQ(fresh.objective, reused.objective);
+    EXPECT_EQ(fresh.gradient, reused.gradient);
+    EXPECT_EQ(fresh.tokens.pass_through, reused.tokens.pass_through);
+    EXPECT_EQ(fresh.tokens.zeroed, reused.tokens.zeroed);
+    EXPECT_EQ(fresh.trajectories.rollback, reused.trajectories.rollback);
+    GateValue planned;
+    gate.evaluate(gate.segments(b, lp), b, lp, workspace, planned);
+    EXPECT_EQ(fresh.objective, planned.objective);
+    EXPECT_EQ(fresh.gradient, planned.gradient);
+    // On a plan only the log-probs are checked, still naming the entry.
+    Vector bad = lp;
+    bad[3] = kNan;
+    EXPECT_NE(message_of<InvalidArgumentError>([&] {
+                gate.evaluate(gate.segments(b, lp), b, bad, workspace, planned);
+              }).find("new_log_prob at entry 3"),
+              std::string::npos);
+  }
+  EXPECT_EQ(reuses_checked, 2);
+}
+
 }  // namespace
 }  // namespace tether

@@ -21,21 +21,7 @@
 #include <vector>
 
 #include "error_message.hpp"
-
-// ---- counting heap allocations (glibc: malloc is interposable; operator new and Eigen's
-// aligned_malloc both end in malloc) ------------------------------------------------------------
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
-#define TETHER_COUNT_MALLOC 1
-extern "C" void* __libc_malloc(std::size_t);
-namespace {
-volatile bool g_counting = false;
-long g_mallocs = 0;
-}  // namespace
-extern "C" void* malloc(std::size_t n) {
-  if (g_counting) ++g_mallocs;
-  return __libc_malloc(n);
-}
-#endif
+#include "malloc_counter.hpp"
 
 namespace tether {
 namespace {
@@ -653,16 +639,15 @@ TEST(RetainAllocation, PushMetricRebuildAndProjectAllocateNothing) {
       const Mat G = gaussian(rng, d, 12);
       const Vector h = metric(rng, d), D0 = gaussian(rng, d);
       Vector out(d);
-      g_mallocs = 0;
-      g_counting = true;
-      for (int t = 0; t < 12; ++t) {
-        proj.push(G.col(t));
-        proj.set_metric(h);
-        proj.project_step(D0, 0.1, out);
-        proj.project_gradient(D0, out);
-      }
-      g_counting = false;
-      EXPECT_EQ(g_mallocs, 0) << "blockwise " << blockwise;
+      const long mallocs = testing::allocations_during([&] {
+        for (int t = 0; t < 12; ++t) {
+          proj.push(G.col(t));
+          proj.set_metric(h);
+          proj.project_step(D0, 0.1, out);
+          proj.project_gradient(D0, out);
+        }
+      });
+      EXPECT_EQ(mallocs, 0) << "blockwise " << blockwise;
       EXPECT_EQ(proj.rank(), blockwise ? 24 : 8);
     }
   }
@@ -715,11 +700,10 @@ TEST(RetainExplicitBasis, RepeatedProjectionsAgreeWithTheReflectorsAndStayInvari
       }
 #ifdef TETHER_COUNT_MALLOC
       Vector out(d);
-      g_mallocs = 0;
-      g_counting = true;
-      for (int t = 0; t < 3; ++t) proj.project_gradient(g_generic, out);
-      g_counting = false;
-      EXPECT_EQ(g_mallocs, 0);
+      EXPECT_EQ(testing::allocations_during([&] {
+                  for (int t = 0; t < 3; ++t) proj.project_gradient(g_generic, out);
+                }),
+                0);
 #endif
       // A push invalidates the explicit basis: the next projection is the new window's.
       const Vector fresh = gaussian(rng, d);

@@ -56,6 +56,12 @@ TETHER_HD inline double tree_sum(double* x) {
 template <int W>
 TETHER_HD inline void padded_weights(const double* a, const double* c, int k, double t, double* cost,
                                      double* e) {
+#if defined(__GNUC__) && !defined(__CUDA_ARCH__)
+  // The callers dispatch on k, so 1 <= k <= W. Said to the compiler, which otherwise assumes a
+  // negative k possible and warns that the padding loop's memset may overflow (GCC 12, -O3
+  // -march=native: -Wstringop-overflow).
+  if (k < 1 || k > W) __builtin_unreachable();
+#endif
   double x[W], m[W];
   for (int j = 0; j < k; ++j) {
     cost[j] = c[j];

@@ -14,6 +14,8 @@
 //                                      (RetainProjector::project_gradients, CPU); least traffic
 //                                      reads the m gradients and h, writes the m results
 //                                      ((2m + 1) 8 d bytes; the basis stays in the count's margin)
+//   BM_RetainProjectGradientsFloat/...   the same for float gradients (the float overload:
+//                                      double arithmetic, float storage; (2m 4 + 8) d bytes)
 //   BM_RetainProjectGradientsGpu/...   the same on the device (device::project_gradients, cuBLAS:
 //                                      the basis formed and uploaded, the gradients copied over and
 //                                      back, all timed); registered only where a device is present
@@ -107,8 +109,9 @@ void BM_OrthoRegGradient(benchmark::State& state) {
 }
 BENCHMARK(BM_OrthoRegGradient)->Args({768, 768})->Unit(benchmark::kMillisecond);
 
-// Many gradients against one basis, on the CPU or the device.
-template <bool kDevice>
+// Many gradients against one basis, on the CPU or the device; Scalar = float: the float
+// overload (CPU only).
+template <bool kDevice, class Scalar = double>
 void retain_project_gradients(benchmark::State& state) {
   const Index d = state.range(0);
   const int k = static_cast<int>(state.range(1));
@@ -119,8 +122,8 @@ void retain_project_gradients(benchmark::State& state) {
   for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
   benchmark::DoNotOptimize(projector.rank());
   tether::Rng rng(9);
-  Eigen::MatrixXd g(d, m), out;
-  for (Index j = 0; j < g.size(); ++j) g.data()[j] = rng.normal();
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> g(d, m), out;
+  for (Index j = 0; j < g.size(); ++j) g.data()[j] = static_cast<Scalar>(rng.normal());
   // The basis in its steady state (the explicit basis formed, `out` allocated) before the
   // timing, as for a basis that serves many batches; at 1e7 the first call alone takes seconds.
   if constexpr (!kDevice) projector.project_gradients(g, out);
@@ -131,12 +134,22 @@ void retain_project_gradients(benchmark::State& state) {
       projector.project_gradients(g, out);
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetBytesProcessed(static_cast<int64_t>((2 * m + 1) * 8 * d) * state.iterations());
+  const auto scalar = static_cast<int64_t>(sizeof(Scalar));
+  state.SetBytesProcessed(static_cast<int64_t>((2 * m * scalar + 8) * d) * state.iterations());
 }
 
 void BM_RetainProjectGradients(benchmark::State& state) { retain_project_gradients<false>(state); }
+void BM_RetainProjectGradientsFloat(benchmark::State& state) {
+  retain_project_gradients<false, float>(state);
+}
 // d = 1e4 to 1e7 (16 columns of 1e8 would take 13 GB before the result).
 BENCHMARK(BM_RetainProjectGradients)
+    ->Args({10000, 8, 16})
+    ->Args({100000, 8, 16})
+    ->Args({1000000, 8, 16})
+    ->Args({10000000, 8, 16})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RetainProjectGradientsFloat)
     ->Args({10000, 8, 16})
     ->Args({100000, 8, 16})
     ->Args({1000000, 8, 16})

@@ -77,9 +77,9 @@
 // then on z - Q Q^T z is two row-chunked sweeps over Q and the gradient (three when the first
 // removes most of z), threaded, with partial sums added in chunk order (the same bits for any
 // thread count), the whitening and unwhitening applied as the rows are read and written, and
-// for many gradients (project_gradients) each chunk of Q read once for all of them. Both forms give z_n to rounding, and
-// which one runs depends only on the sequence of calls, so a run's bits are reproducible.
-// Measured at d = 1e6, k = 8: see benchmarks/README.md (BM_RetainProjection*).
+// for many gradients (project_gradients) each chunk of Q read once for all of them. Both forms give
+// z_n to rounding, and which one runs depends only on the sequence of calls, so a run's bits are
+// reproducible. Measured at d = 1e6, k = 8: see benchmarks/README.md (BM_RetainProjection*).
 //
 //   tether::RetainProjector proj(d, {.window = 8});
 //   proj.push(g_r);                           // once per step (or every `refresh` steps)
@@ -209,6 +209,11 @@ class RetainProjector {
   /// columns in turn. The device version is device::project_gradients
   /// (solvers/retain_projector_device.hpp).
   void project_gradients(const Eigen::MatrixXd& gradients, Eigen::MatrixXd& out);
+  /// The same for float gradients (a model's, as stored): every operation is done in double on
+  /// the exactly converted entries and each result rounded once to float, so out equals the
+  /// double overload's result on gradients.cast<double>(), cast to float, bit for bit. Reads
+  /// and writes half the bytes (the basis and metric stay double).
+  void project_gradients(const Eigen::MatrixXf& gradients, Eigen::MatrixXf& out);
 
   // ---- the basis, explicitly (for other backends) ----
   /// Rows [block_offset(b), block_offset(b) + block_size(b)) of the parameters form block b.
@@ -239,7 +244,8 @@ class RetainProjector {
     const double* scale = nullptr;
     double sign = 1.0;
   };
-  bool project_explicit(const double* in, Index in_stride, double* out, Index out_stride, Index m,
+  template <class T>  // double, or float (computed in double, rounded at the end)
+  bool project_explicit(const T* in, Index in_stride, T* out, Index out_stride, Index m,
                         const Scaling& whiten, const Scaling& unwhiten, bool copy_unprojected);
   void project_sign_selective(VectorRef w, double learning_rate);
   void project_cone(ConstVectorRef step, VectorRef out);

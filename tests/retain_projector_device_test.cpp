@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <tether/core/errors.hpp>
@@ -115,6 +116,67 @@ TEST(RetainManyGradients, ManyChunksAndRepeatedPassesStayBitwisePerColumn) {
     const std::string m = e.what();
     EXPECT_NE(m.find("gradient in column 5"), std::string::npos) << m;
     EXPECT_NE(m.find("entry 12345"), std::string::npos) << m;
+  }
+}
+
+TEST(RetainManyGradients, FloatGradientsGiveTheDoubleResultRoundedBitForBit) {
+  Rng rng(54);
+  const Index d = 20000;  // 3 row chunks
+  const Eigen::MatrixXd window = gaussian(rng, d, 4);
+  Vector h(d);
+  for (Index i = 0; i < d; ++i) h[i] = 0.01 + rng.uniform();
+  Eigen::MatrixXf g = gaussian(rng, d, 9).cast<float>();
+  // Near-span columns (noise 1e-4 of the column, above float rounding): their pass repeats.
+  for (Index j : {4, 6, 8})
+    g.col(j) = (window.col(j % 4) + 1e-4 * gaussian(rng, d, 1).col(0)).cast<float>();
+  const Eigen::MatrixXd g_double = g.cast<double>();
+  for (const bool blockwise : {false, true})
+    for (const bool identity : {false, true}) {
+      RetainProjectorOptions options{.window = 4};
+      Eigen::MatrixXd pushed = window;
+      if (blockwise) {  // the window vanishes on the last block: its rows are only scaled
+        options.scope = RetainScope::kBlockwise;
+        options.block_sizes = {d / 4, d / 4, d / 2};
+        pushed.bottomRows(d / 2).setZero();
+      }
+      RetainProjector single(d, options), twin(d, options);
+      for (RetainProjector* p : {&single, &twin}) {
+        for (int j = 0; j < 4; ++j) p->push(pushed.col(j));
+        if (!identity) p->set_metric(h);
+      }
+      // Twice: the first call's first columns go through the reflectors, the second's none.
+      for (int call = 0; call < 2; ++call) {
+        Eigen::MatrixXf out;
+        Eigen::MatrixXd expected;
+        single.project_gradients(g, out);
+        twin.project_gradients(g_double, expected);
+        if (blockwise) ASSERT_EQ(single.rank(2), 0);
+        const Eigen::MatrixXf rounded = expected.cast<float>();
+        ASSERT_EQ(out.rows(), d);
+        ASSERT_EQ(out.cols(), g.cols());
+        EXPECT_EQ(std::memcmp(out.data(), rounded.data(), sizeof(float) * out.size()), 0)
+            << "blockwise " << blockwise << " identity " << identity << " call " << call;
+      }
+    }
+  // Refusals: the shape, and a non-finite entry named by column and entry.
+  RetainProjector projector(d, {.window = 4});
+  for (int j = 0; j < 4; ++j) projector.push(window.col(j));
+  Eigen::MatrixXf out;
+  EXPECT_THROW(projector.project_gradients(Eigen::MatrixXf::Zero(d - 1, 2), out), ShapeError);
+  for (int call = 0; call < 2; ++call) {  // through the reflectors, then the fused pass
+    Eigen::MatrixXf bad = g;
+    bad(12345, call == 0 ? 0 : 5) = std::numeric_limits<float>::infinity();
+    try {
+      projector.project_gradients(bad, out);
+      ADD_FAILURE() << "an infinite gradient entry was accepted";
+    } catch (const NumericalError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(call == 0 ? "gradient in column 0" : "gradient in column 5"),
+                std::string::npos)
+          << m;
+      EXPECT_NE(m.find("entry 12345"), std::string::npos) << m;
+    }
+    projector.project_gradients(g, out);  // makes the explicit basis serve the next call
   }
 }
 

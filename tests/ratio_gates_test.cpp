@@ -241,6 +241,36 @@ TokenBatch four_tokens(Vector advantage) {
   return b;
 }
 
+TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
+  // Above 2^16 tokens evaluate runs on threads, in lanes and with fast_exp: compared with the
+  // rule applied token by token with std::exp and one running sum.
+  Rng rng(31);
+  const TokenBatch b = testing::make_test_batch(rng, 2, 4, 16, 400, 800, 0, true);
+  ASSERT_GT(b.size(), Index{1} << 16);
+  Vector lp = b.old_log_prob;
+  for (Index i = 0; i < b.size(); ++i)
+    lp[i] = std::min(0.0, lp[i] + std::clamp(0.2 * rng.normal(), -0.6, 0.6));
+  const double eps = 0.2, n = static_cast<double>(b.size());
+  double sum = 0.0, scale = 0.0;
+  Index clipped = 0;
+  Vector gradient(b.size());
+  for (Index i = 0; i < b.size(); ++i) {
+    const double r = std::exp(lp[i] - b.old_log_prob[i]), a = b.advantage[i];
+    const bool up = a > 0.0 && r > 1.0 + eps, down = a < 0.0 && r < 1.0 - eps;
+    sum += (up ? 1.0 + eps : (down ? 1.0 - eps : r)) * a;
+    scale += std::abs(r * a);
+    gradient[i] = up || down ? 0.0 : r * a / n;
+    clipped += up || down ? 1 : 0;
+  }
+  const GateValue v = PpoClipGate{}.evaluate(b, lp);
+  ASSERT_GT(clipped, b.size() / 20);  // both regimes well represented
+  EXPECT_NEAR(v.objective, sum / n, 1e-14 * scale / n);
+  EXPECT_LE((v.gradient - gradient).cwiseAbs().maxCoeff(), 4e-16 * gradient.cwiseAbs().maxCoeff());
+  EXPECT_EQ(v.tokens.zeroed, static_cast<double>(clipped) / n);
+  for (Index i = 0; i < b.size(); ++i)
+    if (gradient[i] == 0.0) ASSERT_EQ(v.gradient[i], 0.0) << "token " << i;
+}
+
 TEST(PpoClip, ValueGradientAndRegimesByHand) {
   const TokenBatch b = four_tokens(Vector{{1.0, 1.0, -1.0, -1.0}});
   const Vector r{{1.5, 0.5, 1.1, 0.7}};

@@ -8,6 +8,10 @@
 // KL, GSPO's clip, and APC's single-state example (value 0.05, and that it is the maximum).
 #include <gtest/gtest.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -269,6 +273,17 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   EXPECT_EQ(v.tokens.zeroed, static_cast<double>(clipped) / n);
   for (Index i = 0; i < b.size(); ++i)
     if (gradient[i] == 0.0) ASSERT_EQ(v.gradient[i], 0.0) << "token " << i;
+#ifdef _OPENMP
+  // Fixed chunks added in order: one thread gives the same bits as two.
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const GateValue one = PpoClipGate{}.evaluate(b, lp);
+  omp_set_num_threads(2);
+  const GateValue two = PpoClipGate{}.evaluate(b, lp);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(one.objective, two.objective);
+  EXPECT_EQ(one.gradient, two.gradient);
+#endif
 }
 
 TEST(PpoClip, ValueGradientAndRegimesByHand) {

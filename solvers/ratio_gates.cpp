@@ -32,18 +32,31 @@ ClippedTerm ppo_term(double r, double advantage, double eps) {
 // Batches from this many tokens on run their token loops on OpenMP threads.
 constexpr Index kParallelTokens = Index{1} << 16;
 
-// PPO-clip's evaluate on tokens [begin, end): writes dJ / d log pi_i (inv_n r_i A_i, or 0 where
-// clipped) and returns the tokens' sum of G_i A_i and count of clipped ones, both in lanes
-// (core/lanes.hpp: one fixed order, and a loop that vectorises: selects only, fast_exp, no bool
-// or byte in the lanes).
-struct PpoSums {
-  double gated_advantage = 0.0;
+RegimeFractions zeroed_share(Index zeroed, Index total) {
+  RegimeFractions f;
+  f.zeroed = static_cast<double>(zeroed) / static_cast<double>(total);
+  f.pass_through = 1.0 - f.zeroed;
+  return f;
+}
+
+// The clipped surrogate of PPO-clip and GRPO on tokens [begin, end), with token weights mu_i
+// (kWeighted; else every token's is uniform_mu) and, with kPenalty, GRPO's k3 penalty towards a
+// reference policy, x_i = log pi_ref - log pi:
+//   J_i = mu_i (G_i A_i - beta (e^x - x - 1)),   dJ / d log pi_i = mu_i (kept_i r_i A_i
+//   + beta (e^x - 1)),   G_i = clip(r_i) where ppo_term clips (kept_i = 0), r_i where not.
+// Writes the gradient entries; returns sum_i J_i and the clipped tokens, both in lanes
+// (core/lanes.hpp: one fixed order, and a loop that vectorises: fast_exp, no bool or byte in
+// the lanes).
+struct SurrogateSums {
+  double objective = 0.0;
   double clipped = 0.0;  // a count (exact below 2^53)
 };
 
-PpoSums ppo_evaluate_tokens(const double* new_log_prob, const double* old_log_prob,
-                            const double* advantage, Index begin, Index end, double eps,
-                            double inv_n, double* __restrict__ gradient) {
+template <bool kWeighted, bool kPenalty>
+SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double* old_log_prob,
+                                       const double* advantage, const double* mu, double uniform_mu,
+                                       const double* reference, double beta, double eps,
+                                       Index begin, Index end, double* __restrict__ gradient) {
   const double low = 1.0 - eps, high = 1.0 + eps;
   double sum[lanes::kLanes] = {}, clipped[lanes::kLanes] = {};
   auto body = [&](int l, long long k) {
@@ -52,24 +65,64 @@ PpoSums ppo_evaluate_tokens(const double* new_log_prob, const double* old_log_pr
     const double a = advantage[i];
     // ppo_term's rule: clipped where A > 0 and r > 1 + eps (G = 1 + eps) or A < 0 and
     // r < 1 - eps (G = 1 - eps). As 0/1 factors: each product below is exact (a factor 1 or 0
-    // times a finite value; r <= exp(709.8)), so G is exactly 1 +- eps or r, and the gradient
-    // r A / n or 0. (GCC 12 does not vectorise the same rule written with selects on bools.)
+    // times a finite value; r <= exp(709.8)), so G is exactly 1 +- eps or r, and kept r A is
+    // r A or 0. (GCC 12 does not vectorise the same rule written with selects on bools.)
     const double up = a > 0.0 ? (r > high ? 1.0 : 0.0) : 0.0;
     const double down = a < 0.0 ? (r < low ? 1.0 : 0.0) : 0.0;
     const double kept = 1.0 - (up + down);
-    sum[l] += (up * high + down * low + kept * r) * a;
-    gradient[i] = kept * (r * a * inv_n);
+    double value = (up * high + down * low + kept * r) * a;
+    double slope = kept * (r * a);
+    if constexpr (kPenalty) {
+      const double x = reference[i] - new_log_prob[i];
+      const double ex = fast_exp(x);
+      value -= beta * (ex - x - 1.0);
+      slope += beta * (ex - 1.0);
+    }
+    const double weight = kWeighted ? mu[i] : uniform_mu;
+    sum[l] += weight * value;
+    gradient[i] = weight * slope;
     clipped[l] += up + down;
   };
   lanes::for_each(end - begin, body);
   return {lanes::total(sum), lanes::total(clipped)};
 }
 
-RegimeFractions zeroed_share(Index zeroed, Index total) {
-  RegimeFractions f;
-  f.zeroed = static_cast<double>(zeroed) / static_cast<double>(total);
-  f.pass_through = 1.0 - f.zeroed;
-  return f;
+// The clipped surrogate over the whole batch into value (objective, gradient, token regimes):
+// fixed chunks of tokens, on threads above kParallelTokens, their sums added in chunk order (the
+// same bits for any thread count). mu == nullptr: uniform weights 1 / n; reference == nullptr:
+// no penalty.
+void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, const double* mu,
+                       const double* reference, double beta, double eps, GateValue& value) {
+  const Index n = batch.size();
+  const double uniform_mu = 1.0 / static_cast<double>(n);
+  value.gradient.resize(n);
+  constexpr Index kChunk = Index{1} << 14;
+  const Index chunks = (n + kChunk - 1) / kChunk;
+  std::vector<SurrogateSums> parts(static_cast<std::size_t>(chunks));
+  auto chunk = [&](Index c, auto kernel) {
+    parts[static_cast<std::size_t>(c)] = kernel(
+        new_log_prob.data(), batch.old_log_prob.data(), batch.advantage.data(), mu, uniform_mu,
+        reference, beta, eps, c * kChunk, std::min(n, (c + 1) * kChunk), value.gradient.data());
+  };
+#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+  for (Index c = 0; c < chunks; ++c) {
+    if (mu == nullptr && reference == nullptr)
+      chunk(c, clipped_surrogate_tokens<false, false>);
+    else if (reference == nullptr)
+      chunk(c, clipped_surrogate_tokens<true, false>);
+    else if (mu == nullptr)
+      chunk(c, clipped_surrogate_tokens<false, true>);
+    else
+      chunk(c, clipped_surrogate_tokens<true, true>);
+  }
+  double sum = 0.0, clipped = 0.0;
+  for (const SurrogateSums& part : parts) {
+    sum += part.objective;
+    clipped += part.clipped;
+  }
+  value.objective = sum;
+  value.tokens = zeroed_share(static_cast<Index>(clipped), n);
+  value.trajectories = RegimeFractions{};
 }
 
 }  // namespace
@@ -107,7 +160,7 @@ Vector ppo_jacobian_product(const TokenBatch& batch, ConstVectorRef new_log_prob
   require_token_vector(batch, x, where, name);
   Vector out(batch.size());
   for (Index i = 0; i < batch.size(); ++i) {
-    const double r = std::exp(new_log_prob[i] - batch.old_log_prob[i]);
+    const double r = fast_exp(new_log_prob[i] - batch.old_log_prob[i]);  // r as evaluate's
     out[i] = ppo_term(r, batch.advantage[i], eps).clipped ? 0.0 : x[i];
   }
   return out;
@@ -157,28 +210,8 @@ PpoClipGate::PpoClipGate(const Options& options) : options_(options) {
 
 GateValue PpoClipGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
   require_valid_gate_input(batch, new_log_prob);
-  const Index n = batch.size();
-  const double inv_n = 1.0 / static_cast<double>(n);
   GateValue value;
-  value.gradient.resize(n);
-  // Fixed chunks of tokens on threads, their sums added in chunk order: the same bits for any
-  // thread count. d(r A) / d log r = r A.
-  constexpr Index kChunk = Index{1} << 14;
-  const Index chunks = (n + kChunk - 1) / kChunk;
-  std::vector<PpoSums> parts(static_cast<std::size_t>(chunks));
-#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
-  for (Index c = 0; c < chunks; ++c)
-    parts[static_cast<std::size_t>(c)] = ppo_evaluate_tokens(
-        new_log_prob.data(), batch.old_log_prob.data(), batch.advantage.data(), c * kChunk,
-        std::min(n, (c + 1) * kChunk), options_.eps, inv_n, value.gradient.data());
-  double sum = 0.0, zeroed = 0.0;
-  for (const PpoSums& part : parts) {
-    sum += part.gated_advantage;
-    zeroed += part.clipped;
-  }
-  value.objective = sum * inv_n;
-  value.tokens = zeroed_share(static_cast<Index>(zeroed), n);
-  value.trajectories = RegimeFractions{};
+  clipped_surrogate(batch, new_log_prob, nullptr, nullptr, 0.0, options_.eps, value);
   return value;
 }
 
@@ -186,9 +219,9 @@ Vector PpoClipGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log
   require_valid_gate_input(batch, new_log_prob);
   Vector g(batch.size());
   for (Index i = 0; i < batch.size(); ++i)
-    g[i] = ppo_term(std::exp(new_log_prob[i] - batch.old_log_prob[i]), batch.advantage[i],
+    g[i] = ppo_term(fast_exp(new_log_prob[i] - batch.old_log_prob[i]), batch.advantage[i],
                     options_.eps)
-               .gated;
+               .gated;  // r as evaluate's (fast_exp), so the same tokens clip
   return g;
 }
 
@@ -253,30 +286,8 @@ GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
                       reference_log_prob_.size(), " entries; the batch has ", n, " tokens");
   const Vector mu = weights(batch);
   GateValue value;
-  value.gradient.resize(n);
-  double sum = 0.0;
-  Index zeroed = 0;
-  for (Index i = 0; i < n; ++i) {
-    const double r = std::exp(new_log_prob[i] - batch.old_log_prob[i]);
-    const double a = batch.advantage[i];
-    const ClippedTerm term = ppo_term(r, a, options_.eps);
-    double term_value = term.gated * a;
-    double term_grad = term.clipped ? 0.0 : r * a;
-    if (kl) {
-      // k3 = pi_ref/pi - log(pi_ref/pi) - 1 = e^x - x - 1, x = log pi_ref - log pi;
-      // d k3 / d log pi = -(e^x - 1).
-      const double x = reference_log_prob_[i] - new_log_prob[i];
-      const double ex = std::exp(x);
-      term_value -= options_.beta * (ex - x - 1.0);
-      term_grad += options_.beta * (ex - 1.0);
-    }
-    sum += mu[i] * term_value;
-    value.gradient[i] = mu[i] * term_grad;
-    zeroed += term.clipped ? 1 : 0;
-  }
-  value.objective = sum;
-  value.tokens = zeroed_share(zeroed, n);
-  value.trajectories = RegimeFractions{};
+  clipped_surrogate(batch, new_log_prob, mu.data(), kl ? reference_log_prob_.data() : nullptr,
+                    options_.beta, options_.eps, value);
   return value;
 }
 

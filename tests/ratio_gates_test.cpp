@@ -286,6 +286,39 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
 #endif
 }
 
+TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
+  // GRPO's weighted surrogate with the k3 penalty above 2^16 tokens (threads, lanes, fast_exp)
+  // against the formulas applied token by token with std::exp and one running sum.
+  Rng rng(32);
+  const TokenBatch b = testing::make_test_batch(rng, 2, 4, 16, 400, 800, 0, true);
+  ASSERT_GT(b.size(), Index{1} << 16);
+  Vector lp = b.old_log_prob, ref = b.old_log_prob;
+  for (Index i = 0; i < b.size(); ++i) {
+    lp[i] = std::min(0.0, lp[i] + std::clamp(0.2 * rng.normal(), -0.6, 0.6));
+    ref[i] = std::min(0.0, ref[i] + 0.1 * rng.normal());
+  }
+  const double eps = 0.2, beta = 0.04;
+  const Vector mu = GrpoGate::weights(b);
+  double sum = 0.0, scale = 0.0;
+  Index clipped = 0;
+  Vector gradient(b.size());
+  for (Index i = 0; i < b.size(); ++i) {
+    const double r = std::exp(lp[i] - b.old_log_prob[i]), a = b.advantage[i];
+    const bool up = a > 0.0 && r > 1.0 + eps, down = a < 0.0 && r < 1.0 - eps;
+    const double x = ref[i] - lp[i], ex = std::exp(x);
+    const double value = (up ? 1.0 + eps : (down ? 1.0 - eps : r)) * a - beta * (ex - x - 1.0);
+    sum += mu[i] * value;
+    scale += mu[i] * (std::abs(r * a) + beta * (ex + std::abs(x) + 1.0));
+    gradient[i] = mu[i] * ((up || down ? 0.0 : r * a) + beta * (ex - 1.0));
+    clipped += up || down ? 1 : 0;
+  }
+  const GateValue v = GrpoGate({.eps = eps, .beta = beta}, ref).evaluate(b, lp);
+  ASSERT_GT(clipped, b.size() / 20);
+  EXPECT_NEAR(v.objective, sum, 1e-14 * scale);
+  EXPECT_LE((v.gradient - gradient).cwiseAbs().maxCoeff(), 1e-15 * gradient.cwiseAbs().maxCoeff());
+  EXPECT_EQ(v.tokens.zeroed, static_cast<double>(clipped) / static_cast<double>(b.size()));
+}
+
 TEST(PpoClip, ValueGradientAndRegimesByHand) {
   const TokenBatch b = four_tokens(Vector{{1.0, 1.0, -1.0, -1.0}});
   const Vector r{{1.5, 0.5, 1.1, 0.7}};

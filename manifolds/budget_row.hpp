@@ -10,6 +10,7 @@
 // sums follow in fixed order, so the result does not depend on the vector width's rounding.
 #pragma once
 
+#include <cassert>
 #include <cmath>
 #include <tether/core/fast_exp.hpp>
 #include <tether/core/hd.hpp>
@@ -54,12 +55,13 @@ TETHER_HD inline double tree_sum(double* x) {
 /// (logit -inf). Every loop but the copy has the fixed length W, so max, exp and the sums that
 /// follow vectorise.
 template <int W>
-TETHER_HD inline void padded_weights(const double* a, const double* c, int k, double t, double* cost,
-                                     double* e) {
+TETHER_HD inline void padded_weights(const double* a, const double* c, int k, double t,
+                                     double* cost, double* e) {
 #if defined(__GNUC__) && !defined(__CUDA_ARCH__)
-  // The callers dispatch on k, so 1 <= k <= W. Said to the compiler, which otherwise assumes a
-  // negative k possible and warns that the padding loop's memset may overflow (GCC 12, -O3
-  // -march=native: -Wstringop-overflow).
+  // 1 <= k <= W: the manifolds refuse K < 1 at construction and the callers dispatch on k <= W.
+  // Said to the compiler, which otherwise assumes a negative k possible and warns that the
+  // padding loop's memset may overflow (GCC 12, -O3 -march=native: -Wstringop-overflow).
+  assert(k >= 1 && k <= W);
   if (k < 1 || k > W) __builtin_unreachable();
 #endif
   double x[W], m[W];
@@ -128,8 +130,8 @@ TETHER_HD inline void recentre(double* a, int k) {
 /// shifted = a + t c for one row, less its maximum if recentre (the same operations as the
 /// moments' first step, so the shifted row's moments at t = 0 equal the row's at t, bit for
 /// bit). shifted may be a itself.
-TETHER_HD inline void shift_row(const double* a, const double* c, int k, double t,
-                                double* shifted, bool recentre) {
+TETHER_HD inline void shift_row(const double* a, const double* c, int k, double t, double* shifted,
+                                bool recentre) {
   for (int j = 0; j < k; ++j) shifted[j] = a[j] + t * c[j];
   if (recentre) budget_row::recentre(shifted, k);
 }

@@ -210,7 +210,10 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
     a_neg[k] = a.negative;
     log_probs_ok &= log_probs_valid(new_log_prob.data() + traj[k], traj[k + 1] - traj[k]) ? 1u : 0u;
   }
-  if (log_probs_ok == 0) require_valid_log_probs(batch, new_log_prob);  // throws, naming the entry
+  if (log_probs_ok == 0) {  // out is left empty, not half of two batches
+    s = GatedRatios{};
+    require_valid_log_probs(batch, new_log_prob);  // throws, naming the entry
+  }
 
   // Node aggregates (mean of the trajectory aggregates) and token counts per coarse level.
   std::vector<Vector> node_pos(n_coarse), node_neg(n_coarse), node_len(n_coarse);

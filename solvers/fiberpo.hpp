@@ -207,7 +207,8 @@ class GatingHierarchyGate {
                 GateWorkspace& workspace, GateValue& out) const;
   /// G and its Jacobian products.
   GatedRatios gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
-  /// The same into `out`, reusing its storage (no allocation when the batch size repeats).
+  /// The same into `out`, reusing its storage (no allocation when the batch size repeats). When
+  /// the call refuses its input, `out` is left unchanged or empty (size 0), never partly made.
   void gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob, GatedRatios& out) const;
   /// The same on a plan from segments() for this batch, unchanged since (ids, old log-probs,
   /// advantages): the batch's checks are not repeated, only new_log_prob's (size, finite,

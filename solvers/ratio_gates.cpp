@@ -42,11 +42,11 @@ RegimeFractions zeroed_share(Index zeroed, Index total) {
 // The clipped surrogate of PPO-clip and GRPO on tokens [begin, end), with token weights mu_i
 // (kWeighted; else every token's is uniform_mu) and, with kPenalty, GRPO's k3 penalty towards a
 // reference policy, x_i = log pi_ref - log pi:
-//   J_i = mu_i (G_i A_i - beta (e^x - x - 1)),   dJ / d log pi_i = mu_i (kept_i r_i A_i
-//   + beta (e^x - 1)),   G_i = clip(r_i) where ppo_term clips (kept_i = 0), r_i where not.
+//   J_i = mu_i (G_i A_i - beta (e^x - x - 1)),   G_i = clip(r_i) where ppo_term clips, r_i where
+//   not, dJ / d log pi_i = mu_i ((0 where clipped, r_i A_i where not) + beta (e^x - 1)).
 // Writes the gradient entries; returns sum_i J_i and the clipped tokens, both in lanes
 // (core/lanes.hpp: one fixed order, and a loop that vectorises: fast_exp, no bool or byte in
-// the lanes).
+// the lanes). kWeighted is false only for PPO-clip, which has no penalty.
 struct SurrogateSums {
   double objective = 0.0;
   double clipped = 0.0;  // a count (exact below 2^53)
@@ -64,14 +64,12 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     const double r = fast_exp(new_log_prob[i] - old_log_prob[i]);
     const double a = advantage[i];
     // ppo_term's rule: clipped where A > 0 and r > 1 + eps (G = 1 + eps) or A < 0 and
-    // r < 1 - eps (G = 1 - eps). As 0/1 factors: each product below is exact (a factor 1 or 0
-    // times a finite value; r <= exp(709.8)), so G is exactly 1 +- eps or r, and kept r A is
-    // r A or 0. (GCC 12 does not vectorise the same rule written with selects on bools.)
-    const double up = a > 0.0 ? (r > high ? 1.0 : 0.0) : 0.0;
-    const double down = a < 0.0 ? (r < low ? 1.0 : 0.0) : 0.0;
-    const double kept = 1.0 - (up + down);
-    double value = (up * high + down * low + kept * r) * a;
-    double slope = kept * (r * a);
+    // r < 1 - eps (G = 1 - eps); so G = min(r, 1 + eps) for A > 0, max(r, 1 - eps) for A < 0,
+    // and a token is clipped exactly where G != r. Selects on doubles only: GCC 12 does not
+    // vectorise the rule written with bools (and 0/1 factors would turn r = +inf into NaN).
+    const double g = a > 0.0 ? (r < high ? r : high) : (a < 0.0 ? (r > low ? r : low) : r);
+    double value = g * a;
+    double slope = g != r ? 0.0 : r * a;
     if constexpr (kPenalty) {
       const double x = reference[i] - new_log_prob[i];
       const double ex = fast_exp(x);
@@ -81,7 +79,7 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     const double weight = kWeighted ? mu[i] : uniform_mu;
     sum[l] += weight * value;
     gradient[i] = weight * slope;
-    clipped[l] += up + down;
+    clipped[l] += g != r ? 1.0 : 0.0;
   };
   lanes::for_each(end - begin, body);
   return {lanes::total(sum), lanes::total(clipped)};
@@ -89,8 +87,8 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
 
 // The clipped surrogate over the whole batch into value (objective, gradient, token regimes):
 // fixed chunks of tokens, on threads above kParallelTokens, their sums added in chunk order (the
-// same bits for any thread count). mu == nullptr: uniform weights 1 / n; reference == nullptr:
-// no penalty.
+// same bits for any thread count). mu == nullptr: uniform weights 1 / n and no penalty
+// (PPO-clip); reference == nullptr: no penalty.
 void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, const double* mu,
                        const double* reference, double beta, double eps, GateValue& value) {
   const Index n = batch.size();
@@ -106,12 +104,10 @@ void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, con
   };
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index c = 0; c < chunks; ++c) {
-    if (mu == nullptr && reference == nullptr)
+    if (mu == nullptr)  // PPO-clip (uniform weights, no penalty)
       chunk(c, clipped_surrogate_tokens<false, false>);
-    else if (reference == nullptr)
+    else if (reference == nullptr)  // GRPO without the penalty
       chunk(c, clipped_surrogate_tokens<true, false>);
-    else if (mu == nullptr)
-      chunk(c, clipped_surrogate_tokens<false, true>);
     else
       chunk(c, clipped_surrogate_tokens<true, true>);
   }

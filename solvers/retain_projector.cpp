@@ -722,6 +722,13 @@ void RetainProjector::project_gradients(const Eigen::MatrixXd& gradients, Eigen:
   if (j == m) return;
   report_ = RetainProjectionReport{};
   for (const int r : rank_) report_.rank += r;
+  // In place (out is gradients), a non-finite entry is named before anything is written: the
+  // fused pass finds it only after writing earlier blocks, whose input would then be gone.
+  if (out.data() == gradients.data())
+    for (Index k = j; k < m; ++k) {
+      const std::string what = detail::concat("gradient in column ", k);
+      check_vector(gradients.col(k), "project_gradients", what.c_str());
+    }
   // The whitened steps for lr = 1 are w0 = -S g; p = -S w, as project_gradient (the same
   // function, so the same bits per column), with Q's and S's rows read once for all columns.
   const Scaling minus_s{identity_ ? nullptr : inv_sqrt_h_.data(), -1.0};

@@ -271,7 +271,7 @@ class RetainProjector {
   Vector work_;                        // d: Q^T z_r (sign-selective, kFirstK), Q^T w0 (cone)
   Vector pending_;                     // accumulate()'s sum, allocated at its first call
   Vector small_a_;                     // k-sized scratch
-  Eigen::MatrixXd column_a_;           // k x 2 columns: project_explicit's Q^T w (both passes)
+  Eigen::MatrixXd column_a_;           // k x 2m: project_explicit's Q^T w (both passes)
   std::vector<char> column_active_;    // per column: its pass is repeated
   std::vector<double> column_before_;  // per column: |w|^2 before the pass
   std::vector<int> small_index_;

@@ -1,5 +1,6 @@
 // Counting heap allocations in a test executable: malloc, calloc and realloc are interposed (glibc
-// lets a program define them; operator new and Eigen's aligned_malloc both end in malloc).
+// lets a program define them; operator new and Eigen's aligned_malloc both end in malloc;
+// aligned_alloc and posix_memalign, which neither uses, are not counted).
 // Include this header in exactly one source file of an executable. Where allocations cannot be
 // counted (not glibc, or a sanitizer that owns malloc) TETHER_COUNT_MALLOC is undefined and
 // allocations_during returns -1: tests skip there.
@@ -9,11 +10,12 @@
 #include <cstddef>
 
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer) || \
+    __has_feature(thread_sanitizer)
 #define TETHER_NO_MALLOC_HOOK 1
 #endif
 #endif
-#if defined(__SANITIZE_ADDRESS__) || !defined(__GLIBC__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__GLIBC__)
 #define TETHER_NO_MALLOC_HOOK 1
 #endif
 

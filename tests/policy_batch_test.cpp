@@ -140,6 +140,20 @@ TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
               std::string::npos);
   };
   expect_log_probs_checked(b, lp, plan);
+  // A refused call leaves its output empty, not the new batch's offsets over the old G.
+  GatedRatios reused;
+  gate.gated_ratios(b, lp, reused);
+  ASSERT_EQ(reused.size(), b.size());
+  Rng larger_rng(11);
+  const TokenBatch larger = testing::make_test_batch(larger_rng, 2, 3, 4, 8, 60, 0, true);
+  ASSERT_GT(larger.size(), b.size());
+  Vector larger_bad = larger.old_log_prob;
+  larger_bad[larger.size() - 1] = kNan;
+  EXPECT_THROW(
+      gate.gated_ratios(gate.segments(larger, larger.old_log_prob), larger, larger_bad, reused),
+      InvalidArgumentError);
+  EXPECT_EQ(reused.size(), 0);
+  EXPECT_TRUE(reused.trajectory_offsets().empty());
   Rng large_rng(10);
   const TokenBatch large = testing::make_test_batch(large_rng, 2, 4, 16, 400, 800, 0, true);
   ASSERT_GT(large.size(), Index{1} << 16);  // the pass runs on OpenMP threads
@@ -195,11 +209,13 @@ TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) 
     gate.evaluate(gate.segments(b, lp), b, lp, workspace, planned);
     EXPECT_EQ(fresh.objective, planned.objective);
     EXPECT_EQ(fresh.gradient, planned.gradient);
-    // On a plan only the log-probs are checked, still naming the entry.
+    // On a plan only the log-probs are checked, still naming the entry (another workspace: a
+    // refusal empties the one it is given).
+    GateWorkspace refused;
     Vector bad = lp;
     bad[3] = kNan;
     EXPECT_NE(message_of<InvalidArgumentError>([&] {
-                gate.evaluate(gate.segments(b, lp), b, bad, workspace, planned);
+                gate.evaluate(gate.segments(b, lp), b, bad, refused, planned);
               }).find("new_log_prob at entry 3"),
               std::string::npos);
   }

@@ -245,6 +245,29 @@ TokenBatch four_tokens(Vector advantage) {
   return b;
 }
 
+TEST(PpoClip, ExtremeRatiosAndAdvantagesStayFinite) {
+  // r = exp(800) overflows to +inf (old log-prob -800 is valid input) and r A to more than the
+  // largest double: where the token is clipped, neither may reach G A or the gradient.
+  TokenBatch b = four_tokens(Vector{{1.0, 1e308, -1.0, 1.0}});
+  b.old_log_prob[0] = -800.0;  // r = inf, A > 0: clipped, G = 1.2
+  Vector lp = b.old_log_prob;
+  lp[0] = 0.0;
+  lp[1] += std::log(2.0);  // r = 2, A = 1e308: clipped, G A = 1.2e308 (r A would overflow)
+  lp[2] += std::log(0.5);  // r = 0.5, A < 0: clipped, G = 0.8
+  const GateValue v = PpoClipGate{}.evaluate(b, lp);
+  EXPECT_TRUE(std::isfinite(v.objective)) << v.objective;
+  EXPECT_NEAR(v.objective, (1.2 + 1.2e308 - 0.8 + 1.0) / 4.0, 1e-15 * 1.2e308);
+  for (const Index i : {0, 1, 2}) {
+    EXPECT_EQ(v.gradient[i], 0.0) << "token " << i;
+    EXPECT_FALSE(std::signbit(v.gradient[i])) << "token " << i;
+  }
+  EXPECT_NEAR(v.gradient[3], 0.25, 1e-16);
+  EXPECT_EQ(v.tokens.zeroed, 0.75);
+  const Vector g = PpoClipGate{}.gated_ratios(b, lp);
+  EXPECT_EQ(g[0], 1.2);
+  EXPECT_EQ(g[2], 0.8);
+}
+
 TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   // Above 2^16 tokens evaluate runs on threads, in lanes and with fast_exp: compared with the
   // rule applied token by token with std::exp and one running sum.

@@ -117,6 +117,24 @@ TEST(RetainManyGradients, ManyChunksAndRepeatedPassesStayBitwisePerColumn) {
     EXPECT_NE(m.find("gradient in column 5"), std::string::npos) << m;
     EXPECT_NE(m.find("entry 12345"), std::string::npos) << m;
   }
+  // In place too (out is the gradients), and the input is left as it was.
+  Eigen::MatrixXd in_place = g;
+  try {
+    projector.project_gradients(in_place, in_place);
+    ADD_FAILURE() << "a NaN gradient entry was accepted in place";
+  } catch (const NumericalError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("gradient in column 5"), std::string::npos) << m;
+    EXPECT_NE(m.find("entry 12345"), std::string::npos) << m;
+  }
+  EXPECT_TRUE(in_place.cwiseEqual(g).count() == g.size() - 1);  // all but the NaN compare equal
+  // And in place on finite input: the same bits as into another matrix.
+  g(12345, 5) = 0.5;
+  Eigen::MatrixXd separate;
+  projector.project_gradients(g, separate);
+  in_place = g;
+  projector.project_gradients(in_place, in_place);
+  EXPECT_TRUE(in_place.cwiseEqual(separate).all());
 }
 
 TEST(RetainManyGradients, FloatGradientsGiveTheDoubleResultRoundedBitForBit) {

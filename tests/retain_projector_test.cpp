@@ -649,6 +649,21 @@ TEST(RetainAllocation, PushMetricRebuildAndProjectAllocateNothing) {
       });
       EXPECT_EQ(mallocs, 0) << "blockwise " << blockwise;
       EXPECT_EQ(proj.rank(), blockwise ? 24 : 8);
+      // From the third projection of a basis on, the explicit basis (formed once, with the
+      // fused passes' scratch, by the calls before the count): steps, gradients and batches of
+      // gradients, null-space and sign-selective, allocate nothing.
+      const Mat many = gaussian(rng, d, 3);
+      Mat many_out(d, 3);
+      for (int t = 0; t < 3; ++t) proj.project_gradient(D0, out);
+      proj.project_gradients(many, many_out);
+      const long steady = testing::allocations_during([&] {
+        for (int t = 0; t < 4; ++t) {
+          proj.project_step(D0, 0.1, out);
+          proj.project_gradient(D0, out);
+          proj.project_gradients(many, many_out);
+        }
+      });
+      EXPECT_EQ(steady, 0) << "blockwise " << blockwise;
     }
   }
 #endif

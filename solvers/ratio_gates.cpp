@@ -68,8 +68,11 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     // and a token is clipped exactly where G != r. Selects on doubles only: GCC 12 does not
     // vectorise the rule written with bools (and 0/1 factors would turn r = +inf into NaN).
     const double g = a > 0.0 ? (r < high ? r : high) : (a < 0.0 ? (r > low ? r : low) : r);
+    // (The flag first, and the slope through it: computed after the slope, GCC 12 does not
+    // vectorise the loop without the penalty.)
+    const double clip = g != r ? 1.0 : 0.0;
     double value = g * a;
-    double slope = g != r ? 0.0 : r * a;
+    double slope = clip != 0.0 ? 0.0 : r * a;
     if constexpr (kPenalty) {
       const double x = reference[i] - new_log_prob[i];
       const double ex = fast_exp(x);
@@ -79,7 +82,7 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     const double weight = kWeighted ? mu[i] : uniform_mu;
     sum[l] += weight * value;
     gradient[i] = weight * slope;
-    clipped[l] += g != r ? 1.0 : 0.0;
+    clipped[l] += clip;
   };
   lanes::for_each(end - begin, body);
   return {lanes::total(sum), lanes::total(clipped)};

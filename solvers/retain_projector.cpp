@@ -470,6 +470,12 @@ bool RetainProjector::project_explicit(const T* in, Index in_stride, T* out, Ind
             if (!select(j)) continue;
             const Index len = std::min(kStrip, n - s0), row = o + s0;
             const T* x = in + j * in_stride + row;
+            // The column's next strip, fetched while the other columns' strips are done: the
+            // hardware prefetcher, restarted on each of m streams per strip, lags (float at
+            // 1e7 x 16: 162 -> 128 ms; double 210 -> 198 ms).
+            if (m > 1 && s0 + 2 * kStrip <= n)  // one column: one stream, prefetched already
+              for (Index p = 0; p < kStrip; p += 64 / static_cast<Index>(sizeof(T)))
+                __builtin_prefetch(x + kStrip + p);
             scale_strip(x, wscale ? wscale + row : nullptr, whiten.sign, len, w);
             for (int t = 0; t < subtractions; ++t)
               subtract_combination(q + s0, ld, column_a_.col(t * m + j).data(), r, len, w);

@@ -6,6 +6,7 @@
 #include <tether/core/errors.hpp>
 #include <tether/core/lanes.hpp>
 #include <tether/solvers/retain_projector.hpp>
+#include <type_traits>
 
 namespace tether {
 
@@ -711,19 +712,45 @@ void RetainProjector::project_step(ConstVectorRef step, double learning_rate, Ve
 }
 
 void RetainProjector::project_gradients(const Eigen::MatrixXd& gradients, Eigen::MatrixXd& out) {
+  project_gradients_of(gradients, out);
+}
+
+void RetainProjector::project_gradients(const Eigen::MatrixXf& gradients, Eigen::MatrixXf& out) {
+  project_gradients_of(gradients, out);
+}
+
+template <class T>
+void RetainProjector::project_gradients_of(
+    const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& gradients,
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& out) {
   require<ShapeError>(gradients.rows() == dimension_,
                       "RetainProjector::project_gradients: ", "gradients have ", gradients.rows(),
                       " rows, the dimension is ", dimension_);
   const Index m = gradients.cols();
   out.resize(dimension_, m);
+  constexpr bool kDouble = std::is_same_v<T, double>;
+  // Column k as doubles (float converts exactly), and its refusal naming the entry.
+  auto column = [&](Index k) -> Vector { return gradients.col(k).template cast<double>(); };
+  auto check_column = [&](Index k) {
+    const std::string what = detail::concat("gradient in column ", k);
+    if constexpr (kDouble)
+      check_vector(gradients.col(k), "project_gradients", what.c_str());
+    else
+      check_vector(column(k), "project_gradients", what.c_str());
+  };
   // Column by column until the explicit basis serves the null-space projection (the reflectors
   // serve the first two after a rebuild, as project_gradient does), then the rest at once: the
   // same operations per column as project_gradient, with the basis read once per chunk for all
-  // of them rather than once per column.
+  // of them rather than once per column. (Float: in double, each result rounded once.)
   Index j = 0;
   for (; j < m; ++j) {
     if (options_.mode == RetainProjectionMode::kNullSpace && !stale_ && explicit_valid_) break;
-    project_gradient(gradients.col(j), out.col(j));
+    if constexpr (kDouble) {
+      project_gradient(gradients.col(j), out.col(j));
+    } else {
+      check_column(j);
+      out.col(j) = project_gradient(column(j)).template cast<float>();
+    }
   }
   if (j == m) return;
   report_ = RetainProjectionReport{};
@@ -731,50 +758,14 @@ void RetainProjector::project_gradients(const Eigen::MatrixXd& gradients, Eigen:
   // In place (out is gradients), a non-finite entry is named before anything is written: the
   // fused pass finds it only after writing earlier blocks, whose input would then be gone.
   if (out.data() == gradients.data())
-    for (Index k = j; k < m; ++k) {
-      const std::string what = detail::concat("gradient in column ", k);
-      check_vector(gradients.col(k), "project_gradients", what.c_str());
-    }
+    for (Index k = j; k < m; ++k) check_column(k);
   // The whitened steps for lr = 1 are w0 = -S g; p = -S w, as project_gradient (the same
   // function, so the same bits per column), with Q's and S's rows read once for all columns.
   const Scaling minus_s{identity_ ? nullptr : inv_sqrt_h_.data(), -1.0};
   if (project_explicit(gradients.col(j).data(), gradients.outerStride(), out.col(j).data(),
                        out.outerStride(), m - j, minus_s, minus_s, false))
     return;
-  for (Index k = j; k < m; ++k) {  // names the first non-finite entry (out is unspecified)
-    const std::string what = detail::concat("gradient in column ", k);
-    check_vector(gradients.col(k), "project_gradients", what.c_str());
-  }
-}
-
-void RetainProjector::project_gradients(const Eigen::MatrixXf& gradients, Eigen::MatrixXf& out) {
-  require<ShapeError>(gradients.rows() == dimension_,
-                      "RetainProjector::project_gradients: ", "gradients have ", gradients.rows(),
-                      " rows, the dimension is ", dimension_);
-  const Index m = gradients.cols();
-  out.resize(dimension_, m);
-  // Column by column (in double, rounded) until the explicit basis serves, as the double
-  // overload; a column converts exactly to double.
-  auto name_non_finite = [&](Index k) {
-    const Vector column = gradients.col(k).cast<double>();
-    const std::string what = detail::concat("gradient in column ", k);
-    check_vector(column, "project_gradients", what.c_str());
-  };
-  Index j = 0;
-  for (; j < m; ++j) {
-    if (options_.mode == RetainProjectionMode::kNullSpace && !stale_ && explicit_valid_) break;
-    name_non_finite(j);
-    const Vector column = gradients.col(j).cast<double>();
-    out.col(j) = project_gradient(column).cast<float>();
-  }
-  if (j == m) return;
-  report_ = RetainProjectionReport{};
-  for (const int r : rank_) report_.rank += r;
-  const Scaling minus_s{identity_ ? nullptr : inv_sqrt_h_.data(), -1.0};
-  if (project_explicit(gradients.col(j).data(), gradients.outerStride(), out.col(j).data(),
-                       out.outerStride(), m - j, minus_s, minus_s, false))
-    return;
-  for (Index k = j; k < m; ++k) name_non_finite(k);  // out is unspecified
+  for (Index k = j; k < m; ++k) check_column(k);  // names the first non-finite entry
 }
 
 Eigen::MatrixXd RetainProjector::basis(int block) {

@@ -244,6 +244,9 @@ class RetainProjector {
     const double* scale = nullptr;
     double sign = 1.0;
   };
+  template <class T>  // both project_gradients
+  void project_gradients_of(const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& gradients,
+                            Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& out);
   template <class T>  // double, or float (computed in double, rounded at the end)
   bool project_explicit(const T* in, Index in_stride, T* out, Index out_stride, Index m,
                         const Scaling& whiten, const Scaling& unwhiten, bool copy_unprojected);

@@ -245,6 +245,18 @@ TokenBatch four_tokens(Vector advantage) {
   return b;
 }
 
+// PPO-clip's rule for one token written out with std::exp: the reference of the large-batch
+// tests below.
+struct ReferenceTerm {
+  double r, gated;
+  bool clipped;
+};
+ReferenceTerm reference_term(double new_log_prob, double old_log_prob, double a, double eps) {
+  const double r = std::exp(new_log_prob - old_log_prob);
+  const bool up = a > 0.0 && r > 1.0 + eps, down = a < 0.0 && r < 1.0 - eps;
+  return {r, up ? 1.0 + eps : (down ? 1.0 - eps : r), up || down};
+}
+
 TEST(PpoClip, ExtremeRatiosAndAdvantagesStayFinite) {
   // r = exp(800) overflows to +inf (old log-prob -800 is valid input) and r A to more than the
   // largest double: where the token is clipped, neither may reach G A or the gradient.
@@ -282,12 +294,12 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   Index clipped = 0;
   Vector gradient(b.size());
   for (Index i = 0; i < b.size(); ++i) {
-    const double r = std::exp(lp[i] - b.old_log_prob[i]), a = b.advantage[i];
-    const bool up = a > 0.0 && r > 1.0 + eps, down = a < 0.0 && r < 1.0 - eps;
-    sum += (up ? 1.0 + eps : (down ? 1.0 - eps : r)) * a;
-    scale += std::abs(r * a);
-    gradient[i] = up || down ? 0.0 : r * a / n;
-    clipped += up || down ? 1 : 0;
+    const double a = b.advantage[i];
+    const ReferenceTerm t = reference_term(lp[i], b.old_log_prob[i], a, eps);
+    sum += t.gated * a;
+    scale += std::abs(t.r * a);
+    gradient[i] = t.clipped ? 0.0 : t.r * a / n;
+    clipped += t.clipped ? 1 : 0;
   }
   const GateValue v = PpoClipGate{}.evaluate(b, lp);
   ASSERT_GT(clipped, b.size() / 20);  // both regimes well represented
@@ -326,14 +338,13 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   Index clipped = 0;
   Vector gradient(b.size());
   for (Index i = 0; i < b.size(); ++i) {
-    const double r = std::exp(lp[i] - b.old_log_prob[i]), a = b.advantage[i];
-    const bool up = a > 0.0 && r > 1.0 + eps, down = a < 0.0 && r < 1.0 - eps;
+    const double a = b.advantage[i];
+    const ReferenceTerm t = reference_term(lp[i], b.old_log_prob[i], a, eps);
     const double x = ref[i] - lp[i], ex = std::exp(x);
-    const double value = (up ? 1.0 + eps : (down ? 1.0 - eps : r)) * a - beta * (ex - x - 1.0);
-    sum += mu[i] * value;
-    scale += mu[i] * (std::abs(r * a) + beta * (ex + std::abs(x) + 1.0));
-    gradient[i] = mu[i] * ((up || down ? 0.0 : r * a) + beta * (ex - 1.0));
-    clipped += up || down ? 1 : 0;
+    sum += mu[i] * (t.gated * a - beta * (ex - x - 1.0));
+    scale += mu[i] * (std::abs(t.r * a) + beta * (ex + std::abs(x) + 1.0));
+    gradient[i] = mu[i] * ((t.clipped ? 0.0 : t.r * a) + beta * (ex - 1.0));
+    clipped += t.clipped ? 1 : 0;
   }
   const GateValue v = GrpoGate({.eps = eps, .beta = beta}, ref).evaluate(b, lp);
   ASSERT_GT(clipped, b.size() / 20);

@@ -243,6 +243,18 @@ class FiberPoGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
     return hierarchy_.evaluate(batch, new_log_prob);
   }
+  /// evaluate with a workspace, and on a plan (GatingHierarchyGate's).
+  void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateWorkspace& workspace,
+                GateValue& out) const {
+    hierarchy_.evaluate(batch, new_log_prob, workspace, out);
+  }
+  void evaluate(const HierarchySegments& plan, const TokenBatch& batch, ConstVectorRef new_log_prob,
+                GateWorkspace& workspace, GateValue& out) const {
+    hierarchy_.evaluate(plan, batch, new_log_prob, workspace, out);
+  }
+  HierarchySegments segments(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+    return hierarchy_.segments(batch, new_log_prob);
+  }
   GatedRatios gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
     return hierarchy_.gated_ratios(batch, new_log_prob);
   }

@@ -220,6 +220,20 @@ TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) 
               std::string::npos);
   }
   EXPECT_EQ(reuses_checked, 2);
+  // FiberPO (depth 2) passes them through.
+  Rng rng(23);
+  const TokenBatch b = testing::make_test_batch(rng, 2, 3, 4, 5, 40, 0, true);
+  Vector lp = b.old_log_prob;
+  for (Index i = 0; i < b.size(); ++i) lp[i] += std::clamp(0.1 * rng.normal(), -0.6, 0.6);
+  const FiberPoGate fiberpo;
+  const GateValue fresh = fiberpo.evaluate(b, lp);
+  GateWorkspace fiberpo_workspace;
+  GateValue with_workspace, on_plan;
+  fiberpo.evaluate(b, lp, fiberpo_workspace, with_workspace);
+  fiberpo.evaluate(fiberpo.segments(b, lp), b, lp, fiberpo_workspace, on_plan);
+  EXPECT_EQ(fresh.objective, with_workspace.objective);
+  EXPECT_EQ(fresh.gradient, with_workspace.gradient);
+  EXPECT_EQ(fresh.gradient, on_plan.gradient);
 }
 
 }  // namespace

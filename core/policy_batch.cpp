@@ -40,7 +40,7 @@ bool every_token_rule_holds(const TokenBatch& b) {
   unsigned ok = (position[0] == 0) & (state[0] >= 0) & (action[0] >= 0) &
                 finite_and_nonpositive(old_log_prob[0]) & (advantage[0] <= kMax) &
                 (advantage[0] >= -kMax);
-  [[maybe_unused]] const bool parallel = n >= (Index{1} << 16);
+  [[maybe_unused]] const bool parallel = n >= kParallelTokens;
 #pragma omp parallel for simd reduction(& : ok) if (parallel)
   for (Index i = 1; i < n; ++i) {
     // Bitwise & and | (no short circuit: no branch).

@@ -25,6 +25,10 @@
 
 namespace tether {
 
+/// Batches from this many tokens on run their token loops on OpenMP threads (validation, the
+/// gates); below it a thread team costs more than it saves.
+inline constexpr Index kParallelTokens = Index{1} << 16;
+
 struct TokenBatch {
   std::vector<int> domain;      ///< domain id per token
   std::vector<int> group;       ///< prompt-group id per token

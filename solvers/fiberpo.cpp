@@ -9,9 +9,9 @@ namespace tether {
 
 namespace {
 
-// Token count above which the per-trajectory loops run on OpenMP threads. Each trajectory is
-// computed by one thread in a fixed order, so results do not depend on the thread count.
-constexpr Index kParallelTokens = Index{1} << 16;
+// The per-trajectory loops run on OpenMP threads from kParallelTokens tokens on
+// (core/policy_batch.hpp). Each trajectory is computed by one thread in a fixed order, so
+// results do not depend on the thread count.
 
 bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
 

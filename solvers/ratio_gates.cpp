@@ -29,9 +29,6 @@ ClippedTerm ppo_term(double r, double advantage, double eps) {
   return {clipped ? std::clamp(r, 1.0 - eps, 1.0 + eps) : r, clipped};
 }
 
-// Batches from this many tokens on run their token loops on OpenMP threads.
-constexpr Index kParallelTokens = Index{1} << 16;
-
 RegimeFractions zeroed_share(Index zeroed, Index total) {
   RegimeFractions f;
   f.zeroed = static_cast<double>(zeroed) / static_cast<double>(total);

@@ -425,9 +425,7 @@ bool RetainProjector::project_explicit(const T* in, Index in_stride, T* out, Ind
   if (column_a_.rows() < explicit_q_.cols() || column_a_.cols() < 2 * m)
     column_a_.resize(explicit_q_.cols(), 2 * m);  // scratch kept across calls: no allocation
   std::vector<char>& repeat = column_active_;
-  std::vector<double>& before = column_before_;
   repeat.resize(static_cast<std::size_t>(m));
-  before.resize(static_cast<std::size_t>(m));
   bool all_finite = true;
   for (int b = 0; b < blocks(); ++b) {
     const int r = rank_[b];
@@ -514,11 +512,10 @@ bool RetainProjector::project_explicit(const T* in, Index in_stride, T* out, Ind
     sweep(every, 0, accumulate(true));
     bool any_repeat = false;
     for (Index j = 0; j < m; ++j) {
-      before[static_cast<std::size_t>(j)] = gather(j, 0);
+      const double b0 = gather(j, 0);  // |w0|^2
       const double* a = column_a_.col(j).data();
       double removed = 0.0;
       for (int k = 0; k < r; ++k) removed += a[k] * a[k];
-      const double b0 = before[static_cast<std::size_t>(j)];
       repeat[static_cast<std::size_t>(j)] = b0 - removed < 0.25 * b0;
       any_repeat = any_repeat || repeat[static_cast<std::size_t>(j)];
     }

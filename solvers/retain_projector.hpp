@@ -258,25 +258,24 @@ class RetainProjector {
   RetainProjectorOptions options_;
   std::vector<Index> block_offset_, block_size_;
 
-  Eigen::MatrixXd raw_;                // d x k: the window, a ring of columns
-  Eigen::MatrixXd factor_;             // d x k: the whitened window, then its Householder QR
-  Eigen::MatrixXd tau_;                // k x blocks: reflector coefficients
-  Eigen::MatrixXd r_;                  // k x (k blocks): R_b(:, j) = Q_b^T z_j, j the age
-  Eigen::MatrixXd column_norm_;        // k x blocks: |z_j| on each block
-  Eigen::MatrixXd explicit_q_;         // d x k: Q_b's r_b columns on block b's rows, once formed
-  bool explicit_valid_ = false;        // explicit_q_ holds the current basis
-  Eigen::MatrixXd chunk_sums_;         // (k + 2) x (chunks x columns): the passes' partial sums
-  int null_space_uses_ = 0;            // null-space projections since the last rebuild
-  std::vector<int> rank_;              // per block
-  std::vector<bool> newest_kept_;      // per block: the newest gradient is reflector 0
-  Vector sqrt_h_, inv_sqrt_h_;         // S^-1 and S (unused while the metric is the identity)
-  Vector latest_;                      // kFirstK: the latest push (the window may not hold it)
-  Vector work_;                        // d: Q^T z_r (sign-selective, kFirstK), Q^T w0 (cone)
-  Vector pending_;                     // accumulate()'s sum, allocated at its first call
-  Vector small_a_;                     // k-sized scratch
-  Eigen::MatrixXd column_a_;           // k x 2m: project_explicit's Q^T w (both passes)
-  std::vector<char> column_active_;    // per column: its pass is repeated
-  std::vector<double> column_before_;  // per column: |w|^2 before the pass
+  Eigen::MatrixXd raw_;              // d x k: the window, a ring of columns
+  Eigen::MatrixXd factor_;           // d x k: the whitened window, then its Householder QR
+  Eigen::MatrixXd tau_;              // k x blocks: reflector coefficients
+  Eigen::MatrixXd r_;                // k x (k blocks): R_b(:, j) = Q_b^T z_j, j the age
+  Eigen::MatrixXd column_norm_;      // k x blocks: |z_j| on each block
+  Eigen::MatrixXd explicit_q_;       // d x k: Q_b's r_b columns on block b's rows, once formed
+  bool explicit_valid_ = false;      // explicit_q_ holds the current basis
+  Eigen::MatrixXd chunk_sums_;       // (k + 2) x (chunks x columns): the passes' partial sums
+  int null_space_uses_ = 0;          // null-space projections since the last rebuild
+  std::vector<int> rank_;            // per block
+  std::vector<bool> newest_kept_;    // per block: the newest gradient is reflector 0
+  Vector sqrt_h_, inv_sqrt_h_;       // S^-1 and S (unused while the metric is the identity)
+  Vector latest_;                    // kFirstK: the latest push (the window may not hold it)
+  Vector work_;                      // d: Q^T z_r (sign-selective, kFirstK), Q^T w0 (cone)
+  Vector pending_;                   // accumulate()'s sum, allocated at its first call
+  Vector small_a_;                   // k-sized scratch
+  Eigen::MatrixXd column_a_;         // k x 2m: project_explicit's Q^T w (both passes)
+  std::vector<char> column_active_;  // per column: its pass is repeated
   std::vector<int> small_index_;
   int head_ = 0;  // storage column of the newest gradient
   int count_ = 0;

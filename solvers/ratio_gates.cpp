@@ -355,19 +355,23 @@ GspoGate::GspoGate(const Options& options) : options_(options) {
 
 namespace {
 
-// Per trajectory: s = exp(mean log r), Abar = mean A, and the PPO-clip decision on (s, Abar).
+// Per trajectory k (offsets traj): s = exp(mean log r), Abar = mean A, and the PPO-clip
+// decision on (s, Abar); body(k, begin, len, s, Abar, term). The trajectories run on OpenMP
+// threads from kParallelTokens tokens on, so a body writes only what belongs to its trajectory;
+// each trajectory's arithmetic is the same on any thread (results independent of the count).
 template <class PerTrajectory>
 void for_each_sequence(const TokenBatch& batch, ConstVectorRef new_log_prob, double eps,
-                       PerTrajectory&& body) {
-  const std::vector<Index> traj = trajectory_offsets(batch);
-  for (std::size_t k = 0; k + 1 < traj.size(); ++k) {
+                       const std::vector<Index>& traj, PerTrajectory&& body) {
+  const Index trajectories = static_cast<Index>(traj.size()) - 1;
+#pragma omp parallel for schedule(static) if (batch.size() >= kParallelTokens)
+  for (Index k = 0; k < trajectories; ++k) {
     const Index begin = traj[k], len = traj[k + 1] - traj[k];
     const double mean_log_ratio =
         (new_log_prob.segment(begin, len) - batch.old_log_prob.segment(begin, len)).sum() /
         static_cast<double>(len);
     const double s = std::exp(mean_log_ratio);
     const double abar = batch.advantage.segment(begin, len).sum() / static_cast<double>(len);
-    body(begin, len, s, abar, ppo_term(s, abar, eps), static_cast<Index>(traj.size()) - 1);
+    body(k, begin, len, s, abar, ppo_term(s, abar, eps));
   }
 }
 
@@ -377,20 +381,28 @@ GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
   require_valid_gate_input(batch, new_log_prob);
   GateValue value;
   value.gradient.resize(batch.size());
-  double sum = 0.0;
-  Index zeroed_traj = 0, zeroed_tokens = 0, n_traj = 0;
+  const std::vector<Index> traj = trajectory_offsets(batch);
+  const Index n_traj = static_cast<Index>(traj.size()) - 1;
+  const double inv = 1.0 / static_cast<double>(n_traj);
+  // Per trajectory its term and clipped flag, summed in trajectory order below.
+  std::vector<double> terms(static_cast<std::size_t>(n_traj));
+  std::vector<char> clipped(static_cast<std::size_t>(n_traj));
   for_each_sequence(
-      batch, new_log_prob, options_.eps,
-      [&](Index begin, Index len, double s, double abar, ClippedTerm term, Index trajectories) {
-        n_traj = trajectories;
-        const double inv = 1.0 / static_cast<double>(trajectories);
-        sum += term.gated * abar;
+      batch, new_log_prob, options_.eps, traj,
+      [&](Index k, Index begin, Index len, double s, double abar, ClippedTerm term) {
+        terms[static_cast<std::size_t>(k)] = term.gated * abar;
+        clipped[static_cast<std::size_t>(k)] = term.clipped ? 1 : 0;
         // d s / d log r_t = s / T_tau.
         value.gradient.segment(begin, len)
             .setConstant(term.clipped ? 0.0 : s * abar * inv / static_cast<double>(len));
-        zeroed_traj += term.clipped ? 1 : 0;
-        zeroed_tokens += term.clipped ? len : 0;
       });
+  double sum = 0.0;
+  Index zeroed_traj = 0, zeroed_tokens = 0;
+  for (Index k = 0; k < n_traj; ++k) {
+    sum += terms[static_cast<std::size_t>(k)];
+    zeroed_traj += clipped[static_cast<std::size_t>(k)];
+    zeroed_tokens += clipped[static_cast<std::size_t>(k)] ? traj[k + 1] - traj[k] : 0;
+  }
   value.objective = sum / static_cast<double>(n_traj);
   value.tokens = zeroed_share(zeroed_tokens, batch.size());
   value.trajectories = zeroed_share(zeroed_traj, n_traj);
@@ -400,8 +412,8 @@ GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
 Vector GspoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
   require_valid_gate_input(batch, new_log_prob);
   Vector g(batch.size());
-  for_each_sequence(batch, new_log_prob, options_.eps,
-                    [&](Index begin, Index len, double, double, ClippedTerm term, Index) {
+  for_each_sequence(batch, new_log_prob, options_.eps, trajectory_offsets(batch),
+                    [&](Index, Index begin, Index len, double, double, ClippedTerm term) {
                       g.segment(begin, len).setConstant(term.gated);
                     });
   return g;
@@ -411,8 +423,8 @@ Vector GspoGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, Const
   require_valid_gate_input(batch, new_log_prob);
   require_token_vector(batch, v, "GspoGate::jvp", "v");
   Vector out(batch.size());
-  for_each_sequence(batch, new_log_prob, options_.eps,
-                    [&](Index begin, Index len, double s, double, ClippedTerm term, Index) {
+  for_each_sequence(batch, new_log_prob, options_.eps, trajectory_offsets(batch),
+                    [&](Index, Index begin, Index len, double s, double, ClippedTerm term) {
                       if (term.clipped) {
                         out.segment(begin, len).setZero();
                         return;
@@ -430,8 +442,8 @@ Vector GspoGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, Const
   require_valid_gate_input(batch, new_log_prob);
   require_token_vector(batch, w, "GspoGate::vjp", "w");
   Vector out(batch.size());
-  for_each_sequence(batch, new_log_prob, options_.eps,
-                    [&](Index begin, Index len, double s, double, ClippedTerm term, Index) {
+  for_each_sequence(batch, new_log_prob, options_.eps, trajectory_offsets(batch),
+                    [&](Index, Index begin, Index len, double s, double, ClippedTerm term) {
                       if (term.clipped) {
                         out.segment(begin, len).setZero();
                         return;

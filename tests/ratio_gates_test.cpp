@@ -23,6 +23,7 @@
 #include <tether/solvers/apc_obj.hpp>
 #include <tether/solvers/fiberpo.hpp>
 #include <tether/solvers/ratio_gates.hpp>
+#include <tuple>
 #include <vector>
 
 #include "error_message.hpp"
@@ -474,6 +475,45 @@ TEST(Grpo, KlToReference) {
 }
 
 // ---------------------------------------------------------------- GSPO
+
+TEST(Gspo, ALargeBatchGivesTheSameBitsOnOneThreadAndTwo) {
+  // Above 2^16 tokens the trajectories run on threads; sums are added in trajectory order.
+  Rng rng(33);
+  const TokenBatch b = testing::make_test_batch(rng, 2, 4, 16, 400, 800, 0, true);
+  ASSERT_GT(b.size(), Index{1} << 16);
+  // A shift per trajectory of about the clip range (4e-4), so that some trajectories clip.
+  std::vector<double> shift(static_cast<std::size_t>(b.trajectory.back()) + 1);
+  for (double& x : shift) x = 5e-4 * rng.normal();
+  Vector lp = b.old_log_prob, v(b.size());
+  for (Index i = 0; i < b.size(); ++i) {
+    const double x = shift[static_cast<std::size_t>(b.trajectory[static_cast<std::size_t>(i)])];
+    lp[i] = std::min(0.0, lp[i] + x + 0.002 * rng.normal());
+    v[i] = rng.normal();
+  }
+  const GspoGate gate;
+  auto run = [&](int threads) {
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    return std::make_tuple(gate.evaluate(b, lp), gate.jvp(b, lp, v), gate.vjp(b, lp, v));
+  };
+#ifdef _OPENMP
+  const int saved = omp_get_max_threads();
+#endif
+  const auto one = run(1), two = run(2);
+#ifdef _OPENMP
+  omp_set_num_threads(saved);
+#endif
+  EXPECT_EQ(std::get<0>(one).objective, std::get<0>(two).objective);
+  EXPECT_EQ(std::get<0>(one).gradient, std::get<0>(two).gradient);
+  EXPECT_EQ(std::get<0>(one).trajectories.zeroed, std::get<0>(two).trajectories.zeroed);
+  EXPECT_GT(std::get<0>(one).trajectories.zeroed, 0.0);  // both regimes present
+  EXPECT_LT(std::get<0>(one).trajectories.zeroed, 1.0);
+  EXPECT_EQ(std::get<1>(one), std::get<1>(two));
+  EXPECT_EQ(std::get<2>(one), std::get<2>(two));
+}
 
 TEST(Gspo, SequenceRatioAndClip) {
   const TokenBatch b = four_tokens(Vector{{1.0, 1.0, -1.0, -1.0}});

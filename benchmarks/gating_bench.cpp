@@ -20,8 +20,12 @@
 //   BM_FiberPoEvaluateWorkspace/N   the same with a GateWorkspace and the GateValue reused across
 //                                   calls (their per-token arrays allocated once, untimed), at
 //                                   1e4 to 1e8 tokens.
-//   BM_PpoClipGate/1000000          PPO-clip evaluate; least traffic: read new and old
-//                                   log-probs and advantages, write the gradient (32 bytes).
+//   BM_PpoClipGate/N                PPO-clip evaluate, 1e4 to 1e8 tokens; least traffic: read
+//                                   new and old log-probs and advantages, write the gradient
+//                                   (32 bytes).
+//   BM_PpoClipGateReused/N          the same into a GateValue reused across calls (its gradient
+//                                   allocated once, untimed).
+//   BM_GspoGate/N                   GSPO evaluate (1e6, 1e7 tokens); the same least traffic.
 //   BM_FiberPoGateGpu/1000000       FiberPO-Domain's G on the device (device::gated_values: the
 //                                   batch checked and segmented on the host, the log-probs
 //                                   copied over and G back, all timed); registered only where a
@@ -159,13 +163,27 @@ void BM_FiberPoEvaluateWorkspace(benchmark::State& state) {
 }
 
 void BM_PpoClipGate(benchmark::State& state) { evaluate(state, tether::PpoClipGate{}, 32); }
+void BM_GspoGate(benchmark::State& state) { evaluate(state, tether::GspoGate{}, 32); }
+void BM_PpoClipGateReused(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::PpoClipGate gate;
+  tether::GateValue value;
+  gate.evaluate(data.batch, data.new_log_prob, value);  // the gradient first touched untimed
+  for (auto _ : state) {
+    gate.evaluate(data.batch, data.new_log_prob, value);
+    benchmark::DoNotOptimize(value.gradient.data());
+  }
+  set_rates(state, data, 32);
+}
 
 BENCHMARK(BM_FiberPoGate)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGatePlanned)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluateWorkspace)->Apply(token_sizes);
-BENCHMARK(BM_PpoClipGate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PpoClipGate)->Apply(token_sizes);
+BENCHMARK(BM_PpoClipGateReused)->Apply(token_sizes);
+BENCHMARK(BM_GspoGate)->Arg(1000000)->Arg(10000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 const bool kGpuRegistered = [] {
   if (!tether::device::cuda_available()) return false;

@@ -205,10 +205,15 @@ PpoClipGate::PpoClipGate(const Options& options) : options_(options) {
 }
 
 GateValue PpoClipGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
-  require_valid_gate_input(batch, new_log_prob);
   GateValue value;
-  clipped_surrogate(batch, new_log_prob, nullptr, nullptr, 0.0, options_.eps, value);
+  evaluate(batch, new_log_prob, value);
   return value;
+}
+
+void PpoClipGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                           GateValue& out) const {
+  require_valid_gate_input(batch, new_log_prob);
+  clipped_surrogate(batch, new_log_prob, nullptr, nullptr, 0.0, options_.eps, out);
 }
 
 Vector PpoClipGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
@@ -275,16 +280,21 @@ Vector GrpoGate::weights(const TokenBatch& batch) {
 }
 
 GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  GateValue value;
+  evaluate(batch, new_log_prob, value);
+  return value;
+}
+
+void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        GateValue& out) const {
   require_valid_gate_input(batch, new_log_prob);
   const Index n = batch.size();
   const bool kl = options_.beta > 0.0;
   require<ShapeError>(!kl || reference_log_prob_.size() == n, "GrpoGate: reference_log_prob has ",
                       reference_log_prob_.size(), " entries; the batch has ", n, " tokens");
   const Vector mu = weights(batch);
-  GateValue value;
   clipped_surrogate(batch, new_log_prob, mu.data(), kl ? reference_log_prob_.data() : nullptr,
-                    options_.beta, options_.eps, value);
-  return value;
+                    options_.beta, options_.eps, out);
 }
 
 Vector GrpoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {

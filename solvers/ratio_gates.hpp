@@ -113,6 +113,9 @@ class PpoClipGate {
   explicit PpoClipGate(const Options& options);
 
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// The same into `out`, its gradient's storage reused when the batch size repeats: from about
+  /// 1e7 tokens on, a fresh gradient's page faults cost more than the gate itself.
+  void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// G_i: r_i where the unclipped term is the min, clip(r_i, 1 - eps, 1 + eps) where not.
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// Jacobian products with J = dG/dr (in ratio space, G = gated_ratios()): J is diagonal,
@@ -141,6 +144,9 @@ class GrpoGate {
   explicit GrpoGate(const Options& options, Vector reference_log_prob = Vector());
 
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// The same into `out`, its gradient's storage reused (see PpoClipGate; the per-token weights
+  /// are still computed into a vector of their own).
+  void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// J = dG/dr of the PPO-clip G above (the KL term is not in G, so not in J): diagonal, 1 where

@@ -309,6 +309,15 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   EXPECT_EQ(v.tokens.zeroed, static_cast<double>(clipped) / n);
   for (Index i = 0; i < b.size(); ++i)
     if (gradient[i] == 0.0) ASSERT_EQ(v.gradient[i], 0.0) << "token " << i;
+  // Into a GateValue whose gradient's storage is reused: the same bits.
+  GateValue reused;
+  PpoClipGate{}.evaluate(b, lp, reused);
+  const double* storage = reused.gradient.data();
+  PpoClipGate{}.evaluate(b, lp, reused);
+  EXPECT_EQ(reused.gradient.data(), storage);
+  EXPECT_EQ(reused.objective, v.objective);
+  EXPECT_EQ(reused.gradient, v.gradient);
+  EXPECT_EQ(reused.tokens.zeroed, v.tokens.zeroed);
 #ifdef _OPENMP
   // Fixed chunks added in order: one thread gives the same bits as two.
   const int saved = omp_get_max_threads();
@@ -347,7 +356,15 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
     gradient[i] = mu[i] * ((t.clipped ? 0.0 : t.r * a) + beta * (ex - 1.0));
     clipped += t.clipped ? 1 : 0;
   }
-  const GateValue v = GrpoGate({.eps = eps, .beta = beta}, ref).evaluate(b, lp);
+  const GrpoGate gate({.eps = eps, .beta = beta}, ref);
+  const GateValue v = gate.evaluate(b, lp);
+  GateValue reused;
+  gate.evaluate(b, lp, reused);
+  const double* storage = reused.gradient.data();
+  gate.evaluate(b, lp, reused);
+  EXPECT_EQ(reused.gradient.data(), storage);
+  EXPECT_EQ(reused.objective, v.objective);
+  EXPECT_EQ(reused.gradient, v.gradient);
   ASSERT_GT(clipped, b.size() / 20);
   EXPECT_NEAR(v.objective, sum, 1e-14 * scale);
   EXPECT_LE((v.gradient - gradient).cwiseAbs().maxCoeff(), 1e-15 * gradient.cwiseAbs().maxCoeff());

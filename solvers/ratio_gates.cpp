@@ -388,9 +388,15 @@ void for_each_sequence(const TokenBatch& batch, ConstVectorRef new_log_prob, dou
 }  // namespace
 
 GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
-  require_valid_gate_input(batch, new_log_prob);
   GateValue value;
-  value.gradient.resize(batch.size());
+  evaluate(batch, new_log_prob, value);
+  return value;
+}
+
+void GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        GateValue& out) const {
+  require_valid_gate_input(batch, new_log_prob);
+  out.gradient.resize(batch.size());
   const std::vector<Index> traj = trajectory_offsets(batch);
   const Index n_traj = static_cast<Index>(traj.size()) - 1;
   const double inv = 1.0 / static_cast<double>(n_traj);
@@ -403,7 +409,7 @@ GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
         terms[static_cast<std::size_t>(k)] = term.gated * abar;
         clipped[static_cast<std::size_t>(k)] = term.clipped ? 1 : 0;
         // d s / d log r_t = s / T_tau.
-        value.gradient.segment(begin, len)
+        out.gradient.segment(begin, len)
             .setConstant(term.clipped ? 0.0 : s * abar * inv / static_cast<double>(len));
       });
   double sum = 0.0;
@@ -413,10 +419,9 @@ GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
     zeroed_traj += clipped[static_cast<std::size_t>(k)];
     zeroed_tokens += clipped[static_cast<std::size_t>(k)] ? traj[k + 1] - traj[k] : 0;
   }
-  value.objective = sum / static_cast<double>(n_traj);
-  value.tokens = zeroed_share(zeroed_tokens, batch.size());
-  value.trajectories = zeroed_share(zeroed_traj, n_traj);
-  return value;
+  out.objective = sum / static_cast<double>(n_traj);
+  out.tokens = zeroed_share(zeroed_tokens, batch.size());
+  out.trajectories = zeroed_share(zeroed_traj, n_traj);
 }
 
 Vector GspoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {

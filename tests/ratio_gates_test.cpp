@@ -530,6 +530,14 @@ TEST(Gspo, ALargeBatchGivesTheSameBitsOnOneThreadAndTwo) {
   EXPECT_LT(std::get<0>(one).trajectories.zeroed, 1.0);
   EXPECT_EQ(std::get<1>(one), std::get<1>(two));
   EXPECT_EQ(std::get<2>(one), std::get<2>(two));
+  // Into a reused GateValue: the same bits, the storage kept.
+  GateValue reused;
+  gate.evaluate(b, lp, reused);
+  const double* storage = reused.gradient.data();
+  gate.evaluate(b, lp, reused);
+  EXPECT_EQ(reused.gradient.data(), storage);
+  EXPECT_EQ(reused.objective, std::get<0>(one).objective);
+  EXPECT_EQ(reused.gradient, std::get<0>(one).gradient);
 }
 
 TEST(Gspo, SequenceRatioAndClip) {

@@ -20,10 +20,7 @@
 
 #include "error_message.hpp"
 #include "policy_test_batch.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "with_threads.hpp"
 
 namespace tether {
 namespace {
@@ -603,18 +600,13 @@ TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCount) {
   }
   const Vector lp = with_log_ratios(b, x);
   const GatingHierarchyGate gate;
-  auto run = [&](int threads) {
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
+  const auto run = [&] {
     const GateValue value = gate.evaluate(b, lp);
     Vector jv;
     gate.gated_ratios(b, lp).jvp(v, jv);
     return std::make_tuple(value.objective, value.gradient, jv);
   };
-  const auto one = run(1), two = run(2);
+  const auto one = testing::with_threads(1, run), two = testing::with_threads(2, run);
   EXPECT_EQ(std::get<0>(one), std::get<0>(two));
   EXPECT_EQ((std::get<1>(one) - std::get<1>(two)).cwiseAbs().maxCoeff(), 0.0);
   EXPECT_EQ((std::get<2>(one) - std::get<2>(two)).cwiseAbs().maxCoeff(), 0.0);

@@ -8,10 +8,6 @@
 // KL, GSPO's clip, and APC's single-state example (value 0.05, and that it is the maximum).
 #include <gtest/gtest.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -28,6 +24,7 @@
 
 #include "error_message.hpp"
 #include "policy_test_batch.hpp"
+#include "with_threads.hpp"
 
 namespace tether {
 namespace {
@@ -318,17 +315,11 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   EXPECT_EQ(reused.objective, v.objective);
   EXPECT_EQ(reused.gradient, v.gradient);
   EXPECT_EQ(reused.tokens.zeroed, v.tokens.zeroed);
-#ifdef _OPENMP
   // Fixed chunks added in order: one thread gives the same bits as two.
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  const GateValue one = PpoClipGate{}.evaluate(b, lp);
-  omp_set_num_threads(2);
-  const GateValue two = PpoClipGate{}.evaluate(b, lp);
-  omp_set_num_threads(saved);
+  const auto run = [&] { return PpoClipGate{}.evaluate(b, lp); };
+  const GateValue one = testing::with_threads(1, run), two = testing::with_threads(2, run);
   EXPECT_EQ(one.objective, two.objective);
   EXPECT_EQ(one.gradient, two.gradient);
-#endif
 }
 
 TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
@@ -508,21 +499,10 @@ TEST(Gspo, ALargeBatchGivesTheSameBitsOnOneThreadAndTwo) {
     v[i] = rng.normal();
   }
   const GspoGate gate;
-  auto run = [&](int threads) {
-#ifdef _OPENMP
-    omp_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
+  const auto run = [&] {
     return std::make_tuple(gate.evaluate(b, lp), gate.jvp(b, lp, v), gate.vjp(b, lp, v));
   };
-#ifdef _OPENMP
-  const int saved = omp_get_max_threads();
-#endif
-  const auto one = run(1), two = run(2);
-#ifdef _OPENMP
-  omp_set_num_threads(saved);
-#endif
+  const auto one = testing::with_threads(1, run), two = testing::with_threads(2, run);
   EXPECT_EQ(std::get<0>(one).objective, std::get<0>(two).objective);
   EXPECT_EQ(std::get<0>(one).gradient, std::get<0>(two).gradient);
   EXPECT_EQ(std::get<0>(one).trajectories.zeroed, std::get<0>(two).trajectories.zeroed);

@@ -105,6 +105,11 @@ GatedRatios GatingHierarchyGate::gated_ratios(const TokenBatch& batch,
 HierarchySegments GatingHierarchyGate::segments(const TokenBatch& batch,
                                                 ConstVectorRef new_log_prob) const {
   require_valid_gate_input(batch, new_log_prob);
+  return segments_of_valid_batch(batch);
+}
+
+// The plan of a batch that passed TokenBatch::validate: the coarse levels' ids are checked here.
+HierarchySegments GatingHierarchyGate::segments_of_valid_batch(const TokenBatch& batch) const {
   const Index n = batch.size();
   HierarchySegments plan;
   plan.trajectories = segment_offsets(batch.trajectory);
@@ -154,7 +159,10 @@ HierarchySegments GatingHierarchyGate::segments(const TokenBatch& batch,
 
 void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob,
                                        GatedRatios& s) const {
-  gated_ratios(segments(batch, new_log_prob), batch, new_log_prob, s);  // validates
+  // The batch checked here, the new log-probs inside the plan overload's first pass (checking
+  // them in segments() too would read them once more).
+  batch.validate();
+  gated_ratios(segments_of_valid_batch(batch), batch, new_log_prob, s);
 }
 
 void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const TokenBatch& batch,
@@ -429,7 +437,8 @@ GateValue GatingHierarchyGate::evaluate(const TokenBatch& batch,
 
 void GatingHierarchyGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                                    GateWorkspace& workspace, GateValue& out) const {
-  evaluate(segments(batch, new_log_prob), batch, new_log_prob, workspace, out);  // validates
+  batch.validate();  // the new log-probs are checked in gated_ratios' first pass
+  evaluate(segments_of_valid_batch(batch), batch, new_log_prob, workspace, out);
 }
 
 void GatingHierarchyGate::evaluate(const HierarchySegments& plan, const TokenBatch& batch,

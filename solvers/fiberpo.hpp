@@ -224,6 +224,7 @@ class GatingHierarchyGate {
   HierarchySegments segments(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
 
  private:
+  HierarchySegments segments_of_valid_batch(const TokenBatch& batch) const;
   GatingHierarchyOptions options_;
 };
 

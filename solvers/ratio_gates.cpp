@@ -18,15 +18,23 @@ bool fail(std::string* why, const std::string& message) {
 
 bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
 
-// The PPO-clip term of one token: G (r or its clip), and whether the clipped term is the min.
+// PPO-clip's G of one token: the clipped term is the min where A > 0 and r > 1 + eps (G = 1 +
+// eps) or A < 0 and r < 1 - eps (G = 1 - eps); G = r elsewhere, so the token is clipped exactly
+// where G != r. Selects on doubles only, so that the token loops that call it vectorise (GCC 12
+// does not vectorise the rule written with bools).
+inline double gated_ratio(double r, double advantage, double low, double high) {
+  return advantage > 0.0 ? (r < high ? r : high) : (advantage < 0.0 ? (r > low ? r : low) : r);
+}
+
+// The PPO-clip term of one token: G, and whether the clipped term is the min.
 struct ClippedTerm {
   double gated;
   bool clipped;
 };
 
 ClippedTerm ppo_term(double r, double advantage, double eps) {
-  const bool clipped = (advantage > 0.0 && r > 1.0 + eps) || (advantage < 0.0 && r < 1.0 - eps);
-  return {clipped ? std::clamp(r, 1.0 - eps, 1.0 + eps) : r, clipped};
+  const double g = gated_ratio(r, advantage, 1.0 - eps, 1.0 + eps);
+  return {g, g != r};
 }
 
 RegimeFractions zeroed_share(Index zeroed, Index total) {
@@ -60,11 +68,7 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     const Index i = begin + k;
     const double r = fast_exp(new_log_prob[i] - old_log_prob[i]);
     const double a = advantage[i];
-    // ppo_term's rule: clipped where A > 0 and r > 1 + eps (G = 1 + eps) or A < 0 and
-    // r < 1 - eps (G = 1 - eps); so G = min(r, 1 + eps) for A > 0, max(r, 1 - eps) for A < 0,
-    // and a token is clipped exactly where G != r. Selects on doubles only: GCC 12 does not
-    // vectorise the rule written with bools (and 0/1 factors would turn r = +inf into NaN).
-    const double g = a > 0.0 ? (r < high ? r : high) : (a < 0.0 ? (r > low ? r : low) : r);
+    const double g = gated_ratio(r, a, low, high);  // (0/1 factors would make r = +inf NaN)
     // (The flag first, and the slope through it: computed after the slope, GCC 12 does not
     // vectorise the loop without the penalty.)
     const double clip = g != r ? 1.0 : 0.0;

@@ -1,6 +1,7 @@
 // Small helpers shared by tether's .cu files (never included by host-only code): a CUDA status
-// check that throws tether::Error, and a device allocation freed on scope exit (so a throwing
-// check does not leak).
+// check that throws tether::Error, a device allocation freed on scope exit (so a throwing check
+// does not leak), and the kernel launches, spelled so that the CPU emulator
+// (tests/cuda_emulation, -DTETHER_CUDA=EMULATE) can run them too.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -8,6 +9,16 @@
 #include <cstddef>
 #include <string>
 #include <tether/core/errors.hpp>
+#include <tuple>
+
+/// TETHER_KERNEL_LAUNCH(grid, block, kernel)(args...) is kernel<<<grid, block>>>(args...) (an
+/// explicitly instantiated kernel for a template: the emulator cannot deduce its arguments).
+#if defined(TETHER_CUDA_EMULATION)
+#define TETHER_KERNEL_LAUNCH(grid, block, ...) \
+  ::cuda_emulation::launcher(grid, block, __VA_ARGS__, false, #__VA_ARGS__)
+#else
+#define TETHER_KERNEL_LAUNCH(grid, block, ...) __VA_ARGS__<<<grid, block>>>
+#endif
 
 namespace tether::device::cuda {
 
@@ -49,6 +60,28 @@ inline DeviceBuffer upload(const T* host, std::size_t n, const char* what) {
   DeviceBuffer buffer(sizeof(T) * n);
   if (n > 0) check(cudaMemcpy(buffer.data, host, sizeof(T) * n, cudaMemcpyHostToDevice), what);
   return buffer;
+}
+
+/// A cooperative launch (every block resident at once, so grid.sync() may be called): the
+/// arguments converted to the kernel's parameter types, as a <<<>>> launch converts them.
+template <class... Params, class... Args>
+cudaError_t launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args) && sizeof...(Params) > 0,
+                "launch_cooperative: one argument per kernel parameter");
+#if defined(TETHER_CUDA_EMULATION)
+  return ::cuda_emulation::launcher(grid, block, kernel, true, "cooperative kernel")(args...);
+#else
+  std::tuple<Params...> values(args...);
+  void* pointers[sizeof...(Params)];
+  std::apply(
+      [&pointers](auto&... v) {
+        int i = 0;
+        ((pointers[i++] = static_cast<void*>(&v)), ...);
+      },
+      values);
+  return cudaLaunchCooperativeKernel(reinterpret_cast<void*>(kernel), grid, block, pointers, 0,
+                                     nullptr);
+#endif
 }
 
 }  // namespace tether::device::cuda

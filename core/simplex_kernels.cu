@@ -307,8 +307,8 @@ void launch_threshold(T* x, long long rows, long long n, T z, bool l1, bool sort
                       long long* index) {
   const long long warps_per_block = kThreads / 32;
   const long long blocks = (rows + warps_per_block - 1) / warps_per_block;
-  threshold_warp_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-      x, rows, n, n, z, l1, sorted, scratch, d_status.as<int>(), d_index.as<long long>());
+  TETHER_KERNEL_LAUNCH(static_cast<unsigned>(blocks), kThreads, threshold_warp_kernel<T>)
+  (x, rows, n, n, z, l1, sorted, scratch, d_status.as<int>(), d_index.as<long long>());
   check(cudaGetLastError(), "threshold_warp_kernel launch");
   copy_status_back(d_status, d_index, rows, status, index);  // synchronises
 }
@@ -349,13 +349,13 @@ void launch_box_section(T* x, long long rows, long long n, const T* lower, long 
                                        total};
   if (sorted) {
     const long long blocks = (rows + kThreads - 1) / kThreads;
-    box_section_sorted_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-        x, rows, n, n, set, scratch, d_status.as<int>(), d_index.as<long long>());
+    TETHER_KERNEL_LAUNCH(static_cast<unsigned>(blocks), kThreads, box_section_sorted_kernel<T>)
+    (x, rows, n, n, set, scratch, d_status.as<int>(), d_index.as<long long>());
   } else {
     const long long warps_per_block = kThreads / 32;
     const long long blocks = (rows + warps_per_block - 1) / warps_per_block;
-    box_section_newton_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(
-        x, rows, n, n, set, scratch, d_status.as<int>(), d_index.as<long long>());
+    TETHER_KERNEL_LAUNCH(static_cast<unsigned>(blocks), kThreads, box_section_newton_kernel<T>)
+    (x, rows, n, n, set, scratch, d_status.as<int>(), d_index.as<long long>());
   }
   check(cudaGetLastError(), "box_section kernel launch");
   copy_status_back(d_status, d_index, rows, status, index);  // synchronises

@@ -22,7 +22,7 @@ using cuda::check;
 // Sums a and b over the block into a[0], b[0] (fixed tree: deterministic). Ends synchronised.
 __device__ void block_sum(double* a, double* b) {
   __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
     if (threadIdx.x < stride) {
       a[threadIdx.x] += a[threadIdx.x + stride];
       b[threadIdx.x] += b[threadIdx.x + stride];
@@ -34,7 +34,7 @@ __device__ void block_sum(double* a, double* b) {
 // The largest a over the block into a[0] (fixed tree). Ends synchronised.
 __device__ void block_max(double* a) {
   __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
     if (threadIdx.x < stride && a[threadIdx.x + stride] > a[threadIdx.x])
       a[threadIdx.x] = a[threadIdx.x + stride];
     __syncthreads();
@@ -80,7 +80,7 @@ void phi_and_slope(const double* alpha, const double* costs, int n, int k, doubl
   check(cudaMalloc(&d_slope, sizeof(double) * blocks), "cudaMalloc");
   check(cudaMemcpy(d_alpha, alpha, bytes, cudaMemcpyHostToDevice), "copy alpha");
   check(cudaMemcpy(d_costs, costs, bytes, cudaMemcpyHostToDevice), "copy costs");
-  phi_partials<<<blocks, kThreads>>>(d_alpha, d_costs, n, k, t, d_phi, d_slope);
+  TETHER_KERNEL_LAUNCH(blocks, kThreads, phi_partials)(d_alpha, d_costs, n, k, t, d_phi, d_slope);
   check(cudaGetLastError(), "phi_partials launch");
   std::vector<double> phi(static_cast<std::size_t>(blocks)),
       slope(static_cast<std::size_t>(blocks));
@@ -313,7 +313,7 @@ __global__ void retract_large_kernel(double* alpha, const double* costs, long lo
 // Sums a, b and c over the block into a[0], b[0], c[0] (fixed tree). Ends synchronised.
 __device__ void block_sum3(double* a, double* b, double* c) {
   __syncthreads();
-  for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
     if (threadIdx.x < stride) {
       a[threadIdx.x] += a[threadIdx.x + stride];
       b[threadIdx.x] += b[threadIdx.x + stride];
@@ -553,20 +553,15 @@ void download_alpha(const ResidentInstances* r, double* alpha) {
 void retract_resident(ResidentInstances* r, double relative_tolerance, int max_passes, bool at_most,
                       bool recentre, RetractionOutcome* outcomes) {
   if (r->cooperative) {
-    double budget = r->host_budgets[0];
-    long long n = r->n;
-    int k = r->k;
-    int at_most_flag = at_most ? 1 : 0, recentre_flag = recentre ? 1 : 0;
-    void* args[] = {&r->alpha,      &r->costs,           &n,          &k,
-                    &budget,        &relative_tolerance, &max_passes, &at_most_flag,
-                    &recentre_flag, &r->partials,        &r->outcomes};
-    check(cudaLaunchCooperativeKernel(reinterpret_cast<void*>(retract_large_kernel), r->grid_blocks,
-                                      kThreads, args, 0, nullptr),
-          "retract_large_kernel launch");
+    check(
+        cuda::launch_cooperative(retract_large_kernel, r->grid_blocks, kThreads, r->alpha, r->costs,
+                                 r->n, r->k, r->host_budgets[0], relative_tolerance, max_passes,
+                                 at_most ? 1 : 0, recentre ? 1 : 0, r->partials, r->outcomes),
+        "retract_large_kernel launch");
   } else {
-    retract_instances_kernel<<<r->instances, kThreads>>>(
-        r->alpha, r->costs, r->k, r->starts, r->budgets, relative_tolerance, max_passes,
-        at_most ? 1 : 0, recentre ? 1 : 0, r->outcomes);
+    TETHER_KERNEL_LAUNCH(r->instances, kThreads, retract_instances_kernel)
+    (r->alpha, r->costs, r->k, r->starts, r->budgets, relative_tolerance, max_passes,
+     at_most ? 1 : 0, recentre ? 1 : 0, r->outcomes);
     check(cudaGetLastError(), "retract_instances_kernel launch");
   }
   check(cudaMemcpy(outcomes, r->outcomes, sizeof(RetractionOutcome) * r->instances,
@@ -615,16 +610,17 @@ namespace {
 bool project_buffer(ResidentInstances* r, double* v, double relative_tolerance, bool at_most) {
   const int at_most_flag = at_most ? 1 : 0;
   if (r->cooperative) {
-    projection_partials_kernel<<<r->grid_blocks, kThreads>>>(r->alpha, r->costs, v, r->normal, r->n,
-                                                             r->k, r->projection_partials);
+    TETHER_KERNEL_LAUNCH(r->grid_blocks, kThreads, projection_partials_kernel)
+    (r->alpha, r->costs, v, r->normal, r->n, r->k, r->projection_partials);
     check(cudaGetLastError(), "projection_partials_kernel launch");
-    projection_total_kernel<<<1, 1>>>(r->projection_partials, r->grid_blocks, r->host_budgets[0],
-                                      relative_tolerance, at_most_flag, r->coefficients);
+    TETHER_KERNEL_LAUNCH(1, 1, projection_total_kernel)
+    (r->projection_partials, r->grid_blocks, r->host_budgets[0], relative_tolerance, at_most_flag,
+     r->coefficients);
     check(cudaGetLastError(), "projection_total_kernel launch");
   } else {
-    projection_coefficients_kernel<<<r->instances, kThreads>>>(
-        r->alpha, r->costs, v, r->normal, r->k, r->starts, r->budgets, relative_tolerance,
-        at_most_flag, r->coefficients);
+    TETHER_KERNEL_LAUNCH(r->instances, kThreads, projection_coefficients_kernel)
+    (r->alpha, r->costs, v, r->normal, r->k, r->starts, r->budgets, relative_tolerance,
+     at_most_flag, r->coefficients);
     check(cudaGetLastError(), "projection_coefficients_kernel launch");
   }
   // A degenerate instance (NaN coefficient) leaves every instance's v unchanged, as on the CPU:
@@ -636,12 +632,12 @@ bool project_buffer(ResidentInstances* r, double* v, double relative_tolerance, 
   for (double c : coefficients)
     if (c != c) return false;
   if (r->cooperative) {
-    projection_update_kernel<<<r->grid_blocks, kThreads>>>(v, r->normal, r->n * r->k,
-                                                           r->coefficients);
+    TETHER_KERNEL_LAUNCH(r->grid_blocks, kThreads, projection_update_kernel)
+    (v, r->normal, r->n * r->k, r->coefficients);
     check(cudaGetLastError(), "projection_update_kernel launch");
   } else {
-    projection_update_instances_kernel<<<r->instances, kThreads>>>(v, r->normal, r->k, r->starts,
-                                                                   r->coefficients);
+    TETHER_KERNEL_LAUNCH(r->instances, kThreads, projection_update_instances_kernel)
+    (v, r->normal, r->k, r->starts, r->coefficients);
     check(cudaGetLastError(), "projection_update_instances_kernel launch");
   }
   check(cudaDeviceSynchronize(), "projection update");
@@ -705,9 +701,9 @@ AdamStepOutcome adam_step_resident(ResidentInstances* r, const AdamConstants& ad
     return out;
   }
   // 2. Adam's moments and the trial point.
-  adam_trial_kernel<<<elementwise_grid(entries), kThreads>>>(
-      r->alpha, r->vector, r->first_moment, r->second_moment, r->trial, entries, adam.beta1,
-      adam.beta2, adam.bias1, adam.bias2, adam.learning_rate, adam.epsilon, adam.weight_decay);
+  TETHER_KERNEL_LAUNCH(elementwise_grid(entries), kThreads, adam_trial_kernel)
+  (r->alpha, r->vector, r->first_moment, r->second_moment, r->trial, entries, adam.beta1,
+   adam.beta2, adam.bias1, adam.bias2, adam.learning_rate, adam.epsilon, adam.weight_decay);
   check(cudaGetLastError(), "adam_trial_kernel launch");
   // 3. The retraction of the trial point (the resident kernels act on r->alpha: swap).
   std::swap(r->alpha, r->trial);
@@ -720,7 +716,8 @@ AdamStepOutcome adam_step_resident(ResidentInstances* r, const AdamConstants& ad
   bool converged = true;
   for (int b = 0; b < r->instances; ++b) converged = converged && outcomes[b].converged != 0;
   check(cudaMemset(r->flag, 0, sizeof(int)), "zero flag");
-  non_finite_kernel<<<elementwise_grid(entries), kThreads>>>(r->alpha, entries, r->flag);
+  TETHER_KERNEL_LAUNCH(elementwise_grid(entries), kThreads, non_finite_kernel)
+  (r->alpha, entries, r->flag);
   check(cudaGetLastError(), "non_finite_kernel launch");
   int bad = 0;
   check(cudaMemcpy(&bad, r->flag, sizeof(int), cudaMemcpyDeviceToHost), "copy flag");

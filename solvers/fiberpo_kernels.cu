@@ -36,9 +36,9 @@ __global__ void trajectory_means_kernel(const double* new_log_prob, const double
 
 // One level's nodes: offsets (nodes + 1 entries) over the trajectories; outputs per node.
 __global__ void node_means_kernel(const double* a_positive, const double* a_negative,
-                                 const long long* trajectories, const long long* offsets,
-                                 long long nodes, double* node_positive, double* node_negative,
-                                 double* node_tokens) {
+                                  const long long* trajectories, const long long* offsets,
+                                  long long nodes, double* node_positive, double* node_negative,
+                                  double* node_tokens) {
   const long long m = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (m >= nodes) return;
   const seg::SignedMeans a = seg::node_means(a_positive, a_negative, offsets[m], offsets[m + 1]);
@@ -106,8 +106,8 @@ __global__ void jvp_means_kernel(const double* v, const double* ratio, const std
                                  double* m_positive, double* m_negative) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
-  const seg::SignedMeans m = seg::jvp_trajectory_means(v, ratio, flags, trajectories[k],
-                                                       trajectories[k + 1], ratio_space);
+  const seg::SignedMeans m =
+      seg::jvp_trajectory_means(v, ratio, flags, trajectories[k], trajectories[k + 1], ratio_space);
   m_positive[k] = m.positive;
   m_negative[k] = m.negative;
 }
@@ -139,13 +139,13 @@ __global__ void jvp_tokens_kernel(const double* v, const double* ratio, const st
 
 // J^T v, step 1: per trajectory C and R^c before the coarse levels.
 __global__ void vjp_sums_kernel(const double* v, const double* g, const std::uint8_t* flags,
-                                const long long* trajectories, long long count,
-                                int coarse_levels, const double* beta_positive,
-                                const double* beta_negative, double* total, double* r_positive,
-                                double* r_negative) {
+                                const long long* trajectories, long long count, int coarse_levels,
+                                const double* beta_positive, const double* beta_negative,
+                                double* total, double* r_positive, double* r_negative) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
-  const seg::VjpSums p = seg::vjp_trajectory_sums(v, g, flags, trajectories[k], trajectories[k + 1]);
+  const seg::VjpSums p =
+      seg::vjp_trajectory_sums(v, g, flags, trajectories[k], trajectories[k + 1]);
   const long long last = static_cast<long long>(coarse_levels) * count + k;
   total[k] = p.total;
   r_positive[k] = -(p.pu_positive + p.pv_negative) + beta_positive[last] * p.total;
@@ -168,11 +168,10 @@ __global__ void vjp_nodes_kernel(const double* beta_positive, const double* beta
 // its tokens.
 __global__ void vjp_tokens_kernel(const double* v, const double* g, const double* ratio,
                                   const std::uint8_t* flags, const long long* trajectories,
-                                  long long count, int coarse_levels,
-                                  const long long* node_offsets, const long long* level_starts,
-                                  const double* q_positive, const double* q_negative,
-                                  const double* r_positive, const double* r_negative,
-                                  bool ratio_space, double* out) {
+                                  long long count, int coarse_levels, const long long* node_offsets,
+                                  const long long* level_starts, const double* q_positive,
+                                  const double* q_negative, const double* r_positive,
+                                  const double* r_negative, bool ratio_space, double* out) {
   const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= count) return;
   double rp = r_positive[k], rn = r_negative[k];
@@ -198,7 +197,12 @@ struct ResidentGate {
   DeviceBuffer traj, offsets, starts, g, ratio, flags, beta_positive, beta_negative;
   DeviceBuffer work_a, work_b, work_c, node_a, node_b, node_c;  // per-call scratch
   ResidentGate(long long n, long long t, int levels, long long offset_entries)
-      : tokens(n), count(t), coarse(levels), traj(0), offsets(0), starts(0),
+      : tokens(n),
+        count(t),
+        coarse(levels),
+        traj(0),
+        offsets(0),
+        starts(0),
         g(sizeof(double) * static_cast<std::size_t>(n)),
         ratio(sizeof(double) * static_cast<std::size_t>(n)),
         flags(static_cast<std::size_t>(n)),
@@ -209,7 +213,8 @@ struct ResidentGate {
         work_c(sizeof(double) * static_cast<std::size_t>(t)),
         node_a(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
         node_b(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
-        node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)) {}
+        node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)) {
+  }
 };
 
 namespace {
@@ -220,22 +225,21 @@ void node_means_all_levels(const ResidentGate* r) {
   for (int l = 0; l < r->coarse; ++l) {
     const long long base = r->level_starts[l];
     const long long nodes = r->level_starts[l + 1] - r->level_starts[l] - 1;
-    node_means_kernel<<<blocks_for(nodes), kThreads>>>(
-        r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
-        r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
-        r->node_b.as<double>() + base, r->node_c.as<double>() + base);
+    TETHER_KERNEL_LAUNCH(blocks_for(nodes), kThreads, node_means_kernel)
+    (r->work_a.as<double>(), r->work_b.as<double>(), r->traj.as<long long>(),
+     r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
+     r->node_b.as<double>() + base, r->node_c.as<double>() + base);
     check(cudaGetLastError(), "node_means_kernel launch");
   }
 }
 
 }  // namespace
 
-ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob,
-                          long long tokens, const long long* trajectories,
-                          long long num_trajectories, int coarse_levels,
-                          const long long* node_offsets, const long long* level_starts,
-                          const double* budget_positive, const double* budget_negative,
-                          double eps) {
+ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob, long long tokens,
+                          const long long* trajectories, long long num_trajectories,
+                          int coarse_levels, const long long* node_offsets,
+                          const long long* level_starts, const double* budget_positive,
+                          const double* budget_negative, double eps) {
   if (coarse_levels + 1 > kMaxGatedLevels)
     throw Error("device gating: at most " + std::to_string(kMaxGatedLevels) +
                 " gated levels on the device");
@@ -252,23 +256,22 @@ ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob
                              "copy level starts");
     const DeviceBuffer d_new = cuda::upload(new_log_prob, n, "copy new_log_prob");
     const DeviceBuffer d_old = cuda::upload(old_log_prob, n, "copy old_log_prob");
-    const DeviceBuffer d_bp = cuda::upload(
-        budget_positive, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
-    const DeviceBuffer d_bn = cuda::upload(
-        budget_negative, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
+    const DeviceBuffer d_bp =
+        cuda::upload(budget_positive, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
+    const DeviceBuffer d_bn =
+        cuda::upload(budget_negative, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
     // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).
-    trajectory_means_kernel<<<blocks_for(num_trajectories), kThreads>>>(
-        d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
-        r->work_a.as<double>(), r->work_b.as<double>());
+    TETHER_KERNEL_LAUNCH(blocks_for(num_trajectories), kThreads, trajectory_means_kernel)
+    (d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
+     r->work_a.as<double>(), r->work_b.as<double>());
     check(cudaGetLastError(), "trajectory_means_kernel launch");
     node_means_all_levels(r);
-    gate_kernel<<<blocks_for(num_trajectories), kThreads>>>(
-        d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
-        coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(),
-        r->node_a.as<double>(), r->node_b.as<double>(), r->node_c.as<double>(),
-        r->work_a.as<double>(), r->work_b.as<double>(), d_bp.as<double>(), d_bn.as<double>(), eps,
-        r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
-        r->beta_positive.as<double>(), r->beta_negative.as<double>());
+    TETHER_KERNEL_LAUNCH(blocks_for(num_trajectories), kThreads, gate_kernel)
+    (d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
+     coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(), r->node_a.as<double>(),
+     r->node_b.as<double>(), r->node_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>(),
+     d_bp.as<double>(), d_bn.as<double>(), eps, r->g.as<double>(), r->ratio.as<double>(),
+     r->flags.as<std::uint8_t>(), r->beta_positive.as<double>(), r->beta_negative.as<double>());
     check(cudaGetLastError(), "gate_kernel launch");
     check(cudaDeviceSynchronize(), "gate kernels");
   } catch (...) {
@@ -291,18 +294,17 @@ void jvp(const ResidentGate* r, const double* v, double* out, bool log_space) {
   const DeviceBuffer d_v = cuda::upload(v, n, "copy v");
   DeviceBuffer d_out(sizeof(double) * n);
   const bool ratio_space = !log_space;
-  jvp_means_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
-      r->traj.as<long long>(), r->count, ratio_space, r->work_a.as<double>(),
-      r->work_b.as<double>());
+  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, jvp_means_kernel)
+  (d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
+   r->count, ratio_space, r->work_a.as<double>(), r->work_b.as<double>());
   check(cudaGetLastError(), "jvp_means_kernel launch");
   node_means_all_levels(r);
-  jvp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
-      r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
-      r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
-      r->work_a.as<double>(), r->work_b.as<double>(), r->beta_positive.as<double>(),
-      r->beta_negative.as<double>(), ratio_space, d_out.as<double>());
+  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, jvp_tokens_kernel)
+  (d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
+   r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
+   r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
+   r->work_a.as<double>(), r->work_b.as<double>(), r->beta_positive.as<double>(),
+   r->beta_negative.as<double>(), ratio_space, d_out.as<double>());
   check(cudaGetLastError(), "jvp_tokens_kernel launch");
   check(cudaMemcpy(out, d_out.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy J v");
 }
@@ -313,26 +315,26 @@ void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
   DeviceBuffer d_out(sizeof(double) * n);
   const bool ratio_space = !log_space;
   // total (work_c), R^+ (work_a), R^- (work_b); node terms (node_a, node_b).
-  vjp_sums_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
-      r->count, r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(),
-      r->work_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>());
+  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, vjp_sums_kernel)
+  (d_v.as<double>(), r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
+   r->count, r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(),
+   r->work_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>());
   check(cudaGetLastError(), "vjp_sums_kernel launch");
   for (int l = 0; l < r->coarse; ++l) {
     const long long base = r->level_starts[l];
     const long long nodes = r->level_starts[l + 1] - r->level_starts[l] - 1;
-    vjp_nodes_kernel<<<blocks_for(nodes), kThreads>>>(
-        r->beta_positive.as<double>() + static_cast<long long>(l) * r->count,
-        r->beta_negative.as<double>() + static_cast<long long>(l) * r->count,
-        r->work_c.as<double>(), r->offsets.as<long long>() + base, nodes,
-        r->node_a.as<double>() + base, r->node_b.as<double>() + base);
+    TETHER_KERNEL_LAUNCH(blocks_for(nodes), kThreads, vjp_nodes_kernel)
+    (r->beta_positive.as<double>() + static_cast<long long>(l) * r->count,
+     r->beta_negative.as<double>() + static_cast<long long>(l) * r->count, r->work_c.as<double>(),
+     r->offsets.as<long long>() + base, nodes, r->node_a.as<double>() + base,
+     r->node_b.as<double>() + base);
     check(cudaGetLastError(), "vjp_nodes_kernel launch");
   }
-  vjp_tokens_kernel<<<blocks_for(r->count), kThreads>>>(
-      d_v.as<double>(), r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
-      r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
-      r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
-      r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out.as<double>());
+  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, vjp_tokens_kernel)
+  (d_v.as<double>(), r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
+   r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
+   r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
+   r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out.as<double>());
   check(cudaGetLastError(), "vjp_tokens_kernel launch");
   check(cudaMemcpy(out, d_out.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy J^T v");
 }

@@ -46,8 +46,8 @@ unsigned grid_for(long long entries) {
 }  // namespace
 
 void project_gradients(const double* g, long long d, long long m, const double* s, int blocks,
-                       const long long* offsets, const long long* sizes,
-                       const double* const* bases, const int* ranks, double* out) {
+                       const long long* offsets, const long long* sizes, const double* const* bases,
+                       const int* ranks, double* out) {
   if (d <= 0 || m <= 0) return;
   Handle blas;
   const std::size_t entries = static_cast<std::size_t>(d) * static_cast<std::size_t>(m);
@@ -57,7 +57,8 @@ void project_gradients(const double* g, long long d, long long m, const double* 
     check(cudaMemcpy(d_s.data, s, sizeof(double) * static_cast<std::size_t>(d),
                      cudaMemcpyHostToDevice),
           "copy whitening");
-    scale_rows<<<grid_for(d * m), kThreads>>>(z.as<double>(), d_s.as<double>(), d, m);
+    TETHER_KERNEL_LAUNCH(grid_for(d * m), kThreads, scale_rows)
+    (z.as<double>(), d_s.as<double>(), d, m);
     check(cudaGetLastError(), "scale_rows launch");
   }
   int widest = 0;
@@ -79,13 +80,13 @@ void project_gradients(const double* g, long long d, long long m, const double* 
                  "C = Q^T Z");
       check_blas(cublasDgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n),
                              static_cast<int>(m), r, &minus_one, q.as<double>(),
-                             static_cast<int>(n), c.as<double>(), r, &one, zb,
-                             static_cast<int>(d)),
+                             static_cast<int>(n), c.as<double>(), r, &one, zb, static_cast<int>(d)),
                  "Z -= Q C");
     }
   }
   if (s != nullptr) {
-    scale_rows<<<grid_for(d * m), kThreads>>>(z.as<double>(), d_s.as<double>(), d, m);
+    TETHER_KERNEL_LAUNCH(grid_for(d * m), kThreads, scale_rows)
+    (z.as<double>(), d_s.as<double>(), d, m);
     check(cudaGetLastError(), "scale_rows launch");
   }
   check(cudaMemcpy(out, z.data, sizeof(double) * entries, cudaMemcpyDeviceToHost),

@@ -1,0 +1,286 @@
+// The CPU emulator of CUDA (tests/cuda_emulation), built and run only with -DTETHER_CUDA=EMULATE:
+// it is what runs tether's kernels where no GPU is, so each of its rules is checked here with a
+// small kernel whose right answer, or whose error, is known: block and warp reductions, the
+// shuffles' and the ballot's lane arithmetic, a missing __syncthreads found by the schedule
+// orders, the deadlocks and divergences it must refuse, the cooperative grid's sync, the checked
+// memory and kernel arguments, and cublasDgemm against a plain product.
+#include <cooperative_groups.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+/// A device copy of host values, freed on scope exit.
+template <class T>
+struct DeviceArray {
+  T* data = nullptr;
+  std::size_t n = 0;
+  explicit DeviceArray(std::size_t count, const T* from = nullptr) : n(count) {
+    EXPECT_EQ(cudaMalloc(&data, sizeof(T) * n), cudaSuccess);
+    if (from != nullptr)
+      EXPECT_EQ(cudaMemcpy(data, from, sizeof(T) * n, cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceArray() { cudaFree(data); }
+  std::vector<T> host() const {
+    std::vector<T> out(n);
+    EXPECT_EQ(cudaMemcpy(out.data(), data, sizeof(T) * n, cudaMemcpyDeviceToHost), cudaSuccess);
+    return out;
+  }
+};
+
+/// The launch's status and the detail cudaGetErrorString gives for it (cleared afterwards).
+std::string last_error_text() {
+  const cudaError_t status = cudaGetLastError();
+  return status == cudaSuccess ? std::string() : std::string(cudaGetErrorString(status));
+}
+
+// Tree reduction in shared memory: out[block] = sum of in over the block's threads.
+template <bool kSynchronised>
+__global__ void block_sums(const double* in, double* out) {
+  __shared__ double partial[256];
+  partial[threadIdx.x] = in[blockIdx.x * blockDim.x + threadIdx.x];
+  if (kSynchronised) __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    if (kSynchronised) __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+std::vector<double> run_block_sums(bool synchronised, const char* order) {
+  cuda_emulation::set_schedule_order(order);
+  std::vector<double> in(4 * 256);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<double>(i % 97);
+  DeviceArray<double> d_in(in.size(), in.data()), d_out(4);
+  if (synchronised)
+    cuda_emulation::launcher(4, 256, block_sums<true>)(d_in.data, d_out.data);
+  else
+    cuda_emulation::launcher(4, 256, block_sums<false>)(d_in.data, d_out.data);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  cuda_emulation::set_schedule_order("forward");
+  return d_out.host();
+}
+
+double expected_block_sum(int block) {
+  double s = 0;
+  for (int t = 0; t < 256; ++t) s += static_cast<double>((block * 256 + t) % 97);
+  return s;
+}
+
+TEST(CudaEmulation, BlockReductionWithItsBarriersIsExactInEveryOrder) {
+  for (const char* order : {"forward", "reverse", "shuffle"}) {
+    const std::vector<double> sums = run_block_sums(true, order);
+    for (int b = 0; b < 4; ++b)
+      EXPECT_EQ(sums[b], expected_block_sum(b)) << order << ", block " << b;
+  }
+}
+
+TEST(CudaEmulation, AMissingBarrierShowsUnderSomeOrder) {
+  // Without the barriers a thread reads partial sums before their writers ran. Some order must
+  // expose it (forward does: thread 0 reads partial[128] before thread 128 has written it).
+  int wrong = 0;
+  for (const char* order : {"forward", "reverse", "shuffle"}) {
+    const std::vector<double> sums = run_block_sums(false, order);
+    for (int b = 0; b < 4; ++b) wrong += sums[b] != expected_block_sum(b);
+  }
+  EXPECT_GT(wrong, 0);
+}
+
+// Warp primitives: lane l holds l + 1.
+__global__ void warp_primitives(int* out) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  int v = lane + 1;
+  int sum = v;
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFull, sum, offset);
+  const int from_seven = __shfl_sync(kFull, v, 7);
+  const int neighbour = __shfl_sync(kFull, v, (lane + 1) % 32);
+  const int in_eight = __shfl_sync(kFull, v, 3, 8);  // lane 3 of each segment of 8
+  const unsigned ballot = __ballot_sync(kFull, lane % 3 == 0);
+  __syncwarp();
+  int* o = out + 5 * threadIdx.x;
+  o[0] = sum;
+  o[1] = from_seven;
+  o[2] = neighbour;
+  o[3] = in_eight;
+  o[4] = static_cast<int>(ballot);
+}
+
+TEST(CudaEmulation, WarpShufflesAndBallotFollowTheirLaneArithmetic) {
+  DeviceArray<int> out(5 * 64);
+  cuda_emulation::launcher(1, 64, warp_primitives)(out.data);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const std::vector<int> o = out.host();
+  unsigned every_third = 0;
+  for (int l = 0; l < 32; l += 3) every_third |= 1u << l;
+  for (int t = 0; t < 64; ++t) {
+    const int lane = t % 32;
+    EXPECT_EQ(o[5 * t + 0], 32 * 33 / 2) << t;
+    EXPECT_EQ(o[5 * t + 1], 8) << t;
+    EXPECT_EQ(o[5 * t + 2], (lane + 1) % 32 + 1) << t;
+    EXPECT_EQ(o[5 * t + 3], lane - lane % 8 + 3 + 1) << t;
+    EXPECT_EQ(static_cast<unsigned>(o[5 * t + 4]), every_third) << t;
+  }
+}
+
+// Errors the device leaves undefined (or hangs on), which the emulator must refuse.
+__global__ void lane_leaves_before_shuffle(int* out) {
+  if (threadIdx.x == 5) return;
+  out[threadIdx.x] = __shfl_sync(kFull, static_cast<int>(threadIdx.x), 0);
+}
+
+__global__ void thread_leaves_before_barrier(int* out) {
+  if (threadIdx.x == 40) return;
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+__global__ void lanes_at_different_operations(int* out) {
+  int v = static_cast<int>(threadIdx.x);
+  if (threadIdx.x % 32 == 0) v = __shfl_sync(kFull, v, 1);  // lane 0 alone takes an extra one
+  v = __shfl_xor_sync(kFull, v, 1);
+  out[threadIdx.x] = v;
+}
+
+__global__ void warp_split_across_barriers(int* out) {
+  if (threadIdx.x == 0)
+    __syncthreads();
+  else
+    out[threadIdx.x] = __shfl_sync(kFull, 1, 1);
+}
+
+__global__ void partial_mask(int* out) { out[threadIdx.x] = __shfl_sync(0x0000ffffu, 1, 0); }
+
+__global__ void grid_sync_outside_cooperative(int* out) {
+  cooperative_groups::this_grid().sync();
+  out[threadIdx.x] = 1;
+}
+
+TEST(CudaEmulation, UndefinedSynchronisationIsRefusedWithItsPlace) {
+  DeviceArray<int> out(64);
+  struct Case {
+    void (*kernel)(int*);
+    const char* expected;
+  };
+  const Case cases[] = {
+      {lane_leaves_before_shuffle, "a lane exited while lane"},
+      {thread_leaves_before_barrier, "1 of 64 threads exited while the rest wait at __syncthreads"},
+      {lanes_at_different_operations, "lane 1 is at __shfl_xor_sync (warp operation 0) while lane"},
+      {warp_split_across_barriers, "deadlock: 31 at __shfl_sync (first: thread 1), 1 at"},
+      {partial_mask, "the emulator supports the warp's full mask"},
+      {grid_sync_outside_cooperative, "grid.sync() in a launch that is not cooperative"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(cuda_emulation::launcher(1, 64, c.kernel)(out.data), cudaErrorLaunchFailure)
+        << c.expected;
+    const std::string text = last_error_text();
+    EXPECT_NE(text.find(c.expected), std::string::npos) << text;
+  }
+}
+
+// Cooperative grid: each block writes its id, the grid syncs, each block sums every block's.
+__global__ void grid_exchange(int* ids, int* sums) {
+  if (threadIdx.x == 0) ids[blockIdx.x] = static_cast<int>(blockIdx.x) + 1;
+  cooperative_groups::this_grid().sync();
+  if (threadIdx.x == 0) {
+    int s = 0;
+    for (unsigned b = 0; b < gridDim.x; ++b) s += ids[b];
+    sums[blockIdx.x] = s;
+  }
+}
+
+__global__ void block_leaves_before_grid_sync(int* ids, int* sums) {
+  if (blockIdx.x == 1) return;
+  cooperative_groups::this_grid().sync();
+  ids[blockIdx.x] = sums[blockIdx.x];
+}
+
+TEST(CudaEmulation, CooperativeGridSyncsEveryBlock) {
+  const int blocks = cuda_emulation::kMultiprocessors * cuda_emulation::kBlocksPerMultiprocessor;
+  DeviceArray<int> ids(blocks), sums(blocks);
+  ASSERT_EQ(cuda_emulation::launcher(blocks, 64, grid_exchange, true)(ids.data, sums.data),
+            cudaSuccess);
+  for (int s : sums.host()) EXPECT_EQ(s, blocks * (blocks + 1) / 2);
+  // More blocks than can be resident, and a block that leaves while the others sync.
+  EXPECT_EQ(cuda_emulation::launcher(blocks + 1, 64, grid_exchange, true)(ids.data, sums.data),
+            cudaErrorCooperativeLaunchTooLarge);
+  EXPECT_NE(last_error_text().find("cannot be resident at once"), std::string::npos);
+  EXPECT_EQ(cuda_emulation::launcher(blocks, 64, block_leaves_before_grid_sync, true)(ids.data,
+                                                                                      sums.data),
+            cudaErrorLaunchFailure);
+  EXPECT_NE(last_error_text().find("grid.sync() cannot complete"), std::string::npos);
+}
+
+__global__ void write_index(int* out) { out[blockIdx.x * blockDim.x + threadIdx.x] = 7; }
+
+TEST(CudaEmulation, MemoryAndArgumentsAreChecked) {
+  DeviceArray<int> d(64);
+  std::vector<int> host(64, 0);
+  // Fresh device memory reads as garbage (all-ones bytes), not zeros.
+  EXPECT_EQ(d.host()[0], -1);
+  // A host pointer passed to a kernel.
+  EXPECT_EQ(cuda_emulation::launcher(1, 64, write_index)(host.data()),
+            cudaErrorInvalidDevicePointer);
+  EXPECT_NE(
+      last_error_text().find("kernel: argument 0 is a pointer outside every device allocation"),
+      std::string::npos);
+  // Copies that leave the allocation, or name the wrong direction.
+  EXPECT_EQ(cudaMemcpy(d.data + 1, host.data(), sizeof(int) * 64, cudaMemcpyHostToDevice),
+            cudaErrorInvalidValue);
+  EXPECT_NE(last_error_text().find("is not inside one device allocation"), std::string::npos);
+  EXPECT_EQ(cudaMemcpy(d.data, d.data, sizeof(int) * 64, cudaMemcpyHostToDevice),
+            cudaErrorInvalidMemcpyDirection);
+  cudaGetLastError();
+  EXPECT_EQ(cudaMemcpy2D(d.data, 8 * sizeof(int), host.data(), 8 * sizeof(int), 8 * sizeof(int), 9,
+                         cudaMemcpyHostToDevice),
+            cudaErrorInvalidValue);
+  cudaGetLastError();
+  EXPECT_EQ(cudaMemset(d.data, 0, sizeof(int) * 65), cudaErrorInvalidValue);
+  cudaGetLastError();
+  EXPECT_EQ(cudaFree(host.data()), cudaErrorInvalidDevicePointer);
+  cudaGetLastError();
+  // Launch configurations.
+  EXPECT_EQ(cuda_emulation::launcher(1, 1025, write_index)(d.data), cudaErrorInvalidConfiguration);
+  EXPECT_EQ(cuda_emulation::launcher(0, 32, write_index)(d.data), cudaErrorInvalidConfiguration);
+  cudaGetLastError();
+  // And a good launch after all of that.
+  EXPECT_EQ(cuda_emulation::launcher(2, 32, write_index)(d.data), cudaSuccess);
+  for (int v : d.host()) EXPECT_EQ(v, 7);
+}
+
+TEST(CudaEmulation, DgemmIsThePlainProduct) {
+  // C (3 x 2) = alpha A^T B + beta C with A 4 x 3 (lda 5) and B 4 x 2 (ldb 4), column-major.
+  const int m = 3, n = 2, k = 4, lda = 5, ldb = 4, ldc = 3;
+  std::vector<double> a(lda * m), b(ldb * n), c(ldc * n);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.5 * static_cast<double>(i) - 3.0;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 1.0 + static_cast<double>(i % 5);
+  for (std::size_t i = 0; i < c.size(); ++i) c[i] = static_cast<double>(i);
+  DeviceArray<double> da(a.size(), a.data()), db(b.size(), b.data()), dc(c.size(), c.data());
+  cublasHandle_t handle = nullptr;
+  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+  const double alpha = 2.0, beta = -1.0;
+  ASSERT_EQ(cublasDgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, da.data, lda, db.data,
+                        ldb, &beta, dc.data, ldc),
+            CUBLAS_STATUS_SUCCESS);
+  const std::vector<double> got = dc.host();
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      double s = 0;
+      for (int l = 0; l < k; ++l) s += a[l + i * lda] * b[l + j * ldb];
+      EXPECT_EQ(got[i + j * ldc], alpha * s + beta * c[i + j * ldc]) << i << ", " << j;
+    }
+  // A matrix that leaves its allocation (ldb too large for b's storage) is refused.
+  EXPECT_EQ(cublasDgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, da.data, lda, db.data,
+                        ldb + 1, &beta, dc.data, ldc),
+            CUBLAS_STATUS_INVALID_VALUE);
+  cublasDestroy(handle);
+}
+
+}  // namespace

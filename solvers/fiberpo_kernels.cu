@@ -1,7 +1,10 @@
 // CUDA kernels of the gating hierarchy: G and the Jacobian products J v, J^T v as the segmented
-// passes of GatingHierarchyGate / GatedRatios, one thread per segment (trajectory or node),
-// calling the same per-segment functions as the CPU gate (solvers/fiberpo_segments.hpp). A first
-// slice: a warp per long trajectory, reading its tokens coalesced, is the next step.
+// passes of GatingHierarchyGate / GatedRatios, with the CPU gate's per-token and per-segment
+// functions (solvers/fiberpo_segments.hpp). The passes over tokens take a warp per trajectory:
+// lane l reads tokens begin + l, begin + l + 32, ... (coalesced), a trajectory's sums are the
+// lanes' partial sums added by a butterfly (a fixed order, so every lane holds the same bits),
+// and every lane computes the trajectory's constants itself. The passes over coarse nodes (a
+// few thousand trajectory aggregates) take a thread per node.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -20,18 +23,47 @@ using cuda::check;
 using cuda::DeviceBuffer;
 
 constexpr int kThreads = 128;
+constexpr int kWarp = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
 
+/// Blocks of kThreads for n threads (a thread per node).
 unsigned blocks_for(long long n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+/// Blocks of kThreads for a warp per trajectory.
+unsigned warp_blocks_for(long long trajectories) { return blocks_for(trajectories * kWarp); }
 
+/// The warp that takes trajectory k: k = the global warp index, lane its lane.
+__device__ long long warp_index() {
+  return (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+}
+__device__ int lane_index() { return static_cast<int>(threadIdx.x % kWarp); }
+
+/// The warp's total (butterfly: every lane ends with the same bits).
+__device__ double warp_sum(double v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
+  return v;
+}
+
+// a^+, a^- per trajectory (a warp each; whole warps leave together: blockDim is a multiple of
+// 32).
 __global__ void trajectory_means_kernel(const double* new_log_prob, const double* old_log_prob,
                                         const long long* trajectories, long long count,
                                         double* a_positive, double* a_negative) {
-  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long k = warp_index();
   if (k >= count) return;
-  const seg::SignedMeans a =
-      seg::trajectory_means(new_log_prob, old_log_prob, trajectories[k], trajectories[k + 1]);
-  a_positive[k] = a.positive;
-  a_negative[k] = a.negative;
+  const long long begin = trajectories[k], end = trajectories[k + 1];
+  double sp = 0.0, sn = 0.0;
+  for (long long i = begin + lane_index(); i < end; i += kWarp) {
+    const double x = new_log_prob[i] - old_log_prob[i];
+    sp += seg::positive_part(x);
+    sn += seg::positive_part(-x);
+  }
+  sp = warp_sum(sp);
+  sn = warp_sum(sn);
+  if (lane_index() == 0) {
+    const double len = static_cast<double>(end - begin);
+    a_positive[k] = sp / len;
+    a_negative[k] = sn / len;
+  }
 }
 
 // One level's nodes: offsets (nodes + 1 entries) over the trajectories; outputs per node.
@@ -62,9 +94,9 @@ __device__ long long node_of(const long long* node_offsets, const long long* lev
   return level_starts[l] + lo;
 }
 
-// Per trajectory: the chain walk and the fiber gate over its tokens; writes G, r, the token
-// flags and beta^c_l = gamma^c_l - gamma^c_{l+1} (gamma beyond the trajectory level = 0) at
-// [l * count + k].
+// Per trajectory (a warp; every lane walks the chain): the fiber gate over its tokens; writes G, r,
+// the token flags and beta^c_l = gamma^c_l - gamma^c_{l+1} (gamma beyond the trajectory level = 0)
+// at [l * count + k].
 __global__ void gate_kernel(const double* new_log_prob, const double* old_log_prob,
                             const long long* trajectories, long long count, int coarse_levels,
                             const long long* node_offsets, const long long* level_starts,
@@ -73,7 +105,7 @@ __global__ void gate_kernel(const double* new_log_prob, const double* old_log_pr
                             const double* a_negative, const double* budget_positive,
                             const double* budget_negative, double eps, double* g, double* ratio,
                             std::uint8_t* flags, double* beta_positive, double* beta_negative) {
-  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long k = warp_index();
   if (k >= count) return;
   seg::ChainLevel chain[kMaxGatedLevels];
   double gamma_positive[kMaxGatedLevels], gamma_negative[kMaxGatedLevels];
@@ -87,7 +119,7 @@ __global__ void gate_kernel(const double* new_log_prob, const double* old_log_pr
                           budget_positive[coarse_levels], budget_negative[coarse_levels]};
   const int gated = coarse_levels + 1;
   const seg::Chain walk = seg::trajectory_chain(chain, gated, gamma_positive, gamma_negative);
-  for (int l = 0; l < gated; ++l) {
+  for (int l = 0; l < gated && lane_index() == 0; ++l) {
     const double next_p = l + 1 < gated ? gamma_positive[l + 1] : 0.0;
     const double next_n = l + 1 < gated ? gamma_negative[l + 1] : 0.0;
     beta_positive[l * count + k] = l + 1 < gated ? gamma_positive[l] - next_p : gamma_positive[l];
@@ -95,25 +127,34 @@ __global__ void gate_kernel(const double* new_log_prob, const double* old_log_pr
   }
   const seg::FiberConstants f =
       seg::fiber_constants(a_positive[k], a_negative[k], walk.log_weight, eps);
-  for (long long i = begin; i < end; ++i) {
+  for (long long i = begin + lane_index(); i < end; i += kWarp)
     g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio[i], &flags[i]);
-  }
 }
 
-// J v, step 1: m^+, m^- per trajectory.
+// J v, step 1: m^+, m^- per trajectory (a warp each).
 __global__ void jvp_means_kernel(const double* v, const double* ratio, const std::uint8_t* flags,
                                  const long long* trajectories, long long count, bool ratio_space,
                                  double* m_positive, double* m_negative) {
-  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long k = warp_index();
   if (k >= count) return;
-  const seg::SignedMeans m =
-      seg::jvp_trajectory_means(v, ratio, flags, trajectories[k], trajectories[k + 1], ratio_space);
-  m_positive[k] = m.positive;
-  m_negative[k] = m.negative;
+  const long long begin = trajectories[k], end = trajectories[k + 1];
+  double sp = 0.0, sn = 0.0;
+  for (long long j = begin + lane_index(); j < end; j += kWarp) {
+    const seg::JvpMeanTerms t = seg::jvp_mean_terms(v[j], ratio[j], flags[j], ratio_space);
+    sp += t.positive;
+    sn += t.negative;
+  }
+  sp = warp_sum(sp);
+  sn = warp_sum(sn);
+  if (lane_index() == 0) {
+    const double len = static_cast<double>(end - begin);
+    m_positive[k] = sp / len;
+    m_negative[k] = sn / len;
+  }
 }
 
-// J v, last step, per trajectory: the aggregate coupling (levels in order, as the CPU), then
-// its tokens.
+// J v, last step, per trajectory (a warp; every lane forms the coupling): the aggregate
+// coupling (levels in order, as the CPU), then its tokens.
 __global__ void jvp_tokens_kernel(const double* v, const double* ratio, const std::uint8_t* flags,
                                   const double* g, const long long* trajectories, long long count,
                                   int coarse_levels, const long long* node_offsets,
@@ -121,7 +162,7 @@ __global__ void jvp_tokens_kernel(const double* v, const double* ratio, const st
                                   const double* node_negative, const double* m_positive,
                                   const double* m_negative, const double* beta_positive,
                                   const double* beta_negative, bool ratio_space, double* out) {
-  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long k = warp_index();
   if (k >= count) return;
   const long long last = static_cast<long long>(coarse_levels) * count + k;
   double agg = beta_positive[last] * m_positive[k] + beta_negative[last] * m_negative[k];
@@ -133,19 +174,32 @@ __global__ void jvp_tokens_kernel(const double* v, const double* ratio, const st
   const long long begin = trajectories[k], end = trajectories[k + 1];
   const double len = static_cast<double>(end - begin), inv_len = 1.0 / len;
   const double vp = m_positive[k] * len, vn = m_negative[k] * len;
-  for (long long i = begin; i < end; ++i)
+  for (long long i = begin + lane_index(); i < end; i += kWarp)
     out[i] = seg::jvp_token(v[i], ratio[i], flags[i], g[i], vp, vn, inv_len, agg, ratio_space);
 }
 
-// J^T v, step 1: per trajectory C and R^c before the coarse levels.
+// J^T v, step 1: per trajectory (a warp each) C and R^c before the coarse levels.
 __global__ void vjp_sums_kernel(const double* v, const double* g, const std::uint8_t* flags,
                                 const long long* trajectories, long long count, int coarse_levels,
                                 const double* beta_positive, const double* beta_negative,
                                 double* total, double* r_positive, double* r_negative) {
-  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long k = warp_index();
   if (k >= count) return;
-  const seg::VjpSums p =
-      seg::vjp_trajectory_sums(v, g, flags, trajectories[k], trajectories[k + 1]);
+  seg::VjpSums p;
+  for (long long i = trajectories[k] + lane_index(); i < trajectories[k + 1]; i += kWarp) {
+    const seg::VjpSums t = seg::vjp_terms(v[i], g[i], flags[i]);
+    p.total += t.total;
+    p.pu_positive += t.pu_positive;
+    p.pv_positive += t.pv_positive;
+    p.pu_negative += t.pu_negative;
+    p.pv_negative += t.pv_negative;
+  }
+  p.total = warp_sum(p.total);
+  p.pu_positive = warp_sum(p.pu_positive);
+  p.pv_positive = warp_sum(p.pv_positive);
+  p.pu_negative = warp_sum(p.pu_negative);
+  p.pv_negative = warp_sum(p.pv_negative);
+  if (lane_index() != 0) return;
   const long long last = static_cast<long long>(coarse_levels) * count + k;
   total[k] = p.total;
   r_positive[k] = -(p.pu_positive + p.pv_negative) + beta_positive[last] * p.total;
@@ -164,15 +218,15 @@ __global__ void vjp_nodes_kernel(const double* beta_positive, const double* beta
   q_negative[m] = q.negative;
 }
 
-// J^T v, last step, per trajectory: R^c with every level's node term (in level order), then
-// its tokens.
+// J^T v, last step, per trajectory (a warp; every lane forms R^c): R^c with every level's
+// node term (in level order), then its tokens.
 __global__ void vjp_tokens_kernel(const double* v, const double* g, const double* ratio,
                                   const std::uint8_t* flags, const long long* trajectories,
                                   long long count, int coarse_levels, const long long* node_offsets,
                                   const long long* level_starts, const double* q_positive,
                                   const double* q_negative, const double* r_positive,
                                   const double* r_negative, bool ratio_space, double* out) {
-  const long long k = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long k = warp_index();
   if (k >= count) return;
   double rp = r_positive[k], rn = r_negative[k];
   for (int l = 0; l < coarse_levels; ++l) {
@@ -184,7 +238,7 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
   const double inv_len = 1.0 / static_cast<double>(end - begin);
   rp *= inv_len;
   rn *= inv_len;
-  for (long long j = begin; j < end; ++j)
+  for (long long j = begin + lane_index(); j < end; j += kWarp)
     out[j] = seg::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
 }
 
@@ -261,12 +315,12 @@ ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob
     const DeviceBuffer d_bn =
         cuda::upload(budget_negative, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
     // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).
-    TETHER_KERNEL_LAUNCH(blocks_for(num_trajectories), kThreads, trajectory_means_kernel)
+    TETHER_KERNEL_LAUNCH(warp_blocks_for(num_trajectories), kThreads, trajectory_means_kernel)
     (d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
      r->work_a.as<double>(), r->work_b.as<double>());
     check(cudaGetLastError(), "trajectory_means_kernel launch");
     node_means_all_levels(r);
-    TETHER_KERNEL_LAUNCH(blocks_for(num_trajectories), kThreads, gate_kernel)
+    TETHER_KERNEL_LAUNCH(warp_blocks_for(num_trajectories), kThreads, gate_kernel)
     (d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
      coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(), r->node_a.as<double>(),
      r->node_b.as<double>(), r->node_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>(),
@@ -294,12 +348,12 @@ void jvp(const ResidentGate* r, const double* v, double* out, bool log_space) {
   const DeviceBuffer d_v = cuda::upload(v, n, "copy v");
   DeviceBuffer d_out(sizeof(double) * n);
   const bool ratio_space = !log_space;
-  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, jvp_means_kernel)
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, jvp_means_kernel)
   (d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
    r->count, ratio_space, r->work_a.as<double>(), r->work_b.as<double>());
   check(cudaGetLastError(), "jvp_means_kernel launch");
   node_means_all_levels(r);
-  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, jvp_tokens_kernel)
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, jvp_tokens_kernel)
   (d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
    r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
    r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
@@ -315,7 +369,7 @@ void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
   DeviceBuffer d_out(sizeof(double) * n);
   const bool ratio_space = !log_space;
   // total (work_c), R^+ (work_a), R^- (work_b); node terms (node_a, node_b).
-  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, vjp_sums_kernel)
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, vjp_sums_kernel)
   (d_v.as<double>(), r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
    r->count, r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(),
    r->work_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>());
@@ -330,7 +384,7 @@ void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
      r->node_b.as<double>() + base);
     check(cudaGetLastError(), "vjp_nodes_kernel launch");
   }
-  TETHER_KERNEL_LAUNCH(blocks_for(r->count), kThreads, vjp_tokens_kernel)
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, vjp_tokens_kernel)
   (d_v.as<double>(), r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
    r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
    r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),

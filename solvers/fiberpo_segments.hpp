@@ -48,6 +48,9 @@ struct SignedMeans {
   double negative = 0.0;  ///< a^- = mean of max(-x, 0)
 };
 
+/// max(x, 0): a token's share of a^+ (and, of -x, of a^-).
+TETHER_HD_INLINE double positive_part(double x) { return x < 0.0 ? 0.0 : x; }
+
 /// a^+ and a^- of tokens [begin, end) of one trajectory, x = new_log_prob - old_log_prob.
 TETHER_HD inline SignedMeans trajectory_means(const double* new_log_prob,
                                               const double* old_log_prob, long long begin,
@@ -55,8 +58,8 @@ TETHER_HD inline SignedMeans trajectory_means(const double* new_log_prob,
   double sp[lanes::kLanes] = {}, sn[lanes::kLanes] = {};
   auto body = [&](int l, long long k) {
     const double x = new_log_prob[begin + k] - old_log_prob[begin + k];
-    sp[l] += x < 0.0 ? 0.0 : x;
-    sn[l] += -x < 0.0 ? 0.0 : -x;
+    sp[l] += positive_part(x);
+    sn[l] += positive_part(-x);
   };
   lanes::for_each(end - begin, body);
   const double len = static_cast<double>(end - begin);
@@ -213,6 +216,19 @@ TETHER_HD inline double objective_terms(const double* gated, const double* advan
 
 // ---- the Jacobian products (GatedRatios::jvp / vjp), per segment ----
 
+/// One token's shares of m^+ T and m^- T (x_j on the side of its l, 0 on the other).
+struct JvpMeanTerms {
+  double positive, negative;
+};
+
+TETHER_HD_INLINE JvpMeanTerms jvp_mean_terms(double v, double ratio, unsigned f, bool ratio_space) {
+  // Branch-free (the signs are random): m x is exactly x or 0. r is read either way (a
+  // conditional load would keep the loop from vectorising); v_j / 1 is v_j.
+  const double x = v / (ratio_space ? ratio : 1.0);
+  const double m = (f & kPositive) ? 1.0 : 0.0;
+  return {m * x, x - m * x};
+}
+
 /// J v, step 1, one trajectory: m^c = (1/T) sum over its tokens with l = c of x_j, with
 /// x_j = v_j / r_j (ratio space) or v_j (log space). (The products divide by r rather than
 /// keep 1 / r: one array less to write and read, for a division that the vector units hide
@@ -223,13 +239,9 @@ TETHER_HD inline SignedMeans jvp_trajectory_means(const double* v, const double*
   double sp[lanes::kLanes] = {}, sn[lanes::kLanes] = {};
   auto body = [&](int l, long long k, unsigned f) {
     const long long j = begin + k;
-    // Branch-free (the signs are random): m x is exactly x or 0. r is read either way (a
-    // conditional load would keep the loop from vectorising); v_j / 1 is v_j.
-    const double r = ratio[j];
-    const double x = v[j] / (ratio_space ? r : 1.0);
-    const double m = (f & kPositive) ? 1.0 : 0.0;
-    sp[l] += m * x;
-    sn[l] += x - m * x;
+    const JvpMeanTerms t = jvp_mean_terms(v[j], ratio[j], f, ratio_space);
+    sp[l] += t.positive;
+    sn[l] += t.negative;
   };
   lanes::for_each_flagged(end - begin, flags + begin, body);
   const double len = static_cast<double>(end - begin);
@@ -277,6 +289,20 @@ struct VjpSums {
   double total = 0.0;
 };
 
+/// One token's shares of VjpSums (c = v G).
+TETHER_HD_INLINE VjpSums vjp_terms(double v, double g, unsigned f) {
+  const double c = v * g;
+  const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
+  const double m = (f & kPositive) ? 1.0 : 0.0;  // branch-free, exact (m in {0, 1})
+  VjpSums t;
+  t.total = c;
+  t.pu_positive = m * cu;
+  t.pv_positive = m * cv;
+  t.pu_negative = cu - m * cu;
+  t.pv_negative = cv - m * cv;
+  return t;
+}
+
 TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
                                              const std::uint8_t* flags, long long begin,
                                              long long end) {
@@ -284,14 +310,12 @@ TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
          pu_neg[lanes::kLanes] = {}, pv_neg[lanes::kLanes] = {};
   auto body = [&](int l, long long k, unsigned f) {
     const long long i = begin + k;
-    const double c = v[i] * g[i];
-    total[l] += c;
-    const double cu = (f & kUIn) ? c : 0.0, cv = (f & kVIn) ? c : 0.0;
-    const double m = (f & kPositive) ? 1.0 : 0.0;  // branch-free, exact (m in {0, 1})
-    pu_pos[l] += m * cu;
-    pv_pos[l] += m * cv;
-    pu_neg[l] += cu - m * cu;
-    pv_neg[l] += cv - m * cv;
+    const VjpSums t = vjp_terms(v[i], g[i], f);
+    total[l] += t.total;
+    pu_pos[l] += t.pu_positive;
+    pv_pos[l] += t.pv_positive;
+    pu_neg[l] += t.pu_negative;
+    pv_neg[l] += t.pv_negative;
   };
   lanes::for_each_flagged(end - begin, flags + begin, body);
   VjpSums out;

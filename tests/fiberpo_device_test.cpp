@@ -1,6 +1,6 @@
 // CPU-vs-GPU: the gating hierarchy's G and its Jacobian products J v, J^T v on the device
-// against the CPU gate, FiberPO (depth 2) and FiberPO-Domain (depth 4) with per-level budgets. Skips (with a message) where no CUDA
-// device is present; the refusals are checked everywhere.
+// against the CPU gate, FiberPO (depth 2) and FiberPO-Domain (depth 4) with per-level budgets.
+// Skips (with a message) where no CUDA device is present; the refusals are checked everywhere.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,8 +18,7 @@
 namespace tether {
 namespace {
 
-TokenBatch batch_of(Rng& rng, int domains, int groups, int trajectories, int min_len,
-                    int max_len) {
+TokenBatch batch_of(Rng& rng, int domains, int groups, int trajectories, int min_len, int max_len) {
   return testing::make_test_batch(rng, domains, groups, trajectories, min_len, max_len,
                                   /*states=*/0, /*advantage_per_token=*/true);
 }
@@ -48,7 +47,12 @@ TEST(FiberPoDevice, GatedRatiosAndJacobianProductsMatchTheCpuGate) {
   const std::vector<GatingHierarchyGate> gates = {
       GatingHierarchyGate(GatingHierarchyOptions{.coarse_levels = {}}), domain,
       GatingHierarchyGate(per_level)};
-  for (const auto& shape : std::vector<std::vector<int>>{{2, 2, 3, 2, 6}, {8, 32, 16, 16, 256}}) {
+  // Shapes (domains, groups per domain, trajectories per group, shortest, longest): short
+  // trajectories, single tokens, the benchmark's 4096 trajectories (more than a block's warps,
+  // 1024 blocks), and a few long ones (each warp's lanes loop many times; lengths not multiples
+  // of 32).
+  for (const auto& shape : std::vector<std::vector<int>>{
+           {2, 2, 3, 2, 6}, {1, 3, 5, 1, 1}, {8, 32, 16, 16, 256}, {1, 2, 3, 1000, 5000}}) {
     const TokenBatch b = batch_of(rng, shape[0], shape[1], shape[2], shape[3], shape[4]);
     const Vector lp = mixed_new_log_prob(rng, b);
     Vector v(b.size());
@@ -61,9 +65,9 @@ TEST(FiberPoDevice, GatedRatiosAndJacobianProductsMatchTheCpuGate) {
                                 " coarse levels";
       const Vector g = gpu.values();
       ASSERT_EQ(g.size(), cpu.values().size());
-      EXPECT_LE(((g - cpu.values()).array().abs() / cpu.values().array().abs().max(1e-300))
-                    .maxCoeff(),
-                1e-12)
+      EXPECT_LE(
+          ((g - cpu.values()).array().abs() / cpu.values().array().abs().max(1e-300)).maxCoeff(),
+          1e-12)
           << where;
       // The Jacobian products, in both spaces, to rounding of their own scale.
       Vector jv, jtv, jv_log, jtv_log;

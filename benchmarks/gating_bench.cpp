@@ -31,6 +31,12 @@
 //                                   copied over and G back, all timed); registered only where a
 //                                   device is present. bytes/s: read both log-probs and the three
 //                                   id arrays, write G (36 bytes a token).
+//   BM_FiberPoGateGpuResident/N     BM_FiberPoGatePlanned on the device, 1e4 to 1e8 tokens: the
+//                                   batch laid out on the device once (untimed), then per call
+//                                   DeviceGatedRatios::update from device-resident log-probs
+//                                   (checked on the device, then G) and one J v between device
+//                                   vectors; no host copies. The same 52 bytes a token, for the
+//                                   fraction of BM_DeviceMemoryCopy's bandwidth.
 // Every evaluate / gated_ratios call also validates the batch (TokenBatch::validate), which the
 // byte counts above do not include.
 // The FiberPO loops run on OpenMP threads above 2^16 tokens (one trajectory per thread at a
@@ -41,6 +47,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <tether/core/device_vector.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/fiberpo.hpp>
@@ -199,6 +206,18 @@ const bool kGpuRegistered = [] {
       ->Arg(1000000)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_FiberPoGateGpuResident", [](benchmark::State& state) {
+    GateData data(state.range(0));
+    const tether::GatingHierarchyGate gate;
+    tether::device::DeviceGatedRatios g(gate, data.batch, data.new_log_prob);
+    const tether::device::DeviceVector new_log_prob(data.new_log_prob), v(data.v);
+    tether::device::DeviceVector out(data.batch.size());
+    for (auto _ : state) {
+      g.update(new_log_prob);  // checked on the device, then G
+      g.jvp(v, out);
+    }
+    set_rates(state, data, 52);
+  })->Apply(token_sizes);
   return true;
 }();
 

@@ -1,6 +1,8 @@
+#include <cmath>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/fiberpo_device.hpp>
+#include <tether/solvers/ratio_gates.hpp>
 #include <vector>
 #if defined(TETHER_HAVE_CUDA)
 #include <tether/solvers/fiberpo_kernels.hpp>
@@ -30,11 +32,17 @@ DeviceGatedRatios::DeviceGatedRatios(const GatingHierarchyGate& gate, const Toke
     budget_negative.push_back(own ? options.level_budgets[static_cast<std::size_t>(l)].negative
                                   : options.budget_negative);
   }
-  const Vector new_lp = new_log_prob;
   resident_ = fiberpo_kernels::create_gate(
-      new_lp.data(), batch.old_log_prob.data(), batch.size(), trajectories.data(),
+      batch.old_log_prob.data(), batch.size(), trajectories.data(),
       static_cast<long long>(trajectories.size()) - 1, coarse, node_offsets.data(),
       level_starts.data(), budget_positive.data(), budget_negative.data(), options.eps);
+  try {
+    staged_ = DeviceVector(new_log_prob);  // checked above, with the batch
+    fiberpo_kernels::gate(resident_, staged_.data(), /*check=*/false);
+  } catch (...) {
+    fiberpo_kernels::destroy_gate(resident_);
+    throw;
+  }
 #else
   (void)plan;
   throw Error(
@@ -56,21 +64,65 @@ Vector DeviceGatedRatios::values() const {
   return g;
 }
 
+void DeviceGatedRatios::update(ConstVectorRef new_log_prob) {
+  require<ShapeError>(new_log_prob.size() == tokens_,
+                      "DeviceGatedRatios::update: new_log_prob has ", new_log_prob.size(),
+                      " entries; the batch has ", tokens_, " tokens");
+  if (!log_probs_valid(new_log_prob.data(), tokens_)) {
+    for (Index i = 0; i < tokens_; ++i)
+      require(std::isfinite(new_log_prob[i]) && new_log_prob[i] <= 0.0,
+              "DeviceGatedRatios::update: new_log_prob at entry ", i, " is ", new_log_prob[i],
+              "; it must be finite and <= 0 (a probability in (0, 1])");
+  }
+#if defined(TETHER_HAVE_CUDA)
+  staged_.upload(new_log_prob);
+  fiberpo_kernels::gate(resident_, staged_.data(), /*check=*/false);
+#endif
+}
+
+void DeviceGatedRatios::update(const DeviceVector& new_log_prob) {
+  require<ShapeError>(new_log_prob.size() == tokens_,
+                      "DeviceGatedRatios::update: new_log_prob has ", new_log_prob.size(),
+                      " entries; the batch has ", tokens_, " tokens");
+#if defined(TETHER_HAVE_CUDA)
+  const long long bad = fiberpo_kernels::gate(resident_, new_log_prob.data(), /*check=*/true);
+  if (bad >= 0)
+    require(false, "DeviceGatedRatios::update: new_log_prob at entry ", bad, " is ",
+            fiberpo_kernels::device_value(new_log_prob.data(), bad),
+            "; it must be finite and <= 0 (a probability in (0, 1])");
+#endif
+}
+
 Vector DeviceGatedRatios::product(ConstVectorRef v, bool transpose, bool log_space) const {
   require<ShapeError>(v.size() == tokens_, "DeviceGatedRatios: v has ", v.size(),
                       " entries; G has ", tokens_);
   Vector out(tokens_);
 #if defined(TETHER_HAVE_CUDA)
-  const Vector copy = v;
-  if (transpose)
-    fiberpo_kernels::vjp(resident_, copy.data(), out.data(), log_space);
-  else
-    fiberpo_kernels::jvp(resident_, copy.data(), out.data(), log_space);
+  const DeviceVector d_v(v);
+  DeviceVector d_out(tokens_);
+  product(d_v, d_out, transpose, log_space);
+  d_out.download(out);
 #else
   (void)transpose;
   (void)log_space;
 #endif
   return out;
+}
+
+void DeviceGatedRatios::product(const DeviceVector& v, DeviceVector& out, bool transpose,
+                                bool log_space) const {
+  require<ShapeError>(v.size() == tokens_, "DeviceGatedRatios: v has ", v.size(),
+                      " entries; G has ", tokens_);
+  if (out.size() != tokens_) out = DeviceVector(tokens_);
+#if defined(TETHER_HAVE_CUDA)
+  if (transpose)
+    fiberpo_kernels::vjp(resident_, v.data(), out.data(), log_space);
+  else
+    fiberpo_kernels::jvp(resident_, v.data(), out.data(), log_space);
+#else
+  (void)transpose;
+  (void)log_space;
+#endif
 }
 
 Vector gated_values(const GatingHierarchyGate& gate, const TokenBatch& batch,

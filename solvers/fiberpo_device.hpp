@@ -4,11 +4,13 @@
 // (solvers/fiberpo_segments.hpp): trajectory means, node means per coarse level, and per
 // trajectory the chain walk and the fiber gate over its tokens; then, on the data kept there,
 // the Jacobian products J v and J^T v (J = dG/dr) with the CPU's per-segment steps. Agrees with
-// GatingHierarchyGate::gated_ratios(...) to rounding (the device's exp, sums of a node in index
-// order where the CPU's Eigen sums reorder). In builds without CUDA, or without a device, the
-// constructor throws tether::Error.
+// GatingHierarchyGate::gated_ratios(...) to rounding (the device's exp, a trajectory's sums over
+// 32 lanes where the CPU's run over 8). update() re-gates new log-probs of the same batch, and the
+// products take device vectors, so an epoch loop moves no per-token array over the bus. In
+// builds without CUDA, or without a device, the constructor throws tether::Error.
 #pragma once
 
+#include <tether/core/device_vector.hpp>
 #include <tether/core/policy_batch.hpp>
 #include <tether/core/types.hpp>
 #include <tether/solvers/fiberpo.hpp>
@@ -33,6 +35,20 @@ class DeviceGatedRatios {
   Index size() const { return tokens_; }
   /// G_i.
   Vector values() const;
+
+  /// G again for new log-probs of the same batch (a training loop's next epoch): the batch's
+  /// layout, old log-probs and budgets stay on the device from construction. Checked as the CPU
+  /// gate checks them (ShapeError for a wrong size; InvalidArgumentError naming the first entry
+  /// not finite and <= 0), on the host for a host vector, on the device for a device one (only
+  /// the verdict and the failing value come back). A refused update leaves G as it was.
+  void update(ConstVectorRef new_log_prob);
+  void update(const DeviceVector& new_log_prob);
+  /// J v and J^T v (and the log-space variants) with v and out on the device: no host copies.
+  /// ShapeError unless v has size() entries; out is reallocated unless it has size().
+  void jvp(const DeviceVector& v, DeviceVector& out) const { product(v, out, false, false); }
+  void vjp(const DeviceVector& v, DeviceVector& out) const { product(v, out, true, false); }
+  void jvp_log(const DeviceVector& v, DeviceVector& out) const { product(v, out, false, true); }
+  void vjp_log(const DeviceVector& v, DeviceVector& out) const { product(v, out, true, true); }
   /// J v and J^T v (ShapeError unless v has size() entries); the _log variants use
   /// dG/d log r = J diag(r), as GatedRatios.
   Vector jvp(ConstVectorRef v) const { return product(v, false, false); }
@@ -42,8 +58,10 @@ class DeviceGatedRatios {
 
  private:
   Vector product(ConstVectorRef v, bool transpose, bool log_space) const;
+  void product(const DeviceVector& v, DeviceVector& out, bool transpose, bool log_space) const;
   Index tokens_ = 0;
   fiberpo_kernels::ResidentGate* resident_ = nullptr;
+  DeviceVector staged_;  // a host update's log-probs, uploaded
 };
 
 /// G_i for every token of the batch under `gate`'s hierarchy, computed on the device

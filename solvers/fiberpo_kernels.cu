@@ -242,14 +242,57 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
     out[j] = seg::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
 }
 
+// ---- the new log-probs' check on the device: the first entry not finite and <= 0 ----
+
+constexpr int kCheckBlocks = 256;
+
+// Per block (grid-stride over the entries): the smallest failing index, or n.
+__global__ void first_invalid_kernel(const double* values, long long n, long long* partials) {
+  __shared__ long long first[kThreads];
+  long long mine = n;
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += step) {
+    const double v = values[i];
+    if (!(v <= 0.0 && v >= -1.7976931348623157e308) && i < mine) mine = i;  // NaN fails both
+  }
+  first[threadIdx.x] = mine;
+  __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
+      first[threadIdx.x] = first[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = first[0];
+}
+
+// One block: the smallest of the blocks' partials into partials[blocks].
+__global__ void first_invalid_total_kernel(long long* partials, int blocks) {
+  __shared__ long long first[kThreads];
+  long long mine = partials[0];
+  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += static_cast<int>(blockDim.x))
+    mine = partials[b] < mine ? partials[b] : mine;
+  first[threadIdx.x] = mine;
+  __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
+      first[threadIdx.x] = first[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blocks] = first[0];
+}
+
 }  // namespace
 
 struct ResidentGate {
   long long tokens = 0, count = 0;
   int coarse = 0;
+  double eps = 0.0;
   std::vector<long long> level_starts;  // host copy
-  DeviceBuffer traj, offsets, starts, g, ratio, flags, beta_positive, beta_negative;
+  DeviceBuffer traj, offsets, starts, old_log_prob, budget_positive, budget_negative;
+  DeviceBuffer g, ratio, flags, beta_positive, beta_negative;
   DeviceBuffer work_a, work_b, work_c, node_a, node_b, node_c;  // per-call scratch
+  DeviceBuffer check_partials;  // the log-prob check's per-block first failures
   ResidentGate(long long n, long long t, int levels, long long offset_entries)
       : tokens(n),
         count(t),
@@ -257,6 +300,9 @@ struct ResidentGate {
         traj(0),
         offsets(0),
         starts(0),
+        old_log_prob(0),
+        budget_positive(0),
+        budget_negative(0),
         g(sizeof(double) * static_cast<std::size_t>(n)),
         ratio(sizeof(double) * static_cast<std::size_t>(n)),
         flags(static_cast<std::size_t>(n)),
@@ -267,8 +313,8 @@ struct ResidentGate {
         work_c(sizeof(double) * static_cast<std::size_t>(t)),
         node_a(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
         node_b(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
-        node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)) {
-  }
+        node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
+        check_partials(sizeof(long long) * (kCheckBlocks + 1)) {}
 };
 
 namespace {
@@ -289,7 +335,7 @@ void node_means_all_levels(const ResidentGate* r) {
 
 }  // namespace
 
-ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob, long long tokens,
+ResidentGate* create_gate(const double* old_log_prob, long long tokens,
                           const long long* trajectories, long long num_trajectories,
                           int coarse_levels, const long long* node_offsets,
                           const long long* level_starts, const double* budget_positive,
@@ -302,37 +348,61 @@ ResidentGate* create_gate(const double* new_log_prob, const double* old_log_prob
   const std::size_t t = static_cast<std::size_t>(num_trajectories);
   auto* r = new ResidentGate(tokens, num_trajectories, coarse_levels, offset_entries);
   try {
+    r->eps = eps;
     r->level_starts.assign(level_starts, level_starts + coarse_levels + 1);
     r->traj = cuda::upload(trajectories, t + 1, "copy trajectories");
     r->offsets =
         cuda::upload(node_offsets, static_cast<std::size_t>(offset_entries), "copy node offsets");
     r->starts = cuda::upload(level_starts, static_cast<std::size_t>(coarse_levels) + 1,
                              "copy level starts");
-    const DeviceBuffer d_new = cuda::upload(new_log_prob, n, "copy new_log_prob");
-    const DeviceBuffer d_old = cuda::upload(old_log_prob, n, "copy old_log_prob");
-    const DeviceBuffer d_bp =
+    r->old_log_prob = cuda::upload(old_log_prob, n, "copy old_log_prob");
+    r->budget_positive =
         cuda::upload(budget_positive, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
-    const DeviceBuffer d_bn =
+    r->budget_negative =
         cuda::upload(budget_negative, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
-    // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).
-    TETHER_KERNEL_LAUNCH(warp_blocks_for(num_trajectories), kThreads, trajectory_means_kernel)
-    (d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
-     r->work_a.as<double>(), r->work_b.as<double>());
-    check(cudaGetLastError(), "trajectory_means_kernel launch");
-    node_means_all_levels(r);
-    TETHER_KERNEL_LAUNCH(warp_blocks_for(num_trajectories), kThreads, gate_kernel)
-    (d_new.as<double>(), d_old.as<double>(), r->traj.as<long long>(), num_trajectories,
-     coarse_levels, r->offsets.as<long long>(), r->starts.as<long long>(), r->node_a.as<double>(),
-     r->node_b.as<double>(), r->node_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>(),
-     d_bp.as<double>(), d_bn.as<double>(), eps, r->g.as<double>(), r->ratio.as<double>(),
-     r->flags.as<std::uint8_t>(), r->beta_positive.as<double>(), r->beta_negative.as<double>());
-    check(cudaGetLastError(), "gate_kernel launch");
-    check(cudaDeviceSynchronize(), "gate kernels");
   } catch (...) {
     delete r;
     throw;
   }
   return r;
+}
+
+long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_values) {
+  if (check_values && r->tokens > 0) {
+    long long* partials = r->check_partials.as<long long>();
+    TETHER_KERNEL_LAUNCH(kCheckBlocks, kThreads, first_invalid_kernel)
+    (device_new_log_prob, r->tokens, partials);
+    check(cudaGetLastError(), "first_invalid_kernel launch");
+    TETHER_KERNEL_LAUNCH(1, kThreads, first_invalid_total_kernel)(partials, kCheckBlocks);
+    check(cudaGetLastError(), "first_invalid_total_kernel launch");
+    long long first = 0;
+    check(cudaMemcpy(&first, partials + kCheckBlocks, sizeof first, cudaMemcpyDeviceToHost),
+          "copy the check back");
+    if (first < r->tokens) return first;
+  }
+  const double* d_old = r->old_log_prob.as<double>();
+  // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, trajectory_means_kernel)
+  (device_new_log_prob, d_old, r->traj.as<long long>(), r->count, r->work_a.as<double>(),
+   r->work_b.as<double>());
+  check(cudaGetLastError(), "trajectory_means_kernel launch");
+  node_means_all_levels(r);
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, gate_kernel)
+  (device_new_log_prob, d_old, r->traj.as<long long>(), r->count, r->coarse,
+   r->offsets.as<long long>(), r->starts.as<long long>(), r->node_a.as<double>(),
+   r->node_b.as<double>(), r->node_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>(),
+   r->budget_positive.as<double>(), r->budget_negative.as<double>(), r->eps, r->g.as<double>(),
+   r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->beta_positive.as<double>(),
+   r->beta_negative.as<double>());
+  check(cudaGetLastError(), "gate_kernel launch");
+  check(cudaDeviceSynchronize(), "gate kernels");
+  return -1;
+}
+
+double device_value(const double* device_values, long long index) {
+  double v = 0.0;
+  check(cudaMemcpy(&v, device_values + index, sizeof v, cudaMemcpyDeviceToHost), "copy a value");
+  return v;
 }
 
 void destroy_gate(ResidentGate* gate) { delete gate; }
@@ -343,36 +413,30 @@ void download_values(const ResidentGate* r, double* g) {
         "copy G back");
 }
 
-void jvp(const ResidentGate* r, const double* v, double* out, bool log_space) {
-  const std::size_t n = static_cast<std::size_t>(r->tokens);
-  const DeviceBuffer d_v = cuda::upload(v, n, "copy v");
-  DeviceBuffer d_out(sizeof(double) * n);
+void jvp(const ResidentGate* r, const double* d_v, double* d_out, bool log_space) {
   const bool ratio_space = !log_space;
   TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, jvp_means_kernel)
-  (d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
-   r->count, ratio_space, r->work_a.as<double>(), r->work_b.as<double>());
+  (d_v, r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(), r->count,
+   ratio_space, r->work_a.as<double>(), r->work_b.as<double>());
   check(cudaGetLastError(), "jvp_means_kernel launch");
   node_means_all_levels(r);
   TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, jvp_tokens_kernel)
-  (d_v.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
+  (d_v, r->ratio.as<double>(), r->flags.as<std::uint8_t>(), r->g.as<double>(),
    r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
    r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
    r->work_a.as<double>(), r->work_b.as<double>(), r->beta_positive.as<double>(),
-   r->beta_negative.as<double>(), ratio_space, d_out.as<double>());
+   r->beta_negative.as<double>(), ratio_space, d_out);
   check(cudaGetLastError(), "jvp_tokens_kernel launch");
-  check(cudaMemcpy(out, d_out.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy J v");
+  check(cudaDeviceSynchronize(), "J v kernels");
 }
 
-void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
-  const std::size_t n = static_cast<std::size_t>(r->tokens);
-  const DeviceBuffer d_v = cuda::upload(v, n, "copy v");
-  DeviceBuffer d_out(sizeof(double) * n);
+void vjp(const ResidentGate* r, const double* d_v, double* d_out, bool log_space) {
   const bool ratio_space = !log_space;
   // total (work_c), R^+ (work_a), R^- (work_b); node terms (node_a, node_b).
   TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, vjp_sums_kernel)
-  (d_v.as<double>(), r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(),
-   r->count, r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(),
-   r->work_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>());
+  (d_v, r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(), r->count,
+   r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(), r->work_c.as<double>(),
+   r->work_a.as<double>(), r->work_b.as<double>());
   check(cudaGetLastError(), "vjp_sums_kernel launch");
   for (int l = 0; l < r->coarse; ++l) {
     const long long base = r->level_starts[l];
@@ -385,12 +449,12 @@ void vjp(const ResidentGate* r, const double* v, double* out, bool log_space) {
     check(cudaGetLastError(), "vjp_nodes_kernel launch");
   }
   TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, vjp_tokens_kernel)
-  (d_v.as<double>(), r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
+  (d_v, r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
    r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
    r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
-   r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out.as<double>());
+   r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out);
   check(cudaGetLastError(), "vjp_tokens_kernel launch");
-  check(cudaMemcpy(out, d_out.data, sizeof(double) * n, cudaMemcpyDeviceToHost), "copy J^T v");
+  check(cudaDeviceSynchronize(), "J^T v kernels");
 }
 
 }  // namespace tether::device::fiberpo_kernels

@@ -1,10 +1,14 @@
 // CPU-vs-GPU: the gating hierarchy's G and its Jacobian products J v, J^T v on the device
 // against the CPU gate, FiberPO (depth 2) and FiberPO-Domain (depth 4) with per-level budgets.
+// Then the device-resident calls of a training loop: update() with host and device log-probs,
+// and the Jacobian products on device vectors, against fresh gates and the host products, bit
+// for bit (the same kernels on the same device), with their refusals.
 // Skips (with a message) where no CUDA device is present; the refusals are checked everywhere.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
@@ -13,6 +17,7 @@
 #include <tether/solvers/fiberpo_device.hpp>
 #include <vector>
 
+#include "error_message.hpp"
 #include "policy_test_batch.hpp"
 
 namespace tether {
@@ -84,6 +89,71 @@ TEST(FiberPoDevice, GatedRatiosAndJacobianProductsMatchTheCpuGate) {
       EXPECT_LE(close(gpu.vjp_log(v), jtv_log), 1e-12) << where << ", J^T v (log)";
     }
   }
+}
+
+TEST(FiberPoDevice, UpdatesAndDeviceVectorsGiveTheSameBitsAsFreshGates) {
+  using testing::contains;
+  using testing::message_of;
+  Rng rng(43);
+  const TokenBatch b = batch_of(rng, 2, 4, 8, 30, 90);
+  const Vector first = mixed_new_log_prob(rng, b), second = mixed_new_log_prob(rng, b);
+  const GatingHierarchyGate gate;
+  if (!device::cuda_available()) {
+    EXPECT_THROW(device::DeviceVector(3), Error);
+    EXPECT_THROW(device::DeviceVector(Vector::Zero(3)), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  const device::DeviceGatedRatios fresh(gate, b, second);
+  device::DeviceGatedRatios from_host(gate, b, first), from_device(gate, b, first);
+  ASSERT_NE(from_host.values(), fresh.values());  // the first log-probs gate differently
+  from_host.update(second);
+  EXPECT_EQ(from_host.values(), fresh.values());
+  const device::DeviceVector d_second(second);
+  from_device.update(d_second);
+  EXPECT_EQ(from_device.values(), fresh.values());
+
+  // The products on device vectors: the host products' bits; `out` sized on first use.
+  Vector v(b.size());
+  for (Index i = 0; i < v.size(); ++i) v[i] = rng.normal();
+  const device::DeviceVector d_v(v);
+  device::DeviceVector out;
+  from_device.jvp(d_v, out);
+  EXPECT_EQ(out.to_host(), fresh.jvp(v));
+  from_device.vjp(d_v, out);
+  EXPECT_EQ(out.to_host(), fresh.vjp(v));
+  from_device.jvp_log(d_v, out);
+  EXPECT_EQ(out.to_host(), fresh.jvp_log(v));
+  from_device.vjp_log(d_v, out);
+  EXPECT_EQ(out.to_host(), fresh.vjp_log(v));
+
+  // Refusals, named as the CPU gate names them; a refused update leaves G as it was.
+  for (const Index at : {Index{0}, Index{17}, b.size() - 1}) {
+    for (const double value : {std::numeric_limits<double>::quiet_NaN(),
+                               -std::numeric_limits<double>::infinity(), 0.25}) {
+      Vector bad = second;
+      bad[at] = value;
+      const std::string expected = "new_log_prob at entry " + std::to_string(at) + " is ";
+      EXPECT_TRUE(
+          contains(message_of<InvalidArgumentError>([&] { from_host.update(bad); }), expected));
+      const device::DeviceVector d_bad(bad);
+      const std::string on_device =
+          message_of<InvalidArgumentError>([&] { from_device.update(d_bad); });
+      EXPECT_TRUE(contains(on_device, expected)) << on_device;
+      EXPECT_EQ(from_host.values(), fresh.values());
+      EXPECT_EQ(from_device.values(), fresh.values());
+    }
+  }
+  EXPECT_THROW(from_host.update(Vector::Zero(b.size() + 1)), ShapeError);
+  EXPECT_THROW(from_device.update(device::DeviceVector(b.size() - 1)), ShapeError);
+  EXPECT_THROW(from_device.jvp(device::DeviceVector(3), out), ShapeError);
+  // The device vector itself.
+  device::DeviceVector small(Vector::LinSpaced(5, -2.0, 2.0));
+  EXPECT_EQ(small.to_host(), Vector::LinSpaced(5, -2.0, 2.0));
+  EXPECT_THROW(small.upload(Vector::Zero(4)), ShapeError);
+  EXPECT_THROW(device::DeviceVector(-1), ShapeError);
+  device::DeviceVector moved = std::move(small);
+  EXPECT_EQ(moved.size(), 5);
+  EXPECT_EQ(small.size(), 0);  // NOLINT(bugprone-use-after-move): moved-from is empty
 }
 
 }  // namespace

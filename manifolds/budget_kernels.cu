@@ -16,6 +16,7 @@ namespace tether::device::kernels {
 namespace {
 
 constexpr int kThreads = 256;
+static_assert((kThreads & (kThreads - 1)) == 0, "the block reductions halve kThreads");
 
 using cuda::check;
 

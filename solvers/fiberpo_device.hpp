@@ -21,7 +21,8 @@ namespace fiberpo_kernels {
 struct ResidentGate;
 }
 
-/// GatedRatios on the device: G and its Jacobian products for one batch.
+/// GatedRatios on the device: G and its Jacobian products for one batch. The products use
+/// scratch held by the object: one object is not to be used from two host threads at once.
 class DeviceGatedRatios {
  public:
   /// Computes G on the device. InvalidArgumentError / ShapeError for a bad batch (as the CPU

@@ -23,6 +23,7 @@ using cuda::check;
 using cuda::DeviceBuffer;
 
 constexpr int kThreads = 128;
+static_assert((kThreads & (kThreads - 1)) == 0, "the block reductions halve kThreads");
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 

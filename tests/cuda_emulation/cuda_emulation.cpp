@@ -38,8 +38,9 @@ thread_local dim3 gridDim;
 // switch (or a fiber's prepared stack) left there.
 extern "C" void tether_cuda_emulation_switch(void** save, void* load);
 asm(R"(
-  .text
+  .pushsection .text
   .globl tether_cuda_emulation_switch
+  .hidden tether_cuda_emulation_switch
   .type tether_cuda_emulation_switch, @function
 tether_cuda_emulation_switch:
   pushq %rbp
@@ -64,6 +65,7 @@ tether_cuda_emulation_switch:
   popq %rbp
   ret
   .size tether_cuda_emulation_switch, .-tether_cuda_emulation_switch
+  .popsection
 )");
 
 namespace cuda_emulation {
@@ -94,6 +96,8 @@ const char* error_name(cudaError_t status) {
       return "too many blocks in cooperative launch";
     case cudaErrorLaunchFailure:
       return "unspecified launch failure";
+    case cudaErrorIllegalAddress:
+      return "an illegal memory access was encountered";
   }
   return "unknown error";
 }
@@ -201,6 +205,8 @@ struct GridState {
   unsigned expected = 0, arrived = 0, exited = 0;
   unsigned long long generation = 0;
   bool broken = false;
+  std::string exited_block;  // the first block to exit
+  std::string cause;         // what broke the grid first (reported over the blocks' own errors)
 };
 
 struct BlockRun {
@@ -398,6 +404,7 @@ bool grid_arrive(GridState& g) {
   if (g.broken) return false;
   if (g.exited > 0) {
     g.broken = true;
+    g.cause = "a block reached grid.sync() after block " + g.exited_block + " exited";
     g.changed.notify_all();
     return false;
   }
@@ -412,10 +419,15 @@ bool grid_arrive(GridState& g) {
   return !g.broken;
 }
 
-void grid_exit(GridState& g, bool failed) {
+/// Block `index` has finished (with `error`, empty if none).
+void grid_exit(GridState& g, const std::string& index, const std::string& error) {
   std::lock_guard lock(g.mutex);
-  ++g.exited;
-  if (failed || g.arrived > 0) {
+  if (g.exited++ == 0) g.exited_block = index;
+  if (!error.empty() || g.arrived > 0) {
+    if (!g.broken)
+      g.cause = !error.empty()
+                    ? "block " + index + ": " + error
+                    : "block " + index + " exited while other blocks wait at grid.sync()";
     g.broken = true;
     g.changed.notify_all();
   }
@@ -490,6 +502,42 @@ Allocations& allocations() {
   return a;
 }
 
+// Each allocation is followed by guard bytes up to the next 256-byte boundary and 256 more.
+constexpr unsigned char kGuardByte = 0xa5;
+std::size_t guard_bytes(std::size_t bytes) { return (bytes + 255) / 256 * 256 + 256 - bytes; }
+
+/// The first guard byte of the allocation at `base` a kernel overwrote, or -1.
+long long overwritten_guard(std::uintptr_t base, std::size_t bytes) {
+#if defined(TETHER_EMULATION_ASAN)
+  (void)base;
+  (void)bytes;
+  return -1;  // the guard is poisoned: ASan stops the write itself
+#else
+  const auto* guard = reinterpret_cast<const unsigned char*>(base) + bytes;
+  for (std::size_t i = 0; i < guard_bytes(bytes); ++i)
+    if (guard[i] != kGuardByte) return static_cast<long long>(i);
+  return -1;
+#endif
+}
+
+/// Every live allocation's guard intact, else an error naming the first one overwritten.
+cudaError_t check_guards(const std::string& what) {
+  Allocations& a = allocations();
+  std::string found;
+  {
+    std::lock_guard lock(a.mutex);
+    for (const auto& [base, bytes] : a.live) {
+      const long long at = overwritten_guard(base, bytes);
+      if (at >= 0) {
+        found = what + ": a write " + std::to_string(at) +
+                " bytes past the end of a device allocation of " + std::to_string(bytes) + " bytes";
+        break;
+      }
+    }
+  }
+  return found.empty() ? cudaSuccess : fail(cudaErrorIllegalAddress, found);
+}
+
 bool in_allocation(const void* p, std::size_t bytes) {
   const auto at = reinterpret_cast<std::uintptr_t>(p);
   Allocations& a = allocations();
@@ -550,14 +598,20 @@ bool is_device_range(const void* p, std::size_t bytes) { return in_allocation(p,
 
 void set_schedule_order(const char* order) { order_setting().store(order_named(order)); }
 
-const std::uint64_t* warp_exchange(unsigned mask, std::uint64_t mine, const char* kind) {
+Exchange warp_exchange(unsigned mask, std::uint64_t mine, const char* kind) {
   BlockRun& b = this_block(kind);
   Fiber& f = *b.current;
   const unsigned parity = static_cast<unsigned>(f.warp_ops & 1);
   b.slots[parity][f.linear] = mine;
   wait_here(b, Wait::kWarp, kind, mask);
   ++f.warp_ops;
-  return b.slots[parity].data() + (f.linear - f.linear % 32);
+  return Exchange{b.slots[parity].data() + (f.linear - f.linear % 32),
+                  static_cast<int>(f.linear % 32)};
+}
+
+void require_shuffle_width(int width) {
+  if (width < 1 || width > 32 || (width & (width - 1)) != 0)
+    abandon(this_block("a warp shuffle"), "a shuffle width that is not 1, 2, 4, 8, 16 or 32");
 }
 
 void block_barrier() {
@@ -604,7 +658,7 @@ cudaError_t launch(dim3 grid, dim3 block, const Body& body, bool cooperative, co
         return fail(cudaErrorLaunchFailure,
                     std::string(what) + ", block " + index_text(b.index) + ": " + b.error);
     }
-    return cudaSuccess;
+    return check_guards(what);
   }
   if (blocks > static_cast<unsigned long long>(kMultiprocessors) * kBlocksPerMultiprocessor)
     return fail(
@@ -624,15 +678,18 @@ cudaError_t launch(dim3 grid, dim3 block, const Body& body, bool cooperative, co
       b.grid_state = &state;
       b.seed = launch_index * 1000003ull + i;
       run_block(b);
-      grid_exit(state, !b.error.empty());
+      grid_exit(state, index_text(b.index), b.error);
       errors[i] = b.error;
     });
   for (std::thread& w : workers) w.join();
+  // The first cause, not the "cannot complete" errors it left in the other blocks.
+  if (!state.cause.empty())
+    return fail(cudaErrorLaunchFailure, std::string(what) + " (cooperative): " + state.cause);
   for (unsigned long long i = 0; i < blocks; ++i)
     if (!errors[i].empty())
       return fail(cudaErrorLaunchFailure, std::string(what) + " (cooperative), block " +
                                               index_text(block_index(i)) + ": " + errors[i]);
-  return cudaSuccess;
+  return check_guards(what);
 }
 
 }  // namespace cuda_emulation
@@ -695,13 +752,17 @@ cudaError_t cudaMalloc(void** pointer, std::size_t bytes) {
   if (pointer == nullptr) return fail(cudaErrorInvalidValue, "cudaMalloc: null pointer");
   *pointer = nullptr;
   if (bytes == 0) return cudaSuccess;
-  const std::size_t rounded = (bytes + 255) / 256 * 256;
-  void* p = std::aligned_alloc(256, rounded);
+  const std::size_t guard = cuda_emulation::guard_bytes(bytes);
+  void* p = std::aligned_alloc(256, bytes + guard);
   if (p == nullptr)
     return fail(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
   // Fresh device memory holds garbage: all-ones bytes (NaN doubles, -1 integers) make a read
   // before the first write show.
-  std::memset(p, 0xff, rounded);
+  std::memset(p, 0xff, bytes);
+  std::memset(static_cast<char*>(p) + bytes, cuda_emulation::kGuardByte, guard);
+#if defined(TETHER_EMULATION_ASAN)
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + bytes, guard);
+#endif
   auto& a = cuda_emulation::allocations();
   std::lock_guard lock(a.mutex);
   a.live[reinterpret_cast<std::uintptr_t>(p)] = bytes;
@@ -712,14 +773,30 @@ cudaError_t cudaMalloc(void** pointer, std::size_t bytes) {
 cudaError_t cudaFree(void* pointer) {
   if (pointer == nullptr) return cudaSuccess;
   auto& a = cuda_emulation::allocations();
+  std::size_t bytes = 0;
   bool known = false;
   {
     std::lock_guard lock(a.mutex);
-    known = a.live.erase(reinterpret_cast<std::uintptr_t>(pointer)) == 1;
+    auto it = a.live.find(reinterpret_cast<std::uintptr_t>(pointer));
+    if (it != a.live.end()) {
+      known = true;
+      bytes = it->second;
+      a.live.erase(it);
+    }
   }
   if (!known)
     return fail(cudaErrorInvalidDevicePointer, "cudaFree of a pointer cudaMalloc did not return");
+  const long long overwritten =
+      cuda_emulation::overwritten_guard(reinterpret_cast<std::uintptr_t>(pointer), bytes);
+#if defined(TETHER_EMULATION_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(pointer) + bytes,
+                              cuda_emulation::guard_bytes(bytes));
+#endif
   std::free(pointer);
+  if (overwritten >= 0)
+    return fail(cudaErrorIllegalAddress, "cudaFree: a write " + std::to_string(overwritten) +
+                                             " bytes past the end of this allocation of " +
+                                             std::to_string(bytes) + " bytes");
   return cudaSuccess;
 }
 

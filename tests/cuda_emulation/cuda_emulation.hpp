@@ -6,8 +6,10 @@
 // and the *device_test programs compare them with the CPU path. What runs is the kernels' own
 // structure: the grid and block indexing, every __syncthreads, warp shuffle, ballot and
 // __syncwarp, the cooperative grid's sync, the host-side orchestration (allocations, copies,
-// launch configurations). The arithmetic is the host's, not the device's (no FMA contraction
-// either way; the device's correctly rounded intrinsics are the host's operators).
+// launch configurations). The arithmetic is the host's, not the device's: the real build compiles
+// with nvcc's --fmad=false, as the host's -ffp-contract=off, but an explicit fma (fast_exp's
+// mul_add) is fused on the device and not on baseline x86-64, and the __CUDA_ARCH__ branches are
+// never compiled here (CI compiles them with nvcc).
 //
 // How a launch runs. Every CUDA thread is a fiber with its own stack; a block's fibers take
 // turns on one host thread, each running until it reaches a synchronisation point, which it
@@ -16,7 +18,9 @@
 //   programming guide makes that undefined);
 // - a warp operation (__shfl_sync, __shfl_xor_sync, __ballot_sync, __syncwarp): every lane of
 //   the mask, at the same operation and the same count of warp operations (a lane that exited
-//   or waits elsewhere is an error). Only the full mask of the warp's lanes is supported;
+//   or waits elsewhere is an error). Only the full mask of the warp's lanes is supported, and
+//   every lane must take part: stricter than sm_70+, which lets a full mask name lanes that have
+//   exited (tether's kernels never need that: whole warps leave together);
 // - grid.sync() (cooperative launches only): every thread of every block; the blocks of a
 //   cooperative launch run on host threads of their own, all resident at once, as the device
 //   guarantees.
@@ -28,7 +32,10 @@
 //
 // Checked besides: device allocations are tracked, and a copy, memset or cuBLAS call whose device
 // range leaves its allocation, or a kernel's pointer argument that is not inside one (a host
-// pointer passed to a kernel), is an error; launch configurations are checked (block size 1 to
+// pointer passed to a kernel; pointers inside struct arguments are not seen), is an error; each
+// allocation is followed by guard bytes, checked after every launch and at cudaFree, so a
+// kernel that writes past the end of one is reported (and, in a TETHER_SANITIZE build, the guard
+// is poisoned, so a read there stops at once); launch configurations are checked (block size 1 to
 // 1024, grid at least 1). An error is reported as the device reports it, through the returned
 // status and cudaGetLastError, and printed to stderr with its detail.
 //
@@ -88,6 +95,7 @@ enum cudaError_t {
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorNoDevice = 100,
   cudaErrorCooperativeLaunchTooLarge = 720,
+  cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
 };
 using cudaError = cudaError_t;
@@ -159,9 +167,16 @@ cudaError_t fail(cudaError_t status, const std::string& detail);
 /// 0).
 bool is_device_range(const void* p, std::size_t bytes);
 
-/// The value every lane of the mask contributed (slot[lane]) once they all arrived, for the warp
-/// operations below: `kind` names the operation, for the diagnostics.
-const std::uint64_t* warp_exchange(unsigned mask, std::uint64_t mine, const char* kind);
+/// What a warp operation sees once every lane of the mask arrived: the value each lane
+/// contributed (slots[lane]) and the caller's lane (its linear thread index mod 32, as on the
+/// device for any block shape). `kind` names the operation, for the diagnostics.
+struct Exchange {
+  const std::uint64_t* slots;
+  int lane;
+};
+Exchange warp_exchange(unsigned mask, std::uint64_t mine, const char* kind);
+/// Stops the kernel with an error unless width is 1, 2, 4, 8, 16 or 32.
+void require_shuffle_width(int width);
 void block_barrier();
 void grid_barrier();
 
@@ -240,31 +255,34 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 }
 
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
-  const std::uint64_t* slot =
+  const cuda_emulation::Exchange e =
       cuda_emulation::warp_exchange(mask, predicate != 0 ? 1 : 0, "__ballot_sync");
   unsigned ballot = 0;
   for (int l = 0; l < 32; ++l)
-    if ((mask >> l & 1u) != 0 && slot[l] != 0) ballot |= 1u << l;
+    if ((mask >> l & 1u) != 0 && e.slots[l] != 0) ballot |= 1u << l;
   return ballot;
 }
 
 template <class T>
 T __shfl_sync(unsigned mask, T v, int source, int width = 32) {
-  const std::uint64_t* slot =
+  cuda_emulation::require_shuffle_width(width);
+  const cuda_emulation::Exchange e =
       cuda_emulation::warp_exchange(mask, cuda_emulation::to_slot(v), "__shfl_sync");
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  const int from = (lane - lane % width) + ((source % width) + width) % width;
-  return cuda_emulation::from_slot<T>(slot[from]);
+  // The source lane within the caller's segment of `width` lanes (width a power of two).
+  const int from = (e.lane & ~(width - 1)) | (source & (width - 1));
+  return cuda_emulation::from_slot<T>(e.slots[from]);
 }
 
 template <class T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-  const std::uint64_t* slot =
+  cuda_emulation::require_shuffle_width(width);
+  const cuda_emulation::Exchange e =
       cuda_emulation::warp_exchange(mask, cuda_emulation::to_slot(v), "__shfl_xor_sync");
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  int from = lane ^ lane_mask;
-  if (from / width != lane / width) from = lane;  // outside the segment: its own value
-  return cuda_emulation::from_slot<T>(slot[from]);
+  // As the device: lane ^ (lane_mask & 31), the caller's own value where that lies beyond the
+  // end of its segment (an earlier segment's lane is read).
+  int from = e.lane ^ (lane_mask & 31);
+  if (from > (e.lane | (width - 1))) from = e.lane;
+  return cuda_emulation::from_slot<T>(e.slots[from]);
 }
 
 inline int __popc(unsigned v) { return __builtin_popcount(v); }

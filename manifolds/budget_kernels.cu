@@ -19,6 +19,7 @@ constexpr int kThreads = 256;
 static_assert((kThreads & (kThreads - 1)) == 0, "the block reductions halve kThreads");
 
 using cuda::check;
+using cuda::DeviceBuffer;
 
 // Sums a and b over the block into a[0], b[0] (fixed tree: deterministic). Ends synchronised.
 __device__ void block_sum(double* a, double* b) {
@@ -72,26 +73,19 @@ int device_count() {
 void phi_and_slope(const double* alpha, const double* costs, int n, int k, double t,
                    double* phi_out, double* slope_out) {
   const int blocks = (n + kThreads - 1) / kThreads;
-  const std::size_t bytes =
-      sizeof(double) * static_cast<std::size_t>(n) * static_cast<std::size_t>(k);
-  double *d_alpha = nullptr, *d_costs = nullptr, *d_phi = nullptr, *d_slope = nullptr;
-  check(cudaMalloc(&d_alpha, bytes), "cudaMalloc");
-  check(cudaMalloc(&d_costs, bytes), "cudaMalloc");
-  check(cudaMalloc(&d_phi, sizeof(double) * blocks), "cudaMalloc");
-  check(cudaMalloc(&d_slope, sizeof(double) * blocks), "cudaMalloc");
-  check(cudaMemcpy(d_alpha, alpha, bytes, cudaMemcpyHostToDevice), "copy alpha");
-  check(cudaMemcpy(d_costs, costs, bytes, cudaMemcpyHostToDevice), "copy costs");
-  TETHER_KERNEL_LAUNCH(blocks, kThreads, phi_partials)(d_alpha, d_costs, n, k, t, d_phi, d_slope);
+  // Device buffers freed on scope exit, so a failing check leaks nothing.
+  const DeviceBuffer d_alpha = cuda::upload(alpha, static_cast<std::size_t>(n) * k, "copy alpha");
+  const DeviceBuffer d_costs = cuda::upload(costs, static_cast<std::size_t>(n) * k, "copy costs");
+  const DeviceBuffer d_phi(sizeof(double) * blocks), d_slope(sizeof(double) * blocks);
+  TETHER_KERNEL_LAUNCH(blocks, kThreads, phi_partials)
+  (d_alpha.as<double>(), d_costs.as<double>(), n, k, t, d_phi.as<double>(), d_slope.as<double>());
   check(cudaGetLastError(), "phi_partials launch");
   std::vector<double> phi(static_cast<std::size_t>(blocks)),
       slope(static_cast<std::size_t>(blocks));
-  check(cudaMemcpy(phi.data(), d_phi, sizeof(double) * blocks, cudaMemcpyDeviceToHost), "copy phi");
-  check(cudaMemcpy(slope.data(), d_slope, sizeof(double) * blocks, cudaMemcpyDeviceToHost),
+  check(cudaMemcpy(phi.data(), d_phi.data, sizeof(double) * blocks, cudaMemcpyDeviceToHost),
+        "copy phi");
+  check(cudaMemcpy(slope.data(), d_slope.data, sizeof(double) * blocks, cudaMemcpyDeviceToHost),
         "copy slope");
-  cudaFree(d_alpha);
-  cudaFree(d_costs);
-  cudaFree(d_phi);
-  cudaFree(d_slope);
   *phi_out = 0.0;
   *slope_out = 0.0;
   for (int b = 0; b < blocks; ++b) {  // fixed order: deterministic
@@ -515,27 +509,27 @@ void destroy_resident(ResidentInstances* r) {
 int resident_instances(const ResidentInstances* r) { return r->instances; }
 
 double copy_bandwidth(unsigned long long bytes, int repetitions) {
-  void *src = nullptr, *dst = nullptr;
-  cudaEvent_t begin, end;
-  check(cudaMalloc(&src, bytes), "cudaMalloc");
-  check(cudaMalloc(&dst, bytes), "cudaMalloc");
-  check(cudaMemset(src, 1, bytes), "cudaMemset");
-  check(cudaEventCreate(&begin), "event");
-  check(cudaEventCreate(&end), "event");
+  const DeviceBuffer src(bytes), dst(bytes);  // freed on scope exit, as are the events
+  struct Events {
+    cudaEvent_t begin = nullptr, end = nullptr;
+    ~Events() {
+      if (begin != nullptr) cudaEventDestroy(begin);
+      if (end != nullptr) cudaEventDestroy(end);
+    }
+  } events;
+  check(cudaMemset(src.data, 1, bytes), "cudaMemset");
+  check(cudaEventCreate(&events.begin), "event");
+  check(cudaEventCreate(&events.end), "event");
   float best_ms = 0.0f;
   for (int i = 0; i <= repetitions; ++i) {  // the first copy warms up
-    check(cudaEventRecord(begin), "event");
-    check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy");
-    check(cudaEventRecord(end), "event");
-    check(cudaEventSynchronize(end), "event");
+    check(cudaEventRecord(events.begin), "event");
+    check(cudaMemcpy(dst.data, src.data, bytes, cudaMemcpyDeviceToDevice), "copy");
+    check(cudaEventRecord(events.end), "event");
+    check(cudaEventSynchronize(events.end), "event");
     float ms = 0.0f;
-    check(cudaEventElapsedTime(&ms, begin, end), "event time");
+    check(cudaEventElapsedTime(&ms, events.begin, events.end), "event time");
     if (i > 0 && (best_ms == 0.0f || ms < best_ms)) best_ms = ms;
   }
-  cudaEventDestroy(begin);
-  cudaEventDestroy(end);
-  cudaFree(src);
-  cudaFree(dst);
   return 2.0 * static_cast<double>(bytes) / (1e-3 * best_ms);
 }
 
@@ -585,16 +579,23 @@ void retract(double* alpha, const double* costs, long long n, int k, const long 
   destroy_resident(r);
 }
 
+/// Allocates *p where it is still null; true when it did.
+template <class T>
+bool allocate_once(T** p, std::size_t bytes, const char* what) {
+  if (*p != nullptr) return false;
+  check(cudaMalloc(p, bytes), what);
+  return true;
+}
+
 void upload_vector(ResidentInstances* r, const double* v) {
   const std::size_t bytes = sizeof(double) * static_cast<std::size_t>(r->n) * r->k;
-  if (r->vector == nullptr) {
-    check(cudaMalloc(&r->vector, bytes), "cudaMalloc vector");
-    check(cudaMalloc(&r->normal, bytes), "cudaMalloc normal");
-    const int partial_count = r->cooperative ? 3 * r->grid_blocks : 1;
-    check(cudaMalloc(&r->projection_partials, sizeof(double) * partial_count),
-          "cudaMalloc projection partials");
-    check(cudaMalloc(&r->coefficients, sizeof(double) * r->instances), "cudaMalloc coefficients");
-  }
+  // Each buffer allocated where it is still missing (a failed allocation leaves the others).
+  const int partial_count = r->cooperative ? 3 * r->grid_blocks : 1;
+  allocate_once(&r->vector, bytes, "cudaMalloc vector");
+  allocate_once(&r->normal, bytes, "cudaMalloc normal");
+  allocate_once(&r->projection_partials, sizeof(double) * partial_count,
+                "cudaMalloc projection partials");
+  allocate_once(&r->coefficients, sizeof(double) * r->instances, "cudaMalloc coefficients");
   check(cudaMemcpy(r->vector, v, bytes, cudaMemcpyHostToDevice), "copy vector");
 }
 
@@ -687,14 +688,12 @@ AdamStepOutcome adam_step_resident(ResidentInstances* r, const AdamConstants& ad
   if (r->vector == nullptr) throw Error("adam_step_resident: no gradient was uploaded");
   const long long entries = r->n * r->k;
   const std::size_t bytes = sizeof(double) * static_cast<std::size_t>(entries);
-  if (r->first_moment == nullptr) {
-    check(cudaMalloc(&r->first_moment, bytes), "cudaMalloc m");
-    check(cudaMalloc(&r->second_moment, bytes), "cudaMalloc v");
-    check(cudaMalloc(&r->trial, bytes), "cudaMalloc trial");
-    check(cudaMalloc(&r->flag, sizeof(int)), "cudaMalloc flag");
+  if (allocate_once(&r->first_moment, bytes, "cudaMalloc m"))
     check(cudaMemset(r->first_moment, 0, bytes), "zero m");
+  if (allocate_once(&r->second_moment, bytes, "cudaMalloc v"))
     check(cudaMemset(r->second_moment, 0, bytes), "zero v");
-  }
+  allocate_once(&r->trial, bytes, "cudaMalloc trial");
+  allocate_once(&r->flag, sizeof(int), "cudaMalloc flag");
   AdamStepOutcome out;
   // 1. The gradient onto the tangent space at alpha.
   if (!project_buffer(r, r->vector, relative_tolerance, at_most)) {

@@ -16,6 +16,8 @@
 //                                      ((2m + 1) 8 d bytes; the basis stays in the count's margin)
 //   BM_RetainProjectGradientsFloat/...   the same for float gradients (the float overload:
 //                                      double arithmetic, float storage; (2m 4 + 8) d bytes)
+//   BM_RetainProjectGradientsGpuResident/d/8/16   the same on gradients kept on the device
+//                                   (DeviceRetainProjection::project in place; no host copies)
 //   BM_RetainProjectGradientsGpu/...   the same on the device (device::project_gradients, cuBLAS:
 //                                      the basis formed and uploaded, the gradients copied over and
 //                                      back, all timed); registered only where a device is present
@@ -23,6 +25,7 @@
 //                                      768 x 768 update (the Gram, then Delta W M).
 #include <benchmark/benchmark.h>
 
+#include <tether/core/device_vector.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/orthoreg.hpp>
@@ -161,6 +164,31 @@ const bool kGpuRegistered = [] {
   benchmark::RegisterBenchmark("BM_RetainProjectGradientsGpu", retain_project_gradients<true>)
       ->Args({1000000, 8, 16})
       ->Args({1000000, 8, 64})
+      ->Unit(benchmark::kMillisecond);
+  // The same projection on gradients held on the device (DeviceRetainProjection: the basis
+  // uploaded once, untimed; each call projects the d x 16 columns in place, no host copies).
+  benchmark::RegisterBenchmark(
+      "BM_RetainProjectGradientsGpuResident",
+      [](benchmark::State& state) {
+        const Index d = state.range(0);
+        const int k = static_cast<int>(state.range(1));
+        const Index m = state.range(2);
+        ProjectionData data(d, k);
+        tether::RetainProjector projector(d, {.window = k});
+        projector.set_metric(data.metric);
+        for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+        const tether::device::DeviceRetainProjection resident(projector);
+        tether::Rng rng(9);
+        Vector g(d * m);
+        for (Index j = 0; j < g.size(); ++j) g[j] = rng.normal();
+        tether::device::DeviceVector on_device(g);
+        for (auto _ : state) resident.project(on_device);
+        state.SetBytesProcessed(static_cast<int64_t>((2 * m * 8 + 8) * d) * state.iterations());
+      })
+      ->Args({10000, 8, 16})
+      ->Args({100000, 8, 16})
+      ->Args({1000000, 8, 16})
+      ->Args({10000000, 8, 16})
       ->Unit(benchmark::kMillisecond);
   return true;
 }();

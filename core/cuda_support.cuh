@@ -62,6 +62,68 @@ inline DeviceBuffer upload(const T* host, std::size_t n, const char* what) {
   return buffer;
 }
 
+// ---- the first entry a predicate rejects, found on the device ----------------------------------
+
+/// Blocks and threads of first_rejected's first pass (a power of two).
+constexpr int kRejectBlocks = 256;
+constexpr int kRejectThreads = 128;
+
+/// Per block (grid-stride over the entries): the smallest index whose value `reject(v)` refuses,
+/// or n. A template, so that each .cu file has its own instance.
+template <class Reject>
+__global__ void first_rejected_kernel(const double* values, long long n, Reject reject,
+                                      long long* partials) {
+  __shared__ long long first[kRejectThreads];
+  long long mine = n;
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += step)
+    if (i < mine && reject(values[i])) mine = i;
+  first[threadIdx.x] = mine;
+  __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
+      first[threadIdx.x] = first[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = first[0];
+}
+
+/// One block: the smallest of the partials into partials[blocks].
+template <class Reject>
+__global__ void first_rejected_total_kernel(long long* partials, int blocks) {
+  __shared__ long long first[kRejectThreads];
+  long long mine = partials[0];
+  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += static_cast<int>(blockDim.x))
+    mine = partials[b] < mine ? partials[b] : mine;
+  first[threadIdx.x] = mine;
+  __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
+      first[threadIdx.x] = first[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blocks] = first[0];
+}
+
+/// The first index i < n (device values) with reject(values[i]), or -1; `scratch` holds
+/// kRejectBlocks + 1 long longs of device memory. Two block reductions, one value copied back
+/// (synchronises). Deterministic: the smallest index, whatever the schedule.
+template <class Reject>
+long long first_rejected(const double* values, long long n, Reject reject, long long* scratch) {
+  if (n <= 0) return -1;
+  TETHER_KERNEL_LAUNCH(kRejectBlocks, kRejectThreads, first_rejected_kernel<Reject>)
+  (values, n, reject, scratch);
+  check(cudaGetLastError(), "first_rejected_kernel launch");
+  TETHER_KERNEL_LAUNCH(1, kRejectThreads, first_rejected_total_kernel<Reject>)
+  (scratch, kRejectBlocks);
+  check(cudaGetLastError(), "first_rejected_total_kernel launch");
+  long long first = 0;
+  check(cudaMemcpy(&first, scratch + kRejectBlocks, sizeof first, cudaMemcpyDeviceToHost),
+        "copy the first rejected index back");
+  return first < n ? first : -1;
+}
+
 /// A cooperative launch (every block resident at once, so grid.sync() may be called): the
 /// arguments converted to the kernel's parameter types, as a <<<>>> launch converts them.
 template <class... Params, class... Args>

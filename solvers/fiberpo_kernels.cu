@@ -44,6 +44,18 @@ __device__ double warp_sum(double v) {
   return v;
 }
 
+/// A trajectory's signed means from the lanes' partial sums: the warp's totals over its `len`
+/// tokens, stored by lane 0 at [k].
+__device__ void store_warp_means(double sp, double sn, long long len, long long k, double* positive,
+                                 double* negative) {
+  sp = warp_sum(sp);
+  sn = warp_sum(sn);
+  if (lane_index() == 0) {
+    positive[k] = sp / static_cast<double>(len);
+    negative[k] = sn / static_cast<double>(len);
+  }
+}
+
 // a^+, a^- per trajectory (a warp each; whole warps leave together: blockDim is a multiple of
 // 32).
 __global__ void trajectory_means_kernel(const double* new_log_prob, const double* old_log_prob,
@@ -58,13 +70,7 @@ __global__ void trajectory_means_kernel(const double* new_log_prob, const double
     sp += seg::positive_part(x);
     sn += seg::positive_part(-x);
   }
-  sp = warp_sum(sp);
-  sn = warp_sum(sn);
-  if (lane_index() == 0) {
-    const double len = static_cast<double>(end - begin);
-    a_positive[k] = sp / len;
-    a_negative[k] = sn / len;
-  }
+  store_warp_means(sp, sn, end - begin, k, a_positive, a_negative);
 }
 
 // One level's nodes: offsets (nodes + 1 entries) over the trajectories; outputs per node.
@@ -145,13 +151,7 @@ __global__ void jvp_means_kernel(const double* v, const double* ratio, const std
     sp += t.positive;
     sn += t.negative;
   }
-  sp = warp_sum(sp);
-  sn = warp_sum(sn);
-  if (lane_index() == 0) {
-    const double len = static_cast<double>(end - begin);
-    m_positive[k] = sp / len;
-    m_negative[k] = sn / len;
-  }
+  store_warp_means(sp, sn, end - begin, k, m_positive, m_negative);
 }
 
 // J v, last step, per trajectory (a warp; every lane forms the coupling): the aggregate
@@ -243,45 +243,10 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
     out[j] = seg::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
 }
 
-// ---- the new log-probs' check on the device: the first entry not finite and <= 0 ----
-
-constexpr int kCheckBlocks = 256;
-
-// Per block (grid-stride over the entries): the smallest failing index, or n.
-__global__ void first_invalid_kernel(const double* values, long long n, long long* partials) {
-  __shared__ long long first[kThreads];
-  long long mine = n;
-  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
-  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += step) {
-    const double v = values[i];
-    if (!(v <= 0.0 && v >= -1.7976931348623157e308) && i < mine) mine = i;  // NaN fails both
-  }
-  first[threadIdx.x] = mine;
-  __syncthreads();
-  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
-      first[threadIdx.x] = first[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partials[blockIdx.x] = first[0];
-}
-
-// One block: the smallest of the blocks' partials into partials[blocks].
-__global__ void first_invalid_total_kernel(long long* partials, int blocks) {
-  __shared__ long long first[kThreads];
-  long long mine = partials[0];
-  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += static_cast<int>(blockDim.x))
-    mine = partials[b] < mine ? partials[b] : mine;
-  first[threadIdx.x] = mine;
-  __syncthreads();
-  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
-      first[threadIdx.x] = first[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partials[blocks] = first[0];
-}
+// The new log-probs' check: a value not finite and <= 0 (NaN fails both comparisons).
+struct InvalidLogProb {
+  __device__ bool operator()(double v) const { return !(v <= 0.0 && v >= -1.7976931348623157e308); }
+};
 
 }  // namespace
 
@@ -315,7 +280,7 @@ struct ResidentGate {
         node_a(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
         node_b(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
         node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
-        check_partials(sizeof(long long) * (kCheckBlocks + 1)) {}
+        check_partials(sizeof(long long) * (cuda::kRejectBlocks + 1)) {}
 };
 
 namespace {
@@ -369,17 +334,10 @@ ResidentGate* create_gate(const double* old_log_prob, long long tokens,
 }
 
 long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_values) {
-  if (check_values && r->tokens > 0) {
-    long long* partials = r->check_partials.as<long long>();
-    TETHER_KERNEL_LAUNCH(kCheckBlocks, kThreads, first_invalid_kernel)
-    (device_new_log_prob, r->tokens, partials);
-    check(cudaGetLastError(), "first_invalid_kernel launch");
-    TETHER_KERNEL_LAUNCH(1, kThreads, first_invalid_total_kernel)(partials, kCheckBlocks);
-    check(cudaGetLastError(), "first_invalid_total_kernel launch");
-    long long first = 0;
-    check(cudaMemcpy(&first, partials + kCheckBlocks, sizeof first, cudaMemcpyDeviceToHost),
-          "copy the check back");
-    if (first < r->tokens) return first;
+  if (check_values) {
+    const long long bad = cuda::first_rejected(device_new_log_prob, r->tokens, InvalidLogProb{},
+                                               r->check_partials.as<long long>());
+    if (bad >= 0) return bad;
   }
   const double* d_old = r->old_log_prob.as<double>();
   // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).

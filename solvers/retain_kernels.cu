@@ -1,20 +1,21 @@
 // The retain-subspace projection of many gradients at once on the device: whitening and
 // unwhitening are one elementwise kernel each, the projection per block two cuBLAS dgemm
-// (C = Q^T Z, then Z -= Q C), done twice.
+// (C = Q^T Z, then Z -= Q C), done twice; in place on device-resident gradients, the whitening
+// and the bases uploaded once (ResidentRetain).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <string>
 #include <tether/core/cuda_support.cuh>
 #include <tether/solvers/retain_kernels.hpp>
+#include <vector>
 
 namespace tether::device::retain_kernels {
-
-namespace {
 
 using cuda::check;
 using cuda::DeviceBuffer;
 
+// Outside the anonymous namespace: ResidentRetain (declared in the header) holds a Handle.
 void check_blas(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS)
     throw Error(std::string("cuBLAS: ") + what + ": status " + std::to_string(status));
@@ -27,6 +28,8 @@ struct Handle {
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
 };
+
+namespace {
 
 // z[i + j d] *= s[i] for the d x m matrix z.
 __global__ void scale_rows(double* z, const double* s, long long d, long long m) {
@@ -43,54 +46,98 @@ unsigned grid_for(long long entries) {
   return static_cast<unsigned>(blocks < 65535 ? blocks : 65535);
 }
 
+// A value that is not finite (NaN fails the comparison).
+struct NonFinite {
+  __device__ bool operator()(double v) const { return !(v - v == 0.0); }
+};
+
 }  // namespace
 
-void project_gradients(const double* g, long long d, long long m, const double* s, int blocks,
-                       const long long* offsets, const long long* sizes, const double* const* bases,
-                       const int* ranks, double* out) {
-  if (d <= 0 || m <= 0) return;
+struct ResidentRetain {
+  long long d = 0;
+  int widest = 0;
   Handle blas;
-  const std::size_t entries = static_cast<std::size_t>(d) * static_cast<std::size_t>(m);
-  DeviceBuffer z = cuda::upload(g, entries, "copy gradients");
-  DeviceBuffer d_s(s != nullptr ? sizeof(double) * static_cast<std::size_t>(d) : 0);
-  if (s != nullptr) {
-    check(cudaMemcpy(d_s.data, s, sizeof(double) * static_cast<std::size_t>(d),
-                     cudaMemcpyHostToDevice),
-          "copy whitening");
-    TETHER_KERNEL_LAUNCH(grid_for(d * m), kThreads, scale_rows)
-    (z.as<double>(), d_s.as<double>(), d, m);
+  DeviceBuffer s{0};
+  std::vector<long long> offsets, sizes;
+  std::vector<int> ranks;
+  std::vector<DeviceBuffer> bases;
+  DeviceBuffer check_partials{sizeof(long long) * (cuda::kRejectBlocks + 1)};
+  mutable DeviceBuffer c{0};  // Q^T Z of the widest block, grown to the widest call
+  mutable long long c_columns = 0;
+};
+
+ResidentRetain* create_retain(long long d, const double* s, int blocks, const long long* offsets,
+                              const long long* sizes, const double* const* bases,
+                              const int* ranks) {
+  auto* r = new ResidentRetain;
+  try {
+    r->d = d;
+    if (s != nullptr) r->s = cuda::upload(s, static_cast<std::size_t>(d), "copy whitening");
+    r->offsets.assign(offsets, offsets + blocks);
+    r->sizes.assign(sizes, sizes + blocks);
+    r->ranks.assign(ranks, ranks + blocks);
+    for (int b = 0; b < blocks; ++b) {
+      r->widest = ranks[b] > r->widest ? ranks[b] : r->widest;
+      r->bases.push_back(cuda::upload(
+          bases[b], static_cast<std::size_t>(sizes[b]) * static_cast<std::size_t>(ranks[b]),
+          "basis"));
+    }
+  } catch (...) {
+    delete r;
+    throw;
+  }
+  return r;
+}
+
+void destroy_retain(ResidentRetain* retain) { delete retain; }
+
+long long project(const ResidentRetain* r, double* z, long long m, bool check_values) {
+  const long long d = r->d;
+  if (d <= 0 || m <= 0) return -1;
+  if (check_values) {
+    const long long bad =
+        cuda::first_rejected(z, d * m, NonFinite{}, r->check_partials.as<long long>());
+    if (bad >= 0) return bad;
+  }
+  if (r->c_columns < m) {
+    r->c = DeviceBuffer(sizeof(double) * static_cast<std::size_t>(r->widest > 0 ? r->widest : 1) *
+                        static_cast<std::size_t>(m));
+    r->c_columns = m;
+  }
+  if (r->s.data != nullptr) {
+    TETHER_KERNEL_LAUNCH(grid_for(d * m), kThreads, scale_rows)(z, r->s.as<double>(), d, m);
     check(cudaGetLastError(), "scale_rows launch");
   }
-  int widest = 0;
-  for (int b = 0; b < blocks; ++b) widest = ranks[b] > widest ? ranks[b] : widest;
-  DeviceBuffer c(sizeof(double) * static_cast<std::size_t>(widest > 0 ? widest : 1) *
-                 static_cast<std::size_t>(m));
   const double one = 1.0, zero = 0.0, minus_one = -1.0;
-  for (int b = 0; b < blocks; ++b) {
-    const int r = ranks[b];
-    if (r == 0) continue;
-    const long long n = sizes[b];
-    const DeviceBuffer q =
-        cuda::upload(bases[b], static_cast<std::size_t>(n) * static_cast<std::size_t>(r), "basis");
-    double* zb = z.as<double>() + offsets[b];  // the block's rows of every column (ld = d)
+  for (std::size_t b = 0; b < r->ranks.size(); ++b) {
+    const int rank = r->ranks[b];
+    if (rank == 0) continue;
+    const long long n = r->sizes[b];
+    const double* q = r->bases[b].as<double>();
+    double* zb = z + r->offsets[b];  // the block's rows of every column (ld = d)
     for (int pass = 0; pass < 2; ++pass) {
-      check_blas(cublasDgemm(blas.handle, CUBLAS_OP_T, CUBLAS_OP_N, r, static_cast<int>(m),
-                             static_cast<int>(n), &one, q.as<double>(), static_cast<int>(n), zb,
-                             static_cast<int>(d), &zero, c.as<double>(), r),
+      check_blas(cublasDgemm(r->blas.handle, CUBLAS_OP_T, CUBLAS_OP_N, rank, static_cast<int>(m),
+                             static_cast<int>(n), &one, q, static_cast<int>(n), zb,
+                             static_cast<int>(d), &zero, r->c.as<double>(), rank),
                  "C = Q^T Z");
-      check_blas(cublasDgemm(blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n),
-                             static_cast<int>(m), r, &minus_one, q.as<double>(),
-                             static_cast<int>(n), c.as<double>(), r, &one, zb, static_cast<int>(d)),
+      check_blas(cublasDgemm(r->blas.handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n),
+                             static_cast<int>(m), rank, &minus_one, q, static_cast<int>(n),
+                             r->c.as<double>(), rank, &one, zb, static_cast<int>(d)),
                  "Z -= Q C");
     }
   }
-  if (s != nullptr) {
-    TETHER_KERNEL_LAUNCH(grid_for(d * m), kThreads, scale_rows)
-    (z.as<double>(), d_s.as<double>(), d, m);
+  if (r->s.data != nullptr) {
+    TETHER_KERNEL_LAUNCH(grid_for(d * m), kThreads, scale_rows)(z, r->s.as<double>(), d, m);
     check(cudaGetLastError(), "scale_rows launch");
   }
-  check(cudaMemcpy(out, z.data, sizeof(double) * entries, cudaMemcpyDeviceToHost),
-        "copy projections back");
+  check(cudaDeviceSynchronize(), "the projection");
+  return -1;
+}
+
+double device_value(const double* device_values, long long index) {
+  double v = 0.0;
+  check(cudaMemcpy(&v, device_values + index, sizeof v, cudaMemcpyDeviceToHost), "copy a value");
+  return v;
 }
 
 }  // namespace tether::device::retain_kernels

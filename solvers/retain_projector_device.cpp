@@ -8,17 +8,21 @@
 
 namespace tether::device {
 
-Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::MatrixXd& gradients) {
-  require(projector.options().mode == RetainProjectionMode::kNullSpace,
-          "device::project_gradients: the projector must be in the null-space mode; ",
+namespace {
+
+void require_null_space(const RetainProjector& projector, const char* who) {
+  require(projector.options().mode == RetainProjectionMode::kNullSpace, who,
+          ": the projector must be in the null-space mode; ",
           "RetainProjector::project_gradients handles the others");
-  require<ShapeError>(gradients.rows() == projector.dimension(), "device::project_gradients: ",
-                      "gradients have ", gradients.rows(), " rows, the dimension is ",
-                      projector.dimension());
-  require<NumericalError>(gradients.allFinite(),
-                          "device::project_gradients: the gradients hold NaN or Inf");
+}
+
+}  // namespace
+
+DeviceRetainProjection::DeviceRetainProjection(RetainProjector& projector)
+    : dimension_(projector.dimension()) {
+  require_null_space(projector, "device::DeviceRetainProjection");
 #if defined(TETHER_HAVE_CUDA)
-  if (!cuda_available()) throw Error("device::project_gradients: no CUDA device is present");
+  if (!cuda_available()) throw Error("device::DeviceRetainProjection: no CUDA device is present");
   const int blocks = projector.blocks();
   std::vector<Eigen::MatrixXd> bases;
   std::vector<const double*> basis_data;
@@ -32,10 +36,53 @@ Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::Matri
   }
   for (const Eigen::MatrixXd& q : bases) basis_data.push_back(q.data());
   const Vector s = projector.whitening();
+  resident_ =
+      retain_kernels::create_retain(dimension_, s.size() > 0 ? s.data() : nullptr, blocks,
+                                    offsets.data(), sizes.data(), basis_data.data(), ranks.data());
+#else
+  throw Error(
+      "device::DeviceRetainProjection: tether was built without CUDA (TETHER_CUDA=OFF or no "
+      "nvcc)");
+#endif
+}
+
+DeviceRetainProjection::~DeviceRetainProjection() {
+#if defined(TETHER_HAVE_CUDA)
+  retain_kernels::destroy_retain(resident_);
+#endif
+}
+
+void DeviceRetainProjection::project(DeviceVector& gradients) const {
+  const Index d = dimension_;
+  require<ShapeError>(d > 0 && gradients.size() % d == 0,
+                      "device::DeviceRetainProjection::project: gradients hold ", gradients.size(),
+                      " values, not a multiple of the dimension ", d);
+#if defined(TETHER_HAVE_CUDA)
+  const long long bad =
+      retain_kernels::project(resident_, gradients.data(), gradients.size() / d, /*check=*/true);
+  require<NumericalError>(bad < 0, "device::DeviceRetainProjection::project: gradient ", bad / d,
+                          " at entry ", bad % d, " is ",
+                          bad < 0 ? 0.0 : retain_kernels::device_value(gradients.data(), bad),
+                          "; gradients must be finite");
+#endif
+}
+
+Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::MatrixXd& gradients) {
+  require_null_space(projector, "device::project_gradients");
+  require<ShapeError>(gradients.rows() == projector.dimension(),
+                      "device::project_gradients: ", "gradients have ", gradients.rows(),
+                      " rows, the dimension is ", projector.dimension());
+  require<NumericalError>(gradients.allFinite(),
+                          "device::project_gradients: the gradients hold NaN or Inf");
+#if defined(TETHER_HAVE_CUDA)
+  if (!cuda_available()) throw Error("device::project_gradients: no CUDA device is present");
+  const DeviceRetainProjection projection(projector);
+  DeviceVector g(Eigen::Map<const Vector>(gradients.data(), gradients.size()));
+  projection.project(g);
   Eigen::MatrixXd out(gradients.rows(), gradients.cols());
-  retain_kernels::project_gradients(gradients.data(), gradients.rows(), gradients.cols(),
-                                    s.size() > 0 ? s.data() : nullptr, blocks, offsets.data(),
-                                    sizes.data(), basis_data.data(), ranks.data(), out.data());
+  Vector flat;
+  g.download(flat);
+  out = Eigen::Map<const Eigen::MatrixXd>(flat.data(), gradients.rows(), gradients.cols());
   return out;
 #else
   throw Error(

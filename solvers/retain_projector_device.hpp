@@ -4,13 +4,44 @@
 // with the projector's explicit basis (RetainProjector::basis) uploaded once per call and the
 // projection done as two dgemm per block, twice (the second pass makes the result orthogonal to
 // the basis to rounding relative to itself, however much of g lay in the span). Agrees with
-// RetainProjector::project_gradients to rounding. In builds without CUDA, or without a device,
-// it throws tether::Error.
+// RetainProjector::project_gradients to rounding. DeviceRetainProjection keeps the basis and the
+// gradients on the device across calls. In builds without CUDA, or without a device, these throw
+// tether::Error.
 #pragma once
 
+#include <tether/core/device_vector.hpp>
 #include <tether/solvers/retain_projector.hpp>
 
 namespace tether::device {
+
+namespace retain_kernels {
+struct ResidentRetain;
+}
+
+/// The projection held on the device for many batches of gradients: the projector's whitening
+/// and explicit bases (as they are at construction: build a new one after the window changes)
+/// uploaded once, then project() works in place on device-resident gradients, with no host
+/// copies. One object is not to be used from two host threads at once (it keeps scratch).
+class DeviceRetainProjection {
+ public:
+  /// InvalidArgumentError unless the projector is in the null-space mode; tether::Error without
+  /// a device.
+  explicit DeviceRetainProjection(RetainProjector& projector);
+  ~DeviceRetainProjection();
+  DeviceRetainProjection(const DeviceRetainProjection&) = delete;
+  DeviceRetainProjection& operator=(const DeviceRetainProjection&) = delete;
+
+  Index dimension() const { return dimension_; }
+  /// Projects, in place, the gradients held column-major in `gradients` (d x m, d =
+  /// dimension(), m = gradients.size() / d): column j becomes project_gradient(column j).
+  /// ShapeError unless gradients.size() is a multiple of d; NumericalError naming the first
+  /// non-finite entry (column and row; checked on the device), the gradients then unchanged.
+  void project(DeviceVector& gradients) const;
+
+ private:
+  Index dimension_ = 0;
+  retain_kernels::ResidentRetain* resident_ = nullptr;
+};
 
 /// Column j of the result projects column j of gradients (d x m). InvalidArgumentError unless
 /// the projector is in the null-space mode (the sign-selective and cone rules are per-gradient

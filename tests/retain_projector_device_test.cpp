@@ -236,5 +236,46 @@ TEST(RetainManyGradients, DeviceMatchesTheCpuProjection) {
     }
 }
 
+TEST(RetainManyGradients, ResidentProjectionGivesTheSameBitsBatchAfterBatch) {
+  using testing::contains;
+  using testing::message_of;
+  Rng rng(59);
+  RetainProjector cone(40, {.mode = RetainProjectionMode::kCone});
+  EXPECT_THROW(device::DeviceRetainProjection{cone}, InvalidArgumentError);
+  if (!device::cuda_available()) {
+    RetainProjector projector = make_projector(rng, 40, 3, false, false);
+    EXPECT_THROW(device::DeviceRetainProjection{projector}, Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  for (bool blockwise : {false, true}) {
+    const Index d = 3000;
+    RetainProjector p = make_projector(rng, d, 6, blockwise, true);
+    const device::DeviceRetainProjection resident(p);
+    EXPECT_EQ(resident.dimension(), d);
+    // Batches of 4, 64 and 2 columns through one object (its scratch grows, then is reused):
+    // each the bits of the one-call device projection.
+    for (const Index m : {Index{4}, Index{64}, Index{2}}) {
+      const Eigen::MatrixXd g = gaussian(rng, d, m);
+      device::DeviceVector on_device(Eigen::Map<const Vector>(g.data(), g.size()));
+      resident.project(on_device);
+      const Vector got = on_device.to_host();
+      const Eigen::MatrixXd once = device::project_gradients(p, g);
+      EXPECT_EQ(got, Eigen::Map<const Vector>(once.data(), once.size()))
+          << m << " columns" << (blockwise ? ", blockwise" : "");
+    }
+    // Refusals: a size that is not whole columns, and a non-finite entry named by column and
+    // row, the gradients left as they were.
+    device::DeviceVector ragged(d + 1);
+    EXPECT_THROW(resident.project(ragged), ShapeError);
+    Eigen::MatrixXd bad = gaussian(rng, d, 5);
+    bad(17, 3) = std::numeric_limits<double>::infinity();
+    const Vector before = Eigen::Map<const Vector>(bad.data(), bad.size());
+    device::DeviceVector on_device(before);
+    const std::string message = message_of<NumericalError>([&] { resident.project(on_device); });
+    EXPECT_TRUE(contains(message, "gradient 3 at entry 17 is inf")) << message;
+    EXPECT_EQ(on_device.to_host(), before);
+  }
+}
+
 }  // namespace
 }  // namespace tether

@@ -112,6 +112,15 @@ void BM_OrthoRegGradient(benchmark::State& state) {
 }
 BENCHMARK(BM_OrthoRegGradient)->Args({768, 768})->Unit(benchmark::kMillisecond);
 
+/// A projector over d parameters with a window of k retain gradients (ProjectionData's).
+tether::RetainProjector benchmark_projector(Index d, int k) {
+  ProjectionData data(d, k);
+  tether::RetainProjector projector(d, {.window = k});
+  projector.set_metric(data.metric);
+  for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+  return projector;
+}
+
 // Many gradients against one basis, on the CPU or the device; Scalar = float: the float
 // overload (CPU only).
 template <bool kDevice, class Scalar = double>
@@ -119,10 +128,7 @@ void retain_project_gradients(benchmark::State& state) {
   const Index d = state.range(0);
   const int k = static_cast<int>(state.range(1));
   const Index m = state.range(2);
-  ProjectionData data(d, k);
-  tether::RetainProjector projector(d, {.window = k});
-  projector.set_metric(data.metric);
-  for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+  tether::RetainProjector projector = benchmark_projector(d, k);
   benchmark::DoNotOptimize(projector.rank());
   tether::Rng rng(9);
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> g(d, m), out;
@@ -173,10 +179,7 @@ const bool kGpuRegistered = [] {
         const Index d = state.range(0);
         const int k = static_cast<int>(state.range(1));
         const Index m = state.range(2);
-        ProjectionData data(d, k);
-        tether::RetainProjector projector(d, {.window = k});
-        projector.set_metric(data.metric);
-        for (int i = 0; i < k; ++i) projector.push(data.retain[i]);
+        tether::RetainProjector projector = benchmark_projector(d, k);
         const tether::device::DeviceRetainProjection resident(projector);
         tether::Rng rng(9);
         Vector g(d * m);

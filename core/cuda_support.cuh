@@ -68,6 +68,17 @@ inline DeviceBuffer upload(const T* host, std::size_t n, const char* what) {
 constexpr int kRejectBlocks = 256;
 constexpr int kRejectThreads = 128;
 
+/// first[0] = the smallest of first[0 .. blockDim.x) (a tree; blockDim.x a power of two); starts
+/// and ends synchronised.
+__device__ inline void block_min(long long* first) {
+  __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
+      first[threadIdx.x] = first[threadIdx.x + stride];
+    __syncthreads();
+  }
+}
+
 /// Per block (grid-stride over the entries): the smallest index whose value `reject(v)` refuses,
 /// or n. A template, so that each .cu file has its own instance.
 template <class Reject>
@@ -80,12 +91,7 @@ __global__ void first_rejected_kernel(const double* values, long long n, Reject 
        i += step)
     if (i < mine && reject(values[i])) mine = i;
   first[threadIdx.x] = mine;
-  __syncthreads();
-  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
-      first[threadIdx.x] = first[threadIdx.x + stride];
-    __syncthreads();
-  }
+  block_min(first);
   if (threadIdx.x == 0) partials[blockIdx.x] = first[0];
 }
 
@@ -97,12 +103,7 @@ __global__ void first_rejected_total_kernel(long long* partials, int blocks) {
   for (int b = static_cast<int>(threadIdx.x); b < blocks; b += static_cast<int>(blockDim.x))
     mine = partials[b] < mine ? partials[b] : mine;
   first[threadIdx.x] = mine;
-  __syncthreads();
-  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride && first[threadIdx.x + stride] < first[threadIdx.x])
-      first[threadIdx.x] = first[threadIdx.x + stride];
-    __syncthreads();
-  }
+  block_min(first);
   if (threadIdx.x == 0) partials[blocks] = first[0];
 }
 

@@ -88,8 +88,7 @@ void DeviceGatedRatios::update(const DeviceVector& new_log_prob) {
   const long long bad = fiberpo_kernels::gate(resident_, new_log_prob.data(), /*check=*/true);
   if (bad >= 0)
     require(false, "DeviceGatedRatios::update: new_log_prob at entry ", bad, " is ",
-            fiberpo_kernels::device_value(new_log_prob.data(), bad),
-            "; it must be finite and <= 0 (a probability in (0, 1])");
+            new_log_prob.value_at(bad), "; it must be finite and <= 0 (a probability in (0, 1])");
 #endif
 }
 

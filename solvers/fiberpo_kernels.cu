@@ -358,12 +358,6 @@ long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_va
   return -1;
 }
 
-double device_value(const double* device_values, long long index) {
-  double v = 0.0;
-  check(cudaMemcpy(&v, device_values + index, sizeof v, cudaMemcpyDeviceToHost), "copy a value");
-  return v;
-}
-
 void destroy_gate(ResidentGate* gate) { delete gate; }
 
 void download_values(const ResidentGate* r, double* g) {

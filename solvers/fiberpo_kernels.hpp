@@ -28,8 +28,6 @@ void destroy_gate(ResidentGate* gate);
 /// `check`, they are checked on the device first (finite and <= 0): the first entry that fails
 /// is returned and nothing is computed; else -1. Synchronises.
 long long gate(ResidentGate* gate, const double* device_new_log_prob, bool check);
-/// The value at device_values[index] (one double copied back).
-double device_value(const double* device_values, long long index);
 /// G (tokens entries, to the host).
 void download_values(const ResidentGate* gate, double* g);
 /// out = J v, or J^T v (J = dG/dr; log_space: dG/d log r), v and out device pointers with

@@ -134,10 +134,4 @@ long long project(const ResidentRetain* r, double* z, long long m, bool check_va
   return -1;
 }
 
-double device_value(const double* device_values, long long index) {
-  double v = 0.0;
-  check(cudaMemcpy(&v, device_values + index, sizeof v, cudaMemcpyDeviceToHost), "copy a value");
-  return v;
-}
-
 }  // namespace tether::device::retain_kernels

@@ -19,7 +19,5 @@ void destroy_retain(ResidentRetain* retain);
 /// relative to itself. With `check`, the entries are checked first (on the device): the first
 /// non-finite one's index is returned and nothing is changed; else -1. Synchronises.
 long long project(const ResidentRetain* retain, double* device_g, long long m, bool check);
-/// The value at device_values[index] (one double copied back).
-double device_value(const double* device_values, long long index);
 
 }  // namespace tether::device::retain_kernels

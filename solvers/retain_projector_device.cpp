@@ -61,8 +61,7 @@ void DeviceRetainProjection::project(DeviceVector& gradients) const {
   const long long bad =
       retain_kernels::project(resident_, gradients.data(), gradients.size() / d, /*check=*/true);
   require<NumericalError>(bad < 0, "device::DeviceRetainProjection::project: gradient ", bad / d,
-                          " at entry ", bad % d, " is ",
-                          bad < 0 ? 0.0 : retain_kernels::device_value(gradients.data(), bad),
+                          " at entry ", bad % d, " is ", bad < 0 ? 0.0 : gradients.value_at(bad),
                           "; gradients must be finite");
 #endif
 }

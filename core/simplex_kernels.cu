@@ -21,7 +21,18 @@
 #include <tether/core/errors.hpp>
 #include <tether/core/simplex_kernels.hpp>
 #include <tether/core/simplex_row.hpp>
+#include <tuple>
 #include <vector>
+
+#if defined(TETHER_CUDA_EMULATION)
+namespace tether::simplex_row {
+/// For the CUDA emulator's argument check: the set's arrays must be device memory.
+template <class T>
+auto device_pointers(const BasicBoxSectionRow<T>& s) {
+  return std::tuple(s.lower, s.upper, s.weight);
+}
+}  // namespace tether::simplex_row
+#endif
 
 namespace tether::device::simplex_kernels {
 

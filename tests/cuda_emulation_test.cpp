@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -227,6 +228,15 @@ TEST(CudaEmulation, CooperativeGridSyncsEveryBlock) {
 
 __global__ void write_index(int* out) { out[blockIdx.x * blockDim.x + threadIdx.x] = 7; }
 
+// A struct argument that names its pointers for the emulator's check (found by ADL).
+struct Columns {
+  const int* first;
+  const int* second;
+};
+auto device_pointers(const Columns& c) { return std::tuple(c.first, c.second); }
+
+__global__ void add_columns(Columns c, int* out) { out[threadIdx.x] = c.first[0] + c.second[0]; }
+
 TEST(CudaEmulation, MemoryAndArgumentsAreChecked) {
   DeviceArray<int> d(64);
   std::vector<int> host(64, 0);
@@ -238,6 +248,16 @@ TEST(CudaEmulation, MemoryAndArgumentsAreChecked) {
   EXPECT_NE(
       last_error_text().find("kernel: argument 0 is a pointer outside every device allocation"),
       std::string::npos);
+  // A host pointer inside a struct argument that declares its pointers.
+  std::vector<int> ones(1, 1);
+  DeviceArray<int> one(1, ones.data());
+  EXPECT_EQ(cuda_emulation::launcher(1, 32, add_columns)(Columns{one.data, one.data}, d.data),
+            cudaSuccess);
+  EXPECT_EQ(d.host()[5], 2);
+  EXPECT_EQ(cuda_emulation::launcher(1, 32, add_columns)(Columns{one.data, ones.data()}, d.data),
+            cudaErrorInvalidDevicePointer);
+  EXPECT_NE(last_error_text().find("argument 0 (a pointer inside it) is a pointer outside"),
+            std::string::npos);
   // Copies that leave the allocation, or name the wrong direction.
   EXPECT_EQ(cudaMemcpy(d.data + 1, host.data(), sizeof(int) * 64, cudaMemcpyHostToDevice),
             cudaErrorInvalidValue);

@@ -32,7 +32,9 @@
 //
 // Checked besides: device allocations are tracked, and a copy, memset or cuBLAS call whose device
 // range leaves its allocation, or a kernel's pointer argument that is not inside one (a host
-// pointer passed to a kernel; pointers inside struct arguments are not seen), is an error; each
+// pointer passed to a kernel; inside a struct argument where its namespace declares
+// device_pointers(const S&), as core/simplex_kernels.cu does for the box section's set), is an
+// error; each
 // allocation is followed by guard bytes, checked after every launch and at cudaFree, so a
 // kernel that writes past the end of one is reported (and, in a TETHER_SANITIZE build, the guard
 // is poisoned, so a read there stops at once); launch configurations are checked (block size 1 to
@@ -194,6 +196,23 @@ T from_slot(std::uint64_t s) {
   return v;
 }
 
+/// A kernel argument's pointer (null, or inside a device allocation), else an error naming the
+/// argument; `part` names a pointer inside a struct argument.
+inline cudaError_t check_pointer(const void* p, std::size_t argument, const char* part,
+                                 const char* what) {
+  if (p == nullptr || is_device_range(p, 0)) return cudaSuccess;
+  return fail(cudaErrorInvalidDevicePointer,
+              std::string(what) + ": argument " + std::to_string(argument) + part +
+                  " is a pointer outside every device allocation (a host pointer?)");
+}
+
+/// The pointers inside a struct argument, where its namespace declares
+/// `device_pointers(const S&)` returning them as a tuple (found by argument-dependent lookup).
+template <class V>
+concept HasDevicePointers = requires(const V& v) {
+  device_pointers(v);
+};
+
 template <std::size_t I = 0, class Tuple>
 cudaError_t check_pointer_arguments(const Tuple& values, const char* what) {
   if constexpr (I == std::tuple_size_v<Tuple>) {
@@ -201,11 +220,21 @@ cudaError_t check_pointer_arguments(const Tuple& values, const char* what) {
   } else {
     using V = std::tuple_element_t<I, Tuple>;
     if constexpr (std::is_pointer_v<V>) {
-      const void* p = static_cast<const void*>(std::get<I>(values));
-      if (p != nullptr && !is_device_range(p, 0))
-        return fail(cudaErrorInvalidDevicePointer,
-                    std::string(what) + ": argument " + std::to_string(I) +
-                        " is a pointer outside every device allocation (a host pointer?)");
+      if (const cudaError_t s =
+              check_pointer(static_cast<const void*>(std::get<I>(values)), I, "", what);
+          s != cudaSuccess)
+        return s;
+    } else if constexpr (HasDevicePointers<V>) {
+      cudaError_t s = cudaSuccess;
+      std::apply(
+          [&](const auto*... p) {
+            ((s = s == cudaSuccess ? check_pointer(static_cast<const void*>(p), I,
+                                                   " (a pointer inside it)", what)
+                                   : s),
+             ...);
+          },
+          device_pointers(std::get<I>(values)));
+      if (s != cudaSuccess) return s;
     }
     return check_pointer_arguments<I + 1>(values, what);
   }

@@ -177,11 +177,21 @@ bool PpoClipGate::Options::is_valid(std::string* why) const {
 }
 
 GateValue UngatedGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
-  const Vector r = gated_ratios(batch, new_log_prob);
   GateValue v;
-  v.gradient = r.cwiseProduct(batch.advantage) / static_cast<double>(batch.size());
-  v.objective = v.gradient.sum();  // d (r A) / d log r = r A: J and its gradient share terms
+  evaluate(batch, new_log_prob, v);
   return v;
+}
+
+void UngatedGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                           GateValue& out) const {
+  require_valid_gate_input(batch, new_log_prob);
+  // r A / T per token, written into out's storage (r = exp(new - old), as gated_ratios).
+  out.gradient = ((new_log_prob - batch.old_log_prob).array().exp() * batch.advantage.array() /
+                  static_cast<double>(batch.size()))
+                     .matrix();
+  out.objective = out.gradient.sum();  // d (r A) / d log r = r A: J and its gradient share terms
+  out.tokens = RegimeFractions{};      // all pass-through
+  out.trajectories = RegimeFractions{};
 }
 
 Vector UngatedGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
@@ -292,12 +302,25 @@ GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
 void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                         GateValue& out) const {
   require_valid_gate_input(batch, new_log_prob);
+  surrogate(batch, new_log_prob, weights(batch), out);
+}
+
+void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                        ConstVectorRef weights, GateValue& out) const {
+  require_valid_gate_input(batch, new_log_prob);
+  require<ShapeError>(weights.size() == batch.size(), "GrpoGate::evaluate: weights has ",
+                      weights.size(), " entries; the batch has ", batch.size(),
+                      " tokens (weights(batch) gives them)");
+  surrogate(batch, new_log_prob, weights, out);
+}
+
+void GrpoGate::surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                         ConstVectorRef weights, GateValue& out) const {
   const Index n = batch.size();
   const bool kl = options_.beta > 0.0;
   require<ShapeError>(!kl || reference_log_prob_.size() == n, "GrpoGate: reference_log_prob has ",
                       reference_log_prob_.size(), " entries; the batch has ", n, " tokens");
-  const Vector mu = weights(batch);
-  clipped_surrogate(batch, new_log_prob, mu.data(), kl ? reference_log_prob_.data() : nullptr,
+  clipped_surrogate(batch, new_log_prob, weights.data(), kl ? reference_log_prob_.data() : nullptr,
                     options_.beta, options_.eps, out);
 }
 

@@ -96,6 +96,8 @@ inline std::vector<Index> trajectory_offsets(const TokenBatch& batch) {
 class UngatedGate {
  public:
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// The same into `out`, its gradient's storage reused (see PpoClipGate).
+  void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
   Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;
@@ -145,8 +147,13 @@ class GrpoGate {
 
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The same into `out`, its gradient's storage reused (see PpoClipGate; the per-token weights
-  /// are still computed into a vector of their own).
+  /// are computed into a vector of their own: the overload below takes them once per batch).
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
+  /// The same with the weights given: `weights` must be weights(batch) of this batch (a
+  /// training loop computes them once per batch, as it takes segments() once for FiberPO).
+  /// ShapeError unless it has one entry per token. The same bits as the overloads above.
+  void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
+                GateValue& out) const;
   /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// J = dG/dr of the PPO-clip G above (the KL term is not in G, so not in J): diagonal, 1 where
@@ -159,6 +166,9 @@ class GrpoGate {
   const Vector& reference_log_prob() const { return reference_log_prob_; }
 
  private:
+  /// evaluate on a validated batch with its weights.
+  void surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
+                 GateValue& out) const;
   Options options_;
   Vector reference_log_prob_;
 };

@@ -356,6 +356,12 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   EXPECT_EQ(reused.gradient.data(), storage);
   EXPECT_EQ(reused.objective, v.objective);
   EXPECT_EQ(reused.gradient, v.gradient);
+  // With the weights taken once per batch: the same bits, the same storage.
+  gate.evaluate(b, lp, mu, reused);
+  EXPECT_EQ(reused.gradient.data(), storage);
+  EXPECT_EQ(reused.objective, v.objective);
+  EXPECT_EQ(reused.gradient, v.gradient);
+  EXPECT_THROW(gate.evaluate(b, lp, Vector(mu.head(b.size() - 1)), reused), ShapeError);
   ASSERT_GT(clipped, b.size() / 20);
   EXPECT_NEAR(v.objective, sum, 1e-14 * scale);
   EXPECT_LE((v.gradient - gradient).cwiseAbs().maxCoeff(), 1e-15 * gradient.cwiseAbs().maxCoeff());
@@ -813,6 +819,16 @@ TEST(Ungated, IsTheIdentityGateWithTheTokenMeanSurrogate) {
   EXPECT_NEAR(v.objective, r.dot(b.advantage) / T, 1e-15);
   EXPECT_EQ(v.tokens.pass_through, 1.0);
   EXPECT_EQ(v.trajectories.pass_through, 1.0);
+  // Into a reused GateValue (left by another gate's regimes): the same bits, the storage kept.
+  GateValue reused = PpoClipGate({.eps = 0.01}).evaluate(b, lp);
+  ASSERT_LT(reused.tokens.pass_through, 1.0);
+  const double* storage = reused.gradient.data();
+  gate.evaluate(b, lp, reused);
+  EXPECT_EQ(reused.gradient.data(), storage);
+  EXPECT_EQ(reused.gradient, v.gradient);
+  EXPECT_EQ(reused.objective, v.objective);
+  EXPECT_EQ(reused.tokens.pass_through, 1.0);
+  EXPECT_EQ(reused.trajectories.zeroed, 0.0);
   double worst = 0.0;
   for (Index j = 0; j < b.size(); ++j) {
     Vector up = lp, down = lp;

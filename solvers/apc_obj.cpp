@@ -74,6 +74,13 @@ ApcObjGate::ApcObjGate(const Options& options) : options_(options) {
 }
 
 GateValue ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
+  GateValue value;
+  evaluate(batch, new_log_prob, value);
+  return value;
+}
+
+void ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                          GateValue& value) const {
   const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
   const Index n = batch.size();
   const double inv_n = 1.0 / static_cast<double>(n);
@@ -89,7 +96,6 @@ GateValue ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_p
     if (t.regime[k] == ApcRegime::kRollback)
       rollback_pull[static_cast<std::size_t>(t.slot[k])] += sign_of(t.r[i] - 1.0) * a[i];
   }
-  GateValue value;
   value.objective = sum * inv_n;
   value.gradient.resize(n);
   for (Index i = 0; i < n; ++i) {
@@ -104,7 +110,6 @@ GateValue ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_p
   value.tokens.rollback = static_cast<double>(counts[1]) * inv_n;
   value.tokens.zeroed = static_cast<double>(counts[2]) * inv_n;
   value.trajectories = RegimeFractions{};
-  return value;
 }
 
 Vector ApcObjGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {

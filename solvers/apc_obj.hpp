@@ -55,6 +55,8 @@ class ApcObjGate {
   explicit ApcObjGate(const Options& options);
 
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
+  /// The same into `out`, its gradient's storage reused (see PpoClipGate).
+  void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// G_i = 1 + clip(r_i - 1, B_i).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// Jacobian products with J = dG/dr (ratio space, G = gated_ratios()). J is block diagonal

@@ -113,6 +113,21 @@ void expect_gate_properties(const Gate& gate, const BatteryCase& c) {
               (!c.expect_rollback || v.tokens.rollback > 0);
     }
     ASSERT_TRUE(mixed) << "no mixed-regime point found";
+    // Every gate's reuse overload (the gating hierarchy's with a GateWorkspace), into a
+    // GateValue left at r = 1: the same bits and regimes, its gradient's storage kept.
+    GateValue reused = gate.evaluate(b, b.old_log_prob);
+    const double* storage = reused.gradient.data();
+    if constexpr (requires { gate.evaluate(b, lp, reused); }) {
+      gate.evaluate(b, lp, reused);
+    } else {
+      GateWorkspace workspace;
+      gate.evaluate(b, lp, workspace, reused);
+    }
+    EXPECT_EQ(reused.gradient.data(), storage);
+    EXPECT_EQ(reused.gradient, v.gradient);
+    EXPECT_EQ(reused.objective, v.objective);
+    EXPECT_EQ(reused.tokens.zeroed, v.tokens.zeroed);
+    EXPECT_EQ(reused.trajectories.rollback, v.trajectories.rollback);
     EXPECT_NEAR(v.tokens.pass_through + v.tokens.rollback + v.tokens.zeroed, 1.0, 1e-15);
     EXPECT_NEAR(v.trajectories.pass_through + v.trajectories.rollback + v.trajectories.zeroed, 1.0,
                 1e-15);

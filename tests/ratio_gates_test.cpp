@@ -20,6 +20,7 @@
 #include <tether/solvers/fiberpo.hpp>
 #include <tether/solvers/ratio_gates.hpp>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "error_message.hpp"
@@ -83,6 +84,24 @@ struct BatteryCase {
   bool expect_rollback;  // the gate has a rollback regime, expected at the mixed point
 };
 
+/// Evaluates into `reused` (its gradient already sized for the batch, whatever else it holds)
+/// through into(reused), and checks the fresh evaluate's bits and regimes, and that the
+/// gradient's storage was kept.
+template <class Into>
+void expect_reused_value(const GateValue& fresh, GateValue& reused, Into into) {
+  const double* storage = reused.gradient.data();
+  into(reused);
+  EXPECT_EQ(reused.gradient.data(), storage);
+  EXPECT_EQ(reused.gradient, fresh.gradient);
+  EXPECT_EQ(reused.objective, fresh.objective);
+  for (const auto& [got, want] : {std::pair{reused.tokens, fresh.tokens},
+                                  std::pair{reused.trajectories, fresh.trajectories}}) {
+    EXPECT_EQ(got.pass_through, want.pass_through);
+    EXPECT_EQ(got.rollback, want.rollback);
+    EXPECT_EQ(got.zeroed, want.zeroed);
+  }
+}
+
 template <class Gate>
 void expect_gate_properties(const Gate& gate, const BatteryCase& c) {
   SCOPED_TRACE(c.name);
@@ -116,18 +135,14 @@ void expect_gate_properties(const Gate& gate, const BatteryCase& c) {
     // Every gate's reuse overload (the gating hierarchy's with a GateWorkspace), into a
     // GateValue left at r = 1: the same bits and regimes, its gradient's storage kept.
     GateValue reused = gate.evaluate(b, b.old_log_prob);
-    const double* storage = reused.gradient.data();
-    if constexpr (requires { gate.evaluate(b, lp, reused); }) {
-      gate.evaluate(b, lp, reused);
-    } else {
-      GateWorkspace workspace;
-      gate.evaluate(b, lp, workspace, reused);
-    }
-    EXPECT_EQ(reused.gradient.data(), storage);
-    EXPECT_EQ(reused.gradient, v.gradient);
-    EXPECT_EQ(reused.objective, v.objective);
-    EXPECT_EQ(reused.tokens.zeroed, v.tokens.zeroed);
-    EXPECT_EQ(reused.trajectories.rollback, v.trajectories.rollback);
+    expect_reused_value(v, reused, [&](GateValue& out) {
+      if constexpr (requires { gate.evaluate(b, lp, out); }) {
+        gate.evaluate(b, lp, out);
+      } else {
+        GateWorkspace workspace;
+        gate.evaluate(b, lp, workspace, out);
+      }
+    });
     EXPECT_NEAR(v.tokens.pass_through + v.tokens.rollback + v.tokens.zeroed, 1.0, 1e-15);
     EXPECT_NEAR(v.trajectories.pass_through + v.trajectories.rollback + v.trajectories.zeroed, 1.0,
                 1e-15);
@@ -323,13 +338,8 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
     if (gradient[i] == 0.0) ASSERT_EQ(v.gradient[i], 0.0) << "token " << i;
   // Into a GateValue whose gradient's storage is reused: the same bits.
   GateValue reused;
-  PpoClipGate{}.evaluate(b, lp, reused);
-  const double* storage = reused.gradient.data();
-  PpoClipGate{}.evaluate(b, lp, reused);
-  EXPECT_EQ(reused.gradient.data(), storage);
-  EXPECT_EQ(reused.objective, v.objective);
-  EXPECT_EQ(reused.gradient, v.gradient);
-  EXPECT_EQ(reused.tokens.zeroed, v.tokens.zeroed);
+  PpoClipGate{}.evaluate(b, b.old_log_prob, reused);  // sized, other values
+  expect_reused_value(v, reused, [&](GateValue& out) { PpoClipGate{}.evaluate(b, lp, out); });
   // Fixed chunks added in order: one thread gives the same bits as two.
   const auto run = [&] { return PpoClipGate{}.evaluate(b, lp); };
   const GateValue one = testing::with_threads(1, run), two = testing::with_threads(2, run);
@@ -365,17 +375,11 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   const GrpoGate gate({.eps = eps, .beta = beta}, ref);
   const GateValue v = gate.evaluate(b, lp);
   GateValue reused;
-  gate.evaluate(b, lp, reused);
-  const double* storage = reused.gradient.data();
-  gate.evaluate(b, lp, reused);
-  EXPECT_EQ(reused.gradient.data(), storage);
-  EXPECT_EQ(reused.objective, v.objective);
-  EXPECT_EQ(reused.gradient, v.gradient);
+  gate.evaluate(b, b.old_log_prob, reused);  // sized, other values
+  expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(b, lp, out); });
   // With the weights taken once per batch: the same bits, the same storage.
-  gate.evaluate(b, lp, mu, reused);
-  EXPECT_EQ(reused.gradient.data(), storage);
-  EXPECT_EQ(reused.objective, v.objective);
-  EXPECT_EQ(reused.gradient, v.gradient);
+  gate.evaluate(b, b.old_log_prob, mu, reused);
+  expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(b, lp, mu, out); });
   EXPECT_THROW(gate.evaluate(b, lp, Vector(mu.head(b.size() - 1)), reused), ShapeError);
   ASSERT_GT(clipped, b.size() / 20);
   EXPECT_NEAR(v.objective, sum, 1e-14 * scale);
@@ -533,12 +537,8 @@ TEST(Gspo, ALargeBatchGivesTheSameBitsOnOneThreadAndTwo) {
   EXPECT_EQ(std::get<2>(one), std::get<2>(two));
   // Into a reused GateValue: the same bits, the storage kept.
   GateValue reused;
-  gate.evaluate(b, lp, reused);
-  const double* storage = reused.gradient.data();
-  gate.evaluate(b, lp, reused);
-  EXPECT_EQ(reused.gradient.data(), storage);
-  EXPECT_EQ(reused.objective, std::get<0>(one).objective);
-  EXPECT_EQ(reused.gradient, std::get<0>(one).gradient);
+  gate.evaluate(b, b.old_log_prob, reused);  // sized, other values
+  expect_reused_value(std::get<0>(one), reused, [&](GateValue& out) { gate.evaluate(b, lp, out); });
 }
 
 TEST(Gspo, SequenceRatioAndClip) {
@@ -837,13 +837,7 @@ TEST(Ungated, IsTheIdentityGateWithTheTokenMeanSurrogate) {
   // Into a reused GateValue (left by another gate's regimes): the same bits, the storage kept.
   GateValue reused = PpoClipGate({.eps = 0.01}).evaluate(b, lp);
   ASSERT_LT(reused.tokens.pass_through, 1.0);
-  const double* storage = reused.gradient.data();
-  gate.evaluate(b, lp, reused);
-  EXPECT_EQ(reused.gradient.data(), storage);
-  EXPECT_EQ(reused.gradient, v.gradient);
-  EXPECT_EQ(reused.objective, v.objective);
-  EXPECT_EQ(reused.tokens.pass_through, 1.0);
-  EXPECT_EQ(reused.trajectories.zeroed, 0.0);
+  expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(b, lp, out); });
   double worst = 0.0;
   for (Index j = 0; j < b.size(); ++j) {
     Vector up = lp, down = lp;

@@ -1,4 +1,3 @@
-#include <cmath>
 #include <tether/core/errors.hpp>
 #include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/fiberpo_device.hpp>
@@ -37,8 +36,8 @@ DeviceGatedRatios::DeviceGatedRatios(const GatingHierarchyGate& gate, const Toke
       static_cast<long long>(trajectories.size()) - 1, coarse, node_offsets.data(),
       level_starts.data(), budget_positive.data(), budget_negative.data(), options.eps);
   try {
-    staged_ = DeviceVector(new_log_prob);  // checked above, with the batch
-    fiberpo_kernels::gate(resident_, staged_.data(), /*check=*/false);
+    const DeviceVector initial(new_log_prob);  // checked above, with the batch
+    fiberpo_kernels::gate(resident_, initial.data(), /*check=*/false);
   } catch (...) {
     fiberpo_kernels::destroy_gate(resident_);
     throw;
@@ -65,16 +64,9 @@ Vector DeviceGatedRatios::values() const {
 }
 
 void DeviceGatedRatios::update(ConstVectorRef new_log_prob) {
-  require<ShapeError>(new_log_prob.size() == tokens_,
-                      "DeviceGatedRatios::update: new_log_prob has ", new_log_prob.size(),
-                      " entries; the batch has ", tokens_, " tokens");
-  if (!log_probs_valid(new_log_prob.data(), tokens_)) {
-    for (Index i = 0; i < tokens_; ++i)
-      require(std::isfinite(new_log_prob[i]) && new_log_prob[i] <= 0.0,
-              "DeviceGatedRatios::update: new_log_prob at entry ", i, " is ", new_log_prob[i],
-              "; it must be finite and <= 0 (a probability in (0, 1])");
-  }
+  require_valid_log_probs(new_log_prob, tokens_, "new_log_prob", "DeviceGatedRatios::update: ");
 #if defined(TETHER_HAVE_CUDA)
+  if (staged_.size() != tokens_) staged_ = DeviceVector(tokens_);  // on the first host update
   staged_.upload(new_log_prob);
   fiberpo_kernels::gate(resident_, staged_.data(), /*check=*/false);
 #endif
@@ -87,8 +79,7 @@ void DeviceGatedRatios::update(const DeviceVector& new_log_prob) {
 #if defined(TETHER_HAVE_CUDA)
   const long long bad = fiberpo_kernels::gate(resident_, new_log_prob.data(), /*check=*/true);
   if (bad >= 0)
-    require(false, "DeviceGatedRatios::update: new_log_prob at entry ", bad, " is ",
-            new_log_prob.value_at(bad), "; it must be finite and <= 0 (a probability in (0, 1])");
+    refuse_log_prob("DeviceGatedRatios::update: ", "new_log_prob", bad, new_log_prob.value_at(bad));
 #endif
 }
 

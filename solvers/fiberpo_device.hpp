@@ -62,7 +62,7 @@ class DeviceGatedRatios {
   void product(const DeviceVector& v, DeviceVector& out, bool transpose, bool log_space) const;
   Index tokens_ = 0;
   fiberpo_kernels::ResidentGate* resident_ = nullptr;
-  DeviceVector staged_;  // a host update's log-probs, uploaded
+  DeviceVector staged_;  // a host update's log-probs, uploaded (allocated on the first one)
 };
 
 /// G_i for every token of the batch under `gate`'s hierarchy, computed on the device

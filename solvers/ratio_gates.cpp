@@ -135,14 +135,24 @@ void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_pr
 
 void require_valid_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
                              const char* name) {
-  require<ShapeError>(new_log_prob.size() == batch.size(), name, " has ", new_log_prob.size(),
-                      " entries; the batch has ", batch.size(), " tokens");
+  require_valid_log_probs(new_log_prob, batch.size(), name, "");
+}
+
+void require_valid_log_probs(ConstVectorRef new_log_prob, Index tokens, const char* name,
+                             const char* who) {
+  require<ShapeError>(new_log_prob.size() == tokens, who, name, " has ", new_log_prob.size(),
+                      " entries; the batch has ", tokens, " tokens");
   // One branch-free pass first (it vectorises); the loop that names the entry only on failure.
   if (log_probs_valid(new_log_prob.data(), new_log_prob.size())) return;
-  for (Index i = 0; i < new_log_prob.size(); ++i) {
-    require(std::isfinite(new_log_prob[i]) && new_log_prob[i] <= 0.0, name, " at entry ", i, " is ",
-            new_log_prob[i], "; it must be finite and <= 0 (a probability in (0, 1])");
-  }
+  for (Index i = 0; i < new_log_prob.size(); ++i)
+    if (!(std::isfinite(new_log_prob[i]) && new_log_prob[i] <= 0.0))
+      refuse_log_prob(who, name, i, new_log_prob[i]);
+}
+
+void refuse_log_prob(const char* who, const char* name, Index entry, double value) {
+  throw InvalidArgumentError(
+      detail::concat(who, name, " at entry ", entry, " is ", value,
+                     "; it must be finite and <= 0 (a probability in (0, 1])"));
 }
 
 void require_token_vector(const TokenBatch& batch, ConstVectorRef v, const char* where,

@@ -68,6 +68,11 @@ void require_valid_gate_input(const TokenBatch& batch, ConstVectorRef new_log_pr
 /// the batch), for a batch validated before.
 void require_valid_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
                              const char* name = "new_log_prob");
+/// The same for `tokens` expected entries; `who` prefixes the messages (may be empty).
+void require_valid_log_probs(ConstVectorRef new_log_prob, Index tokens, const char* name,
+                             const char* who);
+/// The refusal of a log-probability `value` at `entry` of `name`: not finite and <= 0.
+[[noreturn]] void refuse_log_prob(const char* who, const char* name, Index entry, double value);
 
 /// The rule require_valid_log_probs checks, on log_prob[0..n) without naming anything: every
 /// value finite and <= 0. Branch-free (it vectorises); a pass over many tokens may check its

@@ -67,6 +67,7 @@ inline DeviceBuffer upload(const T* host, std::size_t n, const char* what) {
 /// Blocks and threads of first_rejected's first pass (a power of two).
 constexpr int kRejectBlocks = 256;
 constexpr int kRejectThreads = 128;
+static_assert((kRejectThreads & (kRejectThreads - 1)) == 0, "block_min halves the block");
 
 /// first[0] = the smallest of first[0 .. blockDim.x) (a tree; blockDim.x a power of two); starts
 /// and ends synchronised.
@@ -89,7 +90,10 @@ __global__ void first_rejected_kernel(const double* values, long long n, Reject 
   const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += step)
-    if (i < mine && reject(values[i])) mine = i;
+    if (reject(values[i])) {  // a thread's indices increase: its first is its smallest
+      mine = i;
+      break;
+    }
   first[threadIdx.x] = mine;
   block_min(first);
   if (threadIdx.x == 0) partials[blockIdx.x] = first[0];

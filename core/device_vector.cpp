@@ -78,8 +78,7 @@ void DeviceVector::download(Vector& host) const {
 }
 
 double DeviceVector::value_at(Index i) const {
-  require<ShapeError>(i >= 0 && i < size_, "DeviceVector::value_at: index ", i, " outside [0, ",
-                      size_, ")");
+  require(i >= 0 && i < size_, "DeviceVector::value_at: index ", i, " outside [0, ", size_, ")");
   double v = 0.0;
 #if defined(TETHER_HAVE_CUDA)
   check(cudaMemcpy(&v, data_ + i, sizeof v, cudaMemcpyDeviceToHost), "value_at");

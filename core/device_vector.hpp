@@ -29,7 +29,7 @@ class DeviceVector {
   /// device -> host (`host` resized to size()).
   void download(Vector& host) const;
   Vector to_host() const;
-  /// Entry i (one value copied back; 0 <= i < size(), else ShapeError).
+  /// Entry i (one value copied back; 0 <= i < size(), else InvalidArgumentError).
   double value_at(Index i) const;
   /// The device pointer (nullptr when empty), for kernels and for other libraries' tensors.
   double* data() { return data_; }

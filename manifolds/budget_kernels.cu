@@ -440,7 +440,8 @@ struct ResidentInstances {
   std::vector<double> host_budgets;
   long long n = 0;
   int k = 0, instances = 0, grid_blocks = 0;
-  bool cooperative = false;  // one large instance: the grid-wide kernel
+  bool cooperative = false;      // one large instance: the grid-wide kernel
+  bool vector_uploaded = false;  // upload_vector completed (every buffer it needs is there)
 };
 
 ResidentInstances* create_resident(const double* costs, long long n, int k, const long long* starts,
@@ -579,12 +580,10 @@ void retract(double* alpha, const double* costs, long long n, int k, const long 
   destroy_resident(r);
 }
 
-/// Allocates *p where it is still null; true when it did.
+/// Allocates *p where it is still null.
 template <class T>
-bool allocate_once(T** p, std::size_t bytes, const char* what) {
-  if (*p != nullptr) return false;
-  check(cudaMalloc(p, bytes), what);
-  return true;
+void allocate_once(T** p, std::size_t bytes, const char* what) {
+  if (*p == nullptr) check(cudaMalloc(p, bytes), what);
 }
 
 void upload_vector(ResidentInstances* r, const double* v) {
@@ -596,7 +595,9 @@ void upload_vector(ResidentInstances* r, const double* v) {
   allocate_once(&r->projection_partials, sizeof(double) * partial_count,
                 "cudaMalloc projection partials");
   allocate_once(&r->coefficients, sizeof(double) * r->instances, "cudaMalloc coefficients");
+  r->vector_uploaded = false;
   check(cudaMemcpy(r->vector, v, bytes, cudaMemcpyHostToDevice), "copy vector");
+  r->vector_uploaded = true;
 }
 
 void download_vector(const ResidentInstances* r, double* v) {
@@ -678,20 +679,25 @@ unsigned elementwise_grid(long long entries) {
 }  // namespace
 
 bool project_resident(ResidentInstances* r, double relative_tolerance, bool at_most) {
-  if (r->vector == nullptr) throw Error("project_resident: no vector was uploaded");
+  if (!r->vector_uploaded) throw Error("project_resident: no vector was uploaded");
   return project_buffer(r, r->vector, relative_tolerance, at_most);
 }
 
 AdamStepOutcome adam_step_resident(ResidentInstances* r, const AdamConstants& adam,
                                    double relative_tolerance, int max_passes, bool at_most,
                                    bool recentre, RetractionOutcome* outcomes) {
-  if (r->vector == nullptr) throw Error("adam_step_resident: no gradient was uploaded");
+  if (!r->vector_uploaded) throw Error("adam_step_resident: no gradient was uploaded");
   const long long entries = r->n * r->k;
   const std::size_t bytes = sizeof(double) * static_cast<std::size_t>(entries);
-  if (allocate_once(&r->first_moment, bytes, "cudaMalloc m"))
-    check(cudaMemset(r->first_moment, 0, bytes), "zero m");
-  if (allocate_once(&r->second_moment, bytes, "cudaMalloc v"))
-    check(cudaMemset(r->second_moment, 0, bytes), "zero v");
+  // The moments start at zero: kept only once zeroed (a failed memset leaves them unset).
+  auto zeroed_once = [bytes](double** p, const char* what) {
+    if (*p != nullptr) return;
+    DeviceBuffer fresh(bytes);
+    check(cudaMemset(fresh.data, 0, bytes), what);
+    *p = static_cast<double*>(std::exchange(fresh.data, nullptr));
+  };
+  zeroed_once(&r->first_moment, "zero m");
+  zeroed_once(&r->second_moment, "zero v");
   allocate_once(&r->trial, bytes, "cudaMalloc trial");
   allocate_once(&r->flag, sizeof(int), "cudaMalloc flag");
   AdamStepOutcome out;

@@ -321,6 +321,8 @@ void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
   require<ShapeError>(weights.size() == batch.size(), "GrpoGate::evaluate: weights has ",
                       weights.size(), " entries; the batch has ", batch.size(),
                       " tokens (weights(batch) gives them)");
+  require(weights.allFinite() && (weights.array() > 0.0).all(),
+          "GrpoGate::evaluate: weights must be finite and > 0 (weights(batch) gives them)");
   surrogate(batch, new_log_prob, weights, out);
 }
 

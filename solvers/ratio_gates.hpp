@@ -156,7 +156,8 @@ class GrpoGate {
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// The same with the weights given: `weights` must be weights(batch) of this batch (a
   /// training loop computes them once per batch, as it takes segments() once for FiberPO).
-  /// ShapeError unless it has one entry per token. The same bits as the overloads above.
+  /// ShapeError unless it has one entry per token, InvalidArgumentError unless every entry is
+  /// finite and > 0. The same bits as the overloads above.
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
                 GateValue& out) const;
   /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <tether/core/cuda_support.cuh>
 #include <tuple>
 #include <vector>
 
@@ -302,6 +303,41 @@ TEST(CudaEmulation, AWritePastAnAllocationIsReported) {
   cudaGetLastError();
   d.data = nullptr;
 #endif
+}
+
+// tether's device-side search (core/cuda_support.cuh), on the emulator: the smallest rejected
+// index however the entries fall across the grid-stride loop and the blocks.
+struct Negative {
+  __device__ bool operator()(double v) const { return v < 0.0; }
+};
+
+TEST(CudaEmulation, FirstRejectedIsTheSmallestIndexAcrossBlocksAndStrides) {
+  namespace cuda = tether::device::cuda;
+  const long long grid = static_cast<long long>(cuda::kRejectBlocks) * cuda::kRejectThreads;
+  struct Case {
+    long long n;
+    std::vector<long long> bad;
+  };
+  const Case cases[] = {
+      {grid + 7232, {grid + 6232, 1000}},  // past the first stride, and an earlier block's
+      {grid + 7232, {grid + 5, 6}},        // the same thread's second stride, and an earlier one
+      {grid + 7232, {grid + 5}},           // only in a second stride
+      {grid + 7232, {grid + 5, 5}},        // one thread's first and second strides
+      {100, {99}},                         // fewer entries than blocks
+      {grid + 7232, {}},
+      {1, {0}},
+  };
+  DeviceArray<long long> scratch(cuda::kRejectBlocks + 1);
+  for (const Case& c : cases) {
+    std::vector<double> v(static_cast<std::size_t>(c.n), 1.0);
+    long long expected = -1;
+    for (long long b : c.bad) {
+      v[static_cast<std::size_t>(b)] = -1.0;
+      expected = expected < 0 || b < expected ? b : expected;
+    }
+    DeviceArray<double> d(v.size(), v.data());
+    EXPECT_EQ(cuda::first_rejected(d.data, c.n, Negative{}, scratch.data), expected) << c.n;
+  }
 }
 
 TEST(CudaEmulation, DgemmIsThePlainProduct) {

@@ -143,6 +143,11 @@ TEST(FiberPoDevice, UpdatesAndDeviceVectorsGiveTheSameBitsAsFreshGates) {
       EXPECT_EQ(from_device.values(), fresh.values());
     }
   }
+  // After the refusals, the products too are still the fresh gate's (r, flags, betas kept).
+  from_device.jvp(d_v, out);
+  EXPECT_EQ(out.to_host(), fresh.jvp(v));
+  from_host.vjp(d_v, out);
+  EXPECT_EQ(out.to_host(), fresh.vjp(v));
   EXPECT_THROW(from_host.update(Vector::Zero(b.size() + 1)), ShapeError);
   EXPECT_THROW(from_device.update(device::DeviceVector(b.size() - 1)), ShapeError);
   EXPECT_THROW(from_device.jvp(device::DeviceVector(3), out), ShapeError);

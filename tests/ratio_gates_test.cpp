@@ -380,6 +380,13 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   // With the weights taken once per batch: the same bits, the same storage.
   gate.evaluate(b, b.old_log_prob, mu, reused);
   expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(b, lp, mu, out); });
+  for (const double bad_weight : {kNan, 0.0, -1.0}) {
+    Vector bad_mu = mu;
+    bad_mu[7] = bad_weight;
+    EXPECT_TRUE(
+        contains(message_of<InvalidArgumentError>([&] { gate.evaluate(b, lp, bad_mu, reused); }),
+                 "GrpoGate::evaluate: weights must be finite and > 0"));
+  }
   EXPECT_THROW(gate.evaluate(b, lp, Vector(mu.head(b.size() - 1)), reused), ShapeError);
   ASSERT_GT(clipped, b.size() / 20);
   EXPECT_NEAR(v.objective, sum, 1e-14 * scale);
@@ -831,6 +838,8 @@ TEST(Ungated, IsTheIdentityGateWithTheTokenMeanSurrogate) {
   EXPECT_LE((gate.gated_ratios(b, lp) - r).cwiseQuotient(r).cwiseAbs().maxCoeff(), 1e-15);
   const GateValue v = gate.evaluate(b, lp);
   const double T = static_cast<double>(b.size());
+  // The gradient is G A / T with G = gated_ratios, bit for bit.
+  EXPECT_EQ(v.gradient, gate.gated_ratios(b, lp).cwiseProduct(b.advantage) / T);
   EXPECT_NEAR(v.objective, r.dot(b.advantage) / T, 1e-15);
   EXPECT_EQ(v.tokens.pass_through, 1.0);
   EXPECT_EQ(v.trajectories.pass_through, 1.0);

@@ -262,6 +262,12 @@ TEST(RetainManyGradients, ResidentProjectionGivesTheSameBitsBatchAfterBatch) {
       const Eigen::MatrixXd once = device::project_gradients(p, g);
       EXPECT_EQ(got, Eigen::Map<const Vector>(once.data(), once.size()))
           << m << " columns" << (blockwise ? ", blockwise" : "");
+      Eigen::MatrixXd cpu;
+      p.project_gradients(g, cpu);
+      for (Index j = 0; j < m; ++j)
+        EXPECT_LE((got.segment(j * d, d) - cpu.col(j)).cwiseAbs().maxCoeff(),
+                  1e-12 * g.col(j).norm())
+            << "column " << j << " of " << m;
     }
     // Refusals: a size that is not whole columns, and a non-finite entry named by column and
     // row, the gradients left as they were.

@@ -26,6 +26,8 @@
 //   BM_PpoClipGateReused/N          the same into a GateValue reused across calls (its gradient
 //                                   allocated once, untimed).
 //   BM_GspoGate/N                   GSPO evaluate (1e6, 1e7 tokens); the same least traffic.
+//   BM_GrpoGateReused/N             GRPO into a reused GateValue, its weights computed per call;
+//   BM_GrpoGateWeightsGiven/N       the same with GrpoGate::weights(batch) given (1e6, 1e7).
 //   BM_FiberPoGateGpu/1000000       FiberPO-Domain's G on the device (device::gated_values: the
 //                                   batch checked and segmented on the host, the log-probs
 //                                   copied over and G back, all timed); registered only where a
@@ -171,16 +173,31 @@ void BM_FiberPoEvaluateWorkspace(benchmark::State& state) {
 
 void BM_PpoClipGate(benchmark::State& state) { evaluate(state, tether::PpoClipGate{}, 32); }
 void BM_GspoGate(benchmark::State& state) { evaluate(state, tether::GspoGate{}, 32); }
-void BM_PpoClipGateReused(benchmark::State& state) {
-  GateData data(state.range(0));
-  const tether::PpoClipGate gate;
+/// evaluate into a GateValue reused across calls (its gradient first touched untimed); `extra`
+/// are the arguments between the log-probs and the value (GRPO's weights).
+template <class Gate, class... Extra>
+void evaluate_reused(benchmark::State& state, const Gate& gate, const GateData& data,
+                     const Extra&... extra) {
   tether::GateValue value;
-  gate.evaluate(data.batch, data.new_log_prob, value);  // the gradient first touched untimed
+  gate.evaluate(data.batch, data.new_log_prob, extra..., value);
   for (auto _ : state) {
-    gate.evaluate(data.batch, data.new_log_prob, value);
+    gate.evaluate(data.batch, data.new_log_prob, extra..., value);
     benchmark::DoNotOptimize(value.gradient.data());
   }
   set_rates(state, data, 32);
+}
+
+void BM_PpoClipGateReused(benchmark::State& state) {
+  evaluate_reused(state, tether::PpoClipGate{}, GateData(state.range(0)));
+}
+// GRPO (no KL term) into a reused GateValue: its weights computed in each call, or given (taken
+// once per batch, untimed). The same 32 bytes a token; the given weights are one more array read.
+void BM_GrpoGateReused(benchmark::State& state) {
+  evaluate_reused(state, tether::GrpoGate{}, GateData(state.range(0)));
+}
+void BM_GrpoGateWeightsGiven(benchmark::State& state) {
+  const GateData data(state.range(0));
+  evaluate_reused(state, tether::GrpoGate{}, data, tether::GrpoGate::weights(data.batch));
 }
 
 BENCHMARK(BM_FiberPoGate)->Apply(token_sizes);
@@ -189,6 +206,16 @@ BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->Us
 BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluateWorkspace)->Apply(token_sizes);
 BENCHMARK(BM_PpoClipGate)->Apply(token_sizes);
+BENCHMARK(BM_GrpoGateReused)
+    ->Arg(1000000)
+    ->Arg(10000000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_GrpoGateWeightsGiven)
+    ->Arg(1000000)
+    ->Arg(10000000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_PpoClipGateReused)->Apply(token_sizes);
 BENCHMARK(BM_GspoGate)->Arg(1000000)->Arg(10000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -69,6 +69,12 @@ void DeviceVector::upload(ConstVectorRef host) {
 
 void DeviceVector::download(Vector& host) const {
   host.resize(size_);
+  download(VectorRef(host));
+}
+
+void DeviceVector::download(VectorRef host) const {
+  require<ShapeError>(host.size() == size_, "DeviceVector::download: host has ", host.size(),
+                      " entries; the device vector ", size_);
 #if defined(TETHER_HAVE_CUDA)
   if (size_ > 0)
     check(cudaMemcpy(host.data(), data_, sizeof(double) * static_cast<std::size_t>(size_),

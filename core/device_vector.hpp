@@ -28,6 +28,9 @@ class DeviceVector {
   void upload(ConstVectorRef host);
   /// device -> host (`host` resized to size()).
   void download(Vector& host) const;
+  /// device -> host into storage of its own (a matrix's, through a Map); ShapeError unless
+  /// host.size() == size().
+  void download(VectorRef host) const;
   Vector to_host() const;
   /// Entry i (one value copied back; 0 <= i < size(), else InvalidArgumentError).
   double value_at(Index i) const;

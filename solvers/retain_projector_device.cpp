@@ -79,17 +79,14 @@ Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::Matri
   require<ShapeError>(gradients.rows() == projector.dimension(),
                       "device::project_gradients: ", "gradients have ", gradients.rows(),
                       " rows, the dimension is ", projector.dimension());
-  require<NumericalError>(gradients.allFinite(),
-                          "device::project_gradients: the gradients hold NaN or Inf");
 #if defined(TETHER_HAVE_CUDA)
-  if (!cuda_available()) throw Error("device::project_gradients: no CUDA device is present");
+  // Non-finite entries are found on the device (named by column and entry), as is a missing
+  // device (by the projection's constructor).
   const DeviceRetainProjection projection(projector);
   DeviceVector g(Eigen::Map<const Vector>(gradients.data(), gradients.size()));
   projection.project(g);
   Eigen::MatrixXd out(gradients.rows(), gradients.cols());
-  Vector flat;
-  g.download(flat);
-  out = Eigen::Map<const Eigen::MatrixXd>(flat.data(), gradients.rows(), gradients.cols());
+  g.download(Eigen::Map<Vector>(out.data(), out.size()));
   return out;
 #else
   throw Error(

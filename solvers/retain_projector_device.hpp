@@ -46,7 +46,8 @@ class DeviceRetainProjection {
 /// Column j of the result projects column j of gradients (d x m). InvalidArgumentError unless
 /// the projector is in the null-space mode (the sign-selective and cone rules are per-gradient
 /// decisions; use RetainProjector::project_gradients); ShapeError when gradients do not have d
-/// rows; tether::Error without a device.
+/// rows; NumericalError naming the first non-finite entry (DeviceRetainProjection::project);
+/// tether::Error without a device.
 Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::MatrixXd& gradients);
 
 }  // namespace tether::device

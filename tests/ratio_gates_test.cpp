@@ -285,6 +285,31 @@ ReferenceTerm reference_term(double new_log_prob, double old_log_prob, double a,
   return {r, up ? 1.0 + eps : (down ? 1.0 - eps : r), up || down};
 }
 
+/// The clipped surrogate sum_i mu_i (G_i A_i - beta k3_i) (k3_i = e^x - x - 1, x = ref_i - lp_i;
+/// no penalty for beta = 0), applied token by token with std::exp and one running sum: the
+/// objective, a bound of its terms' magnitudes, the gradient and the clipped tokens.
+struct ReferenceSurrogate {
+  double objective = 0.0, scale = 0.0;
+  Vector gradient;
+  Index clipped = 0;
+};
+ReferenceSurrogate reference_surrogate(const TokenBatch& b, const Vector& lp, const Vector& mu,
+                                       double eps, double beta = 0.0,
+                                       const Vector& ref = Vector()) {
+  ReferenceSurrogate out;
+  out.gradient.resize(b.size());
+  for (Index i = 0; i < b.size(); ++i) {
+    const double a = b.advantage[i];
+    const ReferenceTerm t = reference_term(lp[i], b.old_log_prob[i], a, eps);
+    const double x = beta > 0.0 ? ref[i] - lp[i] : 0.0, ex = std::exp(x);
+    out.objective += mu[i] * (t.gated * a - beta * (ex - x - 1.0));
+    out.scale += mu[i] * (std::abs(t.r * a) + beta * (ex + std::abs(x) + 1.0));
+    out.gradient[i] = mu[i] * ((t.clipped ? 0.0 : t.r * a) + beta * (ex - 1.0));
+    out.clipped += t.clipped ? 1 : 0;
+  }
+  return out;
+}
+
 TEST(PpoClip, ExtremeRatiosAndAdvantagesStayFinite) {
   // r = exp(800) overflows to +inf (old log-prob -800 is valid input) and r A to more than the
   // largest double: where the token is clipped, neither may reach G A or the gradient.
@@ -317,25 +342,17 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   Vector lp = b.old_log_prob;
   for (Index i = 0; i < b.size(); ++i)
     lp[i] = std::min(0.0, lp[i] + std::clamp(0.2 * rng.normal(), -0.6, 0.6));
-  const double eps = 0.2, n = static_cast<double>(b.size());
-  double sum = 0.0, scale = 0.0;
-  Index clipped = 0;
-  Vector gradient(b.size());
-  for (Index i = 0; i < b.size(); ++i) {
-    const double a = b.advantage[i];
-    const ReferenceTerm t = reference_term(lp[i], b.old_log_prob[i], a, eps);
-    sum += t.gated * a;
-    scale += std::abs(t.r * a);
-    gradient[i] = t.clipped ? 0.0 : t.r * a / n;
-    clipped += t.clipped ? 1 : 0;
-  }
+  const double n = static_cast<double>(b.size());
+  const ReferenceSurrogate ref =
+      reference_surrogate(b, lp, Vector::Constant(b.size(), 1.0 / n), 0.2);
   const GateValue v = PpoClipGate{}.evaluate(b, lp);
-  ASSERT_GT(clipped, b.size() / 20);  // both regimes well represented
-  EXPECT_NEAR(v.objective, sum / n, 1e-14 * scale / n);
-  EXPECT_LE((v.gradient - gradient).cwiseAbs().maxCoeff(), 4e-16 * gradient.cwiseAbs().maxCoeff());
-  EXPECT_EQ(v.tokens.zeroed, static_cast<double>(clipped) / n);
+  ASSERT_GT(ref.clipped, b.size() / 20);  // both regimes well represented
+  EXPECT_NEAR(v.objective, ref.objective, 1e-14 * ref.scale);
+  EXPECT_LE((v.gradient - ref.gradient).cwiseAbs().maxCoeff(),
+            4e-16 * ref.gradient.cwiseAbs().maxCoeff());
+  EXPECT_EQ(v.tokens.zeroed, static_cast<double>(ref.clipped) / n);
   for (Index i = 0; i < b.size(); ++i)
-    if (gradient[i] == 0.0) ASSERT_EQ(v.gradient[i], 0.0) << "token " << i;
+    if (ref.gradient[i] == 0.0) ASSERT_EQ(v.gradient[i], 0.0) << "token " << i;
   // Into a GateValue whose gradient's storage is reused: the same bits.
   GateValue reused;
   PpoClipGate{}.evaluate(b, b.old_log_prob, reused);  // sized, other values
@@ -360,18 +377,7 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   }
   const double eps = 0.2, beta = 0.04;
   const Vector mu = GrpoGate::weights(b);
-  double sum = 0.0, scale = 0.0;
-  Index clipped = 0;
-  Vector gradient(b.size());
-  for (Index i = 0; i < b.size(); ++i) {
-    const double a = b.advantage[i];
-    const ReferenceTerm t = reference_term(lp[i], b.old_log_prob[i], a, eps);
-    const double x = ref[i] - lp[i], ex = std::exp(x);
-    sum += mu[i] * (t.gated * a - beta * (ex - x - 1.0));
-    scale += mu[i] * (std::abs(t.r * a) + beta * (ex + std::abs(x) + 1.0));
-    gradient[i] = mu[i] * ((t.clipped ? 0.0 : t.r * a) + beta * (ex - 1.0));
-    clipped += t.clipped ? 1 : 0;
-  }
+  const ReferenceSurrogate expected = reference_surrogate(b, lp, mu, eps, beta, ref);
   const GrpoGate gate({.eps = eps, .beta = beta}, ref);
   const GateValue v = gate.evaluate(b, lp);
   GateValue reused;
@@ -388,10 +394,11 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
                  "GrpoGate::evaluate: weights must be finite and > 0"));
   }
   EXPECT_THROW(gate.evaluate(b, lp, Vector(mu.head(b.size() - 1)), reused), ShapeError);
-  ASSERT_GT(clipped, b.size() / 20);
-  EXPECT_NEAR(v.objective, sum, 1e-14 * scale);
-  EXPECT_LE((v.gradient - gradient).cwiseAbs().maxCoeff(), 1e-15 * gradient.cwiseAbs().maxCoeff());
-  EXPECT_EQ(v.tokens.zeroed, static_cast<double>(clipped) / static_cast<double>(b.size()));
+  ASSERT_GT(expected.clipped, b.size() / 20);
+  EXPECT_NEAR(v.objective, expected.objective, 1e-14 * expected.scale);
+  EXPECT_LE((v.gradient - expected.gradient).cwiseAbs().maxCoeff(),
+            1e-15 * expected.gradient.cwiseAbs().maxCoeff());
+  EXPECT_EQ(v.tokens.zeroed, static_cast<double>(expected.clipped) / static_cast<double>(b.size()));
 }
 
 TEST(PpoClip, ValueGradientAndRegimesByHand) {

@@ -25,6 +25,8 @@
 //                                   (32 bytes).
 //   BM_PpoClipGateReused/N          the same into a GateValue reused across calls (its gradient
 //                                   allocated once, untimed).
+//   BM_PpoClipGateReusedUnstreamed/N, BM_FiberPoGatePlannedUnstreamed/N (1e7, 1e8): the same
+//                                   with streaming stores off (core/streaming_stores.hpp).
 //   BM_GspoGate/N                   GSPO evaluate (1e6, 1e7 tokens); the same least traffic.
 //   BM_GrpoGateReused/N             GRPO into a reused GateValue, its weights computed per call;
 //   BM_GrpoGateWeightsGiven/N       the same with GrpoGate::weights(batch) given (1e6, 1e7).
@@ -49,8 +51,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <tether/core/device_vector.hpp>
 #include <tether/core/rng.hpp>
+#include <tether/core/streaming_stores.hpp>
 #include <tether/manifolds/budget_device.hpp>
 #include <tether/solvers/fiberpo.hpp>
 #include <tether/solvers/fiberpo_device.hpp>
@@ -190,6 +194,21 @@ void evaluate_reused(benchmark::State& state, const Gate& gate, const GateData& 
 void BM_PpoClipGateReused(benchmark::State& state) {
   evaluate_reused(state, tether::PpoClipGate{}, GateData(state.range(0)));
 }
+
+// Streaming stores off for the benchmark's lifetime (core/streaming_stores.hpp): the
+// *Unstreamed variants show what streaming the large outputs gains (the same values).
+struct Unstreamed {
+  long long saved = tether::streaming::set_min_bytes(std::numeric_limits<long long>::max());
+  ~Unstreamed() { tether::streaming::set_min_bytes(saved); }
+};
+void BM_PpoClipGateReusedUnstreamed(benchmark::State& state) {
+  const Unstreamed off;
+  BM_PpoClipGateReused(state);
+}
+void BM_FiberPoGatePlannedUnstreamed(benchmark::State& state) {
+  const Unstreamed off;
+  BM_FiberPoGatePlanned(state);
+}
 // GRPO (no KL term) into a reused GateValue: its weights computed in each call, or given (taken
 // once per batch, untimed). The same 32 bytes a token; the given weights are one more array read.
 void BM_GrpoGateReused(benchmark::State& state) {
@@ -217,6 +236,16 @@ BENCHMARK(BM_GrpoGateWeightsGiven)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_PpoClipGateReused)->Apply(token_sizes);
+BENCHMARK(BM_PpoClipGateReusedUnstreamed)
+    ->Arg(10000000)
+    ->Arg(100000000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_FiberPoGatePlannedUnstreamed)
+    ->Arg(10000000)
+    ->Arg(100000000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_GspoGate)->Arg(1000000)->Arg(10000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 const bool kGpuRegistered = [] {

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <tether/core/errors.hpp>
+#include <tether/core/streaming_stores.hpp>
 #include <tether/solvers/fiberpo.hpp>
 #include <tether/solvers/ratio_gates.hpp>
 #include <utility>
@@ -12,6 +13,52 @@ namespace {
 // The per-trajectory loops run on OpenMP threads from kParallelTokens tokens on
 // (core/policy_batch.hpp). Each trajectory is computed by one thread in a fixed order, so
 // results do not depend on the thread count.
+
+// The token passes that write G, r and the flags (the gate) and J v or J^T v, with their outputs
+// streamed (core/streaming_stores.hpp) where they exceed the last-level cache: the same per-token
+// functions as fiberpo_segments' loops, by blocks of tokens.
+void streamed_gate_tokens(const double* __restrict__ new_log_prob,
+                          const double* __restrict__ old_log_prob, long long begin, long long end,
+                          const fiberpo_segments::FiberConstants& constants, double eps,
+                          double* __restrict__ g, double* __restrict__ ratio,
+                          std::uint8_t* __restrict__ flags) {
+  namespace seg = fiberpo_segments;
+  const seg::FiberConstants f = constants;
+  streaming::by_blocks(
+      begin, end,
+      [&](long long i) {
+        g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio[i], &flags[i]);
+      },
+      [&](long long i, int count) {
+        double gb[streaming::kBlock], rb[streaming::kBlock];
+        std::uint8_t fb[streaming::kBlock];
+        for (int l = 0; l < count; ++l)
+          gb[l] =
+              seg::fiber_gate(new_log_prob[i + l] - old_log_prob[i + l], f, eps, &rb[l], &fb[l]);
+        streaming::put(g + i, gb, count, true);
+        streaming::put(ratio + i, rb, count, true);
+        streaming::put(flags + i, fb, count, true);
+      });
+}
+
+void streamed_jvp_tokens(const double* __restrict__ v, const double* __restrict__ ratio,
+                         const std::uint8_t* __restrict__ flags, const double* __restrict__ g,
+                         long long begin, long long end, double m_pos_t, double m_neg_t,
+                         double inv_len, double agg, bool ratio_space, double* __restrict__ out) {
+  streaming::map(begin, end, out, [&](long long i) {
+    return fiberpo_segments::jvp_token(v[i], ratio[i], flags[i], g[i], m_pos_t, m_neg_t, inv_len,
+                                       agg, ratio_space);
+  });
+}
+
+void streamed_vjp_tokens(const double* __restrict__ v, const double* __restrict__ g,
+                         const double* __restrict__ ratio, const std::uint8_t* __restrict__ flags,
+                         long long begin, long long end, double rp, double rn, bool ratio_space,
+                         double* __restrict__ out) {
+  streaming::map(begin, end, out, [&](long long j) {
+    return fiberpo_segments::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
+  });
+}
 
 bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
 
@@ -294,11 +341,17 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
   // one exp (for r_i) and the constants one exp each per trajectory.
   s.g_.resize(n);
   s.flags_.resize(static_cast<std::size_t>(n));
+  const bool stream = streaming::worth_it(17 * n);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const seg::FiberConstants f = seg::fiber_constants(a_pos[k], a_neg[k], log_w[k], eps);
-    seg::fiber_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1], f,
-                           eps, s.g_.data(), s.r_.data(), s.flags_.data());
+    if (!stream) {
+      seg::fiber_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1],
+                             f, eps, s.g_.data(), s.r_.data(), s.flags_.data());
+      continue;
+    }
+    streamed_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1], f,
+                         eps, s.g_.data(), s.r_.data(), s.flags_.data());
   }
 }
 
@@ -332,12 +385,17 @@ void GatedRatios::jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
     }
   }
   out.resize(n);
+  const bool stream = streaming::worth_it(8 * n);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double vp = m_pos[k] * traj_len_[k], vn = m_neg[k] * traj_len_[k];
-    seg::jvp_tokens(v.data(), r_.data(), flags_.data(), g_.data(), traj_[k], traj_[k + 1], vp, vn,
-                    inv_len, agg[k], ratio_space, out.data());
+    if (stream)
+      streamed_jvp_tokens(v.data(), r_.data(), flags_.data(), g_.data(), traj_[k], traj_[k + 1], vp,
+                          vn, inv_len, agg[k], ratio_space, out.data());
+    else
+      seg::jvp_tokens(v.data(), r_.data(), flags_.data(), g_.data(), traj_[k], traj_[k + 1], vp, vn,
+                      inv_len, agg[k], ratio_space, out.data());
   }
 }
 
@@ -369,12 +427,17 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
     }
   }
   out.resize(n);
+  const bool stream = streaming::worth_it(8 * n);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
-    seg::vjp_tokens(v.data(), g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
-                    ratio_space, out.data());
+    if (stream)
+      streamed_vjp_tokens(v.data(), g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp,
+                          rn, ratio_space, out.data());
+    else
+      seg::vjp_tokens(v.data(), g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
+                      ratio_space, out.data());
   }
 }
 

@@ -4,6 +4,7 @@
 #include <tether/core/errors.hpp>
 #include <tether/core/fast_exp.hpp>
 #include <tether/core/lanes.hpp>
+#include <tether/core/streaming_stores.hpp>
 #include <tether/solvers/ratio_gates.hpp>
 #include <vector>
 
@@ -57,14 +58,15 @@ struct SurrogateSums {
   double clipped = 0.0;  // a count (exact below 2^53)
 };
 
-template <bool kWeighted, bool kPenalty>
+template <bool kWeighted, bool kPenalty, bool kStream>
 SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double* old_log_prob,
                                        const double* advantage, const double* mu, double uniform_mu,
                                        const double* reference, double beta, double eps,
                                        Index begin, Index end, double* __restrict__ gradient) {
   const double low = 1.0 - eps, high = 1.0 + eps;
   double sum[lanes::kLanes] = {}, clipped[lanes::kLanes] = {};
-  auto body = [&](int l, long long k) {
+  // Token begin + k on lane k % kLanes; its gradient entry to *out.
+  auto token = [&](int l, long long k, double* out) {
     const Index i = begin + k;
     const double r = fast_exp(new_log_prob[i] - old_log_prob[i]);
     const double a = advantage[i];
@@ -82,10 +84,24 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     }
     const double weight = kWeighted ? mu[i] : uniform_mu;
     sum[l] += weight * value;
-    gradient[i] = weight * slope;
+    *out = weight * slope;
     clipped[l] += clip;
   };
-  lanes::for_each(end - begin, body);
+  if constexpr (!kStream) {
+    auto body = [&](int l, long long k) { token(l, k, &gradient[begin + k]); };
+    lanes::for_each(end - begin, body);
+  } else {
+    // By blocks of kBlock (a multiple of kLanes: every token keeps its lane, so the sums are the
+    // same bits), the block's gradient entries computed into L1, then streamed.
+    double block[streaming::kBlock];
+    for (long long b = 0; b < end - begin; b += streaming::kBlock) {
+      const int count = static_cast<int>(std::min<long long>(streaming::kBlock, end - begin - b));
+      auto body = [&](int l, long long k) { token(l, b + k, &block[k]); };
+      lanes::for_each(count, body);
+      streaming::put(gradient + begin + b, block, count, true);
+    }
+    streaming::fence();
+  }
   return {lanes::total(sum), lanes::total(clipped)};
 }
 
@@ -106,14 +122,19 @@ void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, con
         new_log_prob.data(), batch.old_log_prob.data(), batch.advantage.data(), mu, uniform_mu,
         reference, beta, eps, c * kChunk, std::min(n, (c + 1) * kChunk), value.gradient.data());
   };
+  // The gradient streamed where it exceeds the last-level cache (core/streaming_stores.hpp).
+  const bool stream = streaming::worth_it(8 * n);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index c = 0; c < chunks; ++c) {
     if (mu == nullptr)  // PPO-clip (uniform weights, no penalty)
-      chunk(c, clipped_surrogate_tokens<false, false>);
+      chunk(c, stream ? clipped_surrogate_tokens<false, false, true>
+                      : clipped_surrogate_tokens<false, false, false>);
     else if (reference == nullptr)  // GRPO without the penalty
-      chunk(c, clipped_surrogate_tokens<true, false>);
+      chunk(c, stream ? clipped_surrogate_tokens<true, false, true>
+                      : clipped_surrogate_tokens<true, false, false>);
     else
-      chunk(c, clipped_surrogate_tokens<true, true>);
+      chunk(c, stream ? clipped_surrogate_tokens<true, true, true>
+                      : clipped_surrogate_tokens<true, true, false>);
   }
   double sum = 0.0, clipped = 0.0;
   for (const SurrogateSums& part : parts) {

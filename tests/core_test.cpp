@@ -9,6 +9,8 @@
 #include <tether/core/errors.hpp>
 #include <tether/core/gradient_check.hpp>
 #include <tether/core/rng.hpp>
+#include <tether/core/streaming_stores.hpp>
+#include <vector>
 
 namespace tether {
 namespace {
@@ -107,6 +109,67 @@ TEST(Callbacks, EarlyStopCsvAndProgressBar) {
   EXPECT_NE(out.str().find("iteration,loss,best_loss"), std::string::npos);
   EXPECT_NE(out.str().find("\n4,1.5,5,"), std::string::npos) << out.str();
   EXPECT_THROW(callbacks::CsvHistory("/nonexistent-dir/x.csv"), InvalidArgumentError);
+}
+
+TEST(StreamingStores, ByBlocksWritesEveryEntryOnceAndPutWritesWhatItIsGiven) {
+  // Every [begin, end) (heads and tails around the 64-entry blocks, empty ranges included): one()
+  // and block() together visit each index once, blocks start at multiples of kBlock, and put()
+  // writes exactly its count of values, streamed or not, at any alignment.
+  constexpr int kB = streaming::kBlock;
+  std::vector<double> out(4 * kB + 3);
+  std::vector<std::uint8_t> bytes(4 * kB + 3);
+  for (long long begin : {0, 1, 7, 8, 63, 64, 65, 130})
+    for (long long end = begin; end <= 4 * kB + 2; end += 11) {
+      std::vector<int> visits(out.size(), 0);
+      std::fill(out.begin(), out.end(), -1.0);
+      std::fill(bytes.begin(), bytes.end(), std::uint8_t{0xee});
+      streaming::by_blocks(
+          begin, end,
+          [&](long long i) {
+            ++visits[static_cast<std::size_t>(i)];
+            out[static_cast<std::size_t>(i)] = static_cast<double>(i);
+            bytes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(i);
+          },
+          [&](long long i, int count) {
+            ASSERT_EQ(i % kB, 0) << begin << " " << end;
+            ASSERT_TRUE(count > 0 && count <= kB && i + count <= end);
+            double v[kB];
+            std::uint8_t b[kB];
+            for (int k = 0; k < count; ++k) {
+              ++visits[static_cast<std::size_t>(i + k)];
+              v[k] = static_cast<double>(i + k);
+              b[k] = static_cast<std::uint8_t>(i + k);
+            }
+            streaming::put(out.data() + i, v, count, true);
+            streaming::put(bytes.data() + i, b, count, true);
+          });
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const bool inside = static_cast<long long>(i) >= begin && static_cast<long long>(i) < end;
+        ASSERT_EQ(visits[i], inside ? 1 : 0) << begin << " " << end << " " << i;
+        ASSERT_EQ(out[i], inside ? static_cast<double>(i) : -1.0) << begin << " " << end;
+        ASSERT_EQ(bytes[i], inside ? static_cast<std::uint8_t>(i) : 0xee) << begin << " " << end;
+      }
+    }
+  // put() at misaligned destinations (plain stores there) and with partial counts.
+  for (int offset = 0; offset < 3; ++offset)
+    for (int count : {0, 1, 8, 9, 17, kB})
+      for (bool stream : {false, true}) {
+        std::fill(out.begin(), out.end(), -1.0);
+        std::vector<double> v(static_cast<std::size_t>(kB));
+        for (int k = 0; k < kB; ++k) v[static_cast<std::size_t>(k)] = 0.5 + k;
+        streaming::put(out.data() + offset, v.data(), count, stream);
+        streaming::fence();
+        for (int k = 0; k < 3 + kB; ++k)
+          ASSERT_EQ(out[static_cast<std::size_t>(k)],
+                    k >= offset && k < offset + count ? 0.5 + (k - offset) : -1.0)
+              << offset << " " << count << " " << stream;
+      }
+  // The threshold: set, read back, restored.
+  const long long saved = streaming::set_min_bytes(100);
+  EXPECT_GT(saved, 0);
+  EXPECT_TRUE(streaming::worth_it(100));
+  EXPECT_FALSE(streaming::worth_it(99));
+  EXPECT_EQ(streaming::set_min_bytes(saved), 100);
 }
 
 }  // namespace

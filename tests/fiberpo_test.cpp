@@ -20,6 +20,7 @@
 
 #include "error_message.hpp"
 #include "policy_test_batch.hpp"
+#include "with_streaming.hpp"
 #include "with_threads.hpp"
 
 namespace tether {
@@ -587,11 +588,15 @@ TEST(GatingHierarchy, FirstOrderAgreementWithTheUngatedObjectiveAtOne) {
 
 // ---------------------------------------------------------------- bad input
 
-TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCount) {
+TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCountOrOnStreaming) {
   // Above 2^16 tokens the per-trajectory loops run on OpenMP threads; each trajectory is summed
-  // by one thread in a fixed order, so 1 and 2 threads agree bit for bit.
+  // by one thread in a fixed order, so 1 and 2 threads agree bit for bit. Above the last-level
+  // cache the token passes stream G, r, the flags and the products (core/streaming_stores.hpp),
+  // by blocks of 64 tokens from a trajectory's first multiple of 64: forced here, on
+  // trajectories of 3 to 1200 tokens that start anywhere, against the ordinary stores. Every
+  // output of the gate, of the four products and of evaluate.
   Rng rng(13);
-  const TokenBatch b = make_batch(rng, 2, 4, 16, 400, 800);
+  const TokenBatch b = make_batch(rng, 2, 4, 16, 3, 1200);
   ASSERT_GT(b.size(), Index{1} << 16);
   Vector x(b.size()), v(b.size());
   for (Index i = 0; i < b.size(); ++i) {
@@ -601,15 +606,30 @@ TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCount) {
   const Vector lp = with_log_ratios(b, x);
   const GatingHierarchyGate gate;
   const auto run = [&] {
+    const GatedRatios g = gate.gated_ratios(b, lp);
+    std::vector<Vector> out(7);
+    g.jvp(v, out[0]);
+    g.vjp(v, out[1]);
+    g.jvp_log(v, out[2]);
+    g.vjp_log(v, out[3]);
     const GateValue value = gate.evaluate(b, lp);
-    Vector jv;
-    gate.gated_ratios(b, lp).jvp(v, jv);
-    return std::make_tuple(value.objective, value.gradient, jv);
+    out[4] = value.gradient;
+    out[5] = g.values();
+    out[6] = g.fiber_ratios();
+    return std::make_tuple(value.objective, g.token_regimes().zeroed, out);
   };
-  const auto one = testing::with_threads(1, run), two = testing::with_threads(2, run);
-  EXPECT_EQ(std::get<0>(one), std::get<0>(two));
-  EXPECT_EQ((std::get<1>(one) - std::get<1>(two)).cwiseAbs().maxCoeff(), 0.0);
-  EXPECT_EQ((std::get<2>(one) - std::get<2>(two)).cwiseAbs().maxCoeff(), 0.0);
+  const auto reference =
+      testing::with_threads(1, [&] { return testing::with_streaming(false, run); });
+  for (int threads : {1, 2})
+    for (bool streamed : {false, true}) {
+      const auto got =
+          testing::with_threads(threads, [&] { return testing::with_streaming(streamed, run); });
+      EXPECT_EQ(std::get<0>(got), std::get<0>(reference)) << threads << " " << streamed;
+      EXPECT_EQ(std::get<1>(got), std::get<1>(reference)) << threads << " " << streamed;
+      for (std::size_t k = 0; k < 7; ++k)
+        EXPECT_EQ(std::get<2>(got)[k], std::get<2>(reference)[k])
+            << threads << " threads, streamed " << streamed << ", output " << k;
+    }
 }
 
 TEST(GatingHierarchy, RefusesBadInput) {

@@ -25,6 +25,7 @@
 
 #include "error_message.hpp"
 #include "policy_test_batch.hpp"
+#include "with_streaming.hpp"
 #include "with_threads.hpp"
 
 namespace tether {
@@ -362,6 +363,14 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   const GateValue one = testing::with_threads(1, run), two = testing::with_threads(2, run);
   EXPECT_EQ(one.objective, two.objective);
   EXPECT_EQ(one.gradient, two.gradient);
+  // The gradient streamed (core/streaming_stores.hpp; forced here, by blocks of 64 tokens whose
+  // lanes are those of the plain pass) and not: the same bits.
+  for (const bool streamed : {false, true}) {
+    const GateValue s = testing::with_streaming(streamed, run);
+    EXPECT_EQ(s.objective, v.objective) << streamed;
+    EXPECT_EQ(s.gradient, v.gradient) << streamed;
+    EXPECT_EQ(s.tokens.zeroed, v.tokens.zeroed) << streamed;
+  }
 }
 
 TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
@@ -394,6 +403,11 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
                  "GrpoGate::evaluate: weights must be finite and > 0"));
   }
   EXPECT_THROW(gate.evaluate(b, lp, Vector(mu.head(b.size() - 1)), reused), ShapeError);
+  for (const bool streamed : {false, true}) {  // the gradient streamed or not: the same bits
+    const GateValue s = testing::with_streaming(streamed, [&] { return gate.evaluate(b, lp); });
+    EXPECT_EQ(s.objective, v.objective) << streamed;
+    EXPECT_EQ(s.gradient, v.gradient) << streamed;
+  }
   ASSERT_GT(expected.clipped, b.size() / 20);
   EXPECT_NEAR(v.objective, expected.objective, 1e-14 * expected.scale);
   EXPECT_LE((v.gradient - expected.gradient).cwiseAbs().maxCoeff(),

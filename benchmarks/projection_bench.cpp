@@ -18,8 +18,8 @@
 //                                      double arithmetic, float storage; (2m 4 + 8) d bytes)
 //   BM_RetainProjectGradientsGpuResident/d/8/16   the same on gradients kept on the device
 //                                   (DeviceRetainProjection::project in place; no host copies)
-//   BM_RetainProjectGradientsGpu/...   the same on the device (device::project_gradients, cuBLAS:
-//                                      the basis formed and uploaded, the gradients copied over and
+//   BM_RetainProjectGradientsGpu/...   the same on the device (device::project_gradients: the
+//                                      basis formed and uploaded, the gradients copied over and
 //                                      back, all timed); registered only where a device is present
 //   BM_OrthoRegGradient/768/768        value and gradient of |Delta W^T Delta W - I|_F for one
 //                                      768 x 768 update (the Gram, then Delta W M).

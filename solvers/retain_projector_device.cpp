@@ -22,9 +22,6 @@ void require_null_space(const RetainProjector& projector, const char* who) {
 DeviceRetainProjection::DeviceRetainProjection(RetainProjector& projector)
     : dimension_(projector.dimension()) {
   require_null_space(projector, "device::DeviceRetainProjection");
-  require<ShapeError>(dimension_ <= std::numeric_limits<int>::max(),
-                      "device::DeviceRetainProjection: dimension ", dimension_, " above ",
-                      std::numeric_limits<int>::max(), " (cuBLAS sizes are int)");
 #if defined(TETHER_HAVE_CUDA)
   if (!cuda_available()) throw Error("device::DeviceRetainProjection: no CUDA device is present");
   const int blocks = projector.blocks();
@@ -61,13 +58,12 @@ void DeviceRetainProjection::project(DeviceVector& gradients) const {
   require<ShapeError>(d > 0 && gradients.size() % d == 0,
                       "device::DeviceRetainProjection::project: gradients hold ", gradients.size(),
                       " values, not a multiple of the dimension ", d);
-  constexpr Index kMaxColumns = std::numeric_limits<int>::max();  // cuBLAS sizes are int
+  constexpr Index kMaxColumns = std::numeric_limits<int>::max();  // a CUDA grid dimension
   require<ShapeError>(gradients.size() / d <= kMaxColumns,
                       "device::DeviceRetainProjection::project: ", gradients.size() / d,
                       " gradients; at most ", kMaxColumns, " in one call");
 #if defined(TETHER_HAVE_CUDA)
-  const long long bad =
-      retain_kernels::project(resident_, gradients.data(), gradients.size() / d, /*check=*/true);
+  const long long bad = retain_kernels::project(resident_, gradients.data(), gradients.size() / d);
   require<NumericalError>(bad < 0, "device::DeviceRetainProjection::project: gradient ", bad / d,
                           " at entry ", bad % d, " is ", bad < 0 ? 0.0 : gradients.value_at(bad),
                           "; gradients must be finite");

@@ -1,12 +1,13 @@
-// GU's retain-subspace projection of many gradients at once on a CUDA device (cuBLAS): the
-// null-space form of RetainProjector::project_gradient for every column of a d x m matrix,
+// GU's retain-subspace projection of many gradients at once on a CUDA device: the null-space
+// form of RetainProjector::project_gradient for every column of a d x m matrix,
 //   p_j = S (z_j - Q_b Q_b^T z_j) on every block b,   z_j = S g_j,  S = H^(-1/2),
-// with the projector's explicit basis (RetainProjector::basis) uploaded once per call and the
-// projection done as two dgemm per block, twice (the second pass makes the result orthogonal to
-// the basis to rounding relative to itself, however much of g lay in the span). Agrees with
-// RetainProjector::project_gradients to rounding. DeviceRetainProjection keeps the basis and the
-// gradients on the device across calls. In builds without CUDA, or without a device, these throw
-// tether::Error.
+// with the projector's explicit basis (RetainProjector::basis) uploaded once, in fused sweeps as
+// RetainProjector::project_explicit runs them on the CPU (solvers/retain_kernels.cu): Q^T z and
+// |z| in one read of the gradients, a second projection for the columns that lay mostly in the
+// span ("twice is enough": the result orthogonal to the basis to rounding relative to itself),
+// then one read and write. Agrees with RetainProjector::project_gradients to rounding.
+// DeviceRetainProjection keeps the basis and the gradients on the device across calls. In builds
+// without CUDA, or without a device, these throw tether::Error.
 #pragma once
 
 #include <tether/core/device_vector.hpp>

@@ -1,6 +1,6 @@
 // Many gradients at once: RetainProjector::project_gradients (CPU) against project_gradient
 // column by column, the explicit basis against its definition, and the device projection
-// (cuBLAS) against the CPU one, which skips (with a message) where no CUDA device is present.
+// (fused sweeps) against the CPU one, which skips (with a message) where no CUDA device is present.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -223,7 +223,7 @@ TEST(RetainManyGradients, DeviceMatchesTheCpuProjection) {
   }
   for (bool blockwise : {false, true})
     for (bool adam : {false, true}) {
-      const Index d = 100000;
+      const Index d = 30000;  // 15 tiles of the device's sweeps
       RetainProjector p = make_projector(rng, d, 8, blockwise, adam);
       const Eigen::MatrixXd g = gaussian(rng, d, 64);
       Eigen::MatrixXd cpu;
@@ -234,6 +234,69 @@ TEST(RetainManyGradients, DeviceMatchesTheCpuProjection) {
             << "column " << j << (blockwise ? ", blockwise" : ", global")
             << (adam ? ", Adam metric" : ", identity");
     }
+}
+
+TEST(RetainManyGradients, DeviceSweepsTakeWideBasesNearSpanColumnsAndRankZeroBlocks) {
+  // The device's fused sweeps (retain_kernels.cu) on what their structure splits: a basis of 12
+  // columns (two register groups of 8, x read once per group), columns that lie nearly in the
+  // window (their projection repeated), a block where the window vanishes (rank 0: its rows only
+  // scaled), blocks that end inside a tile of 2048 rows, the identity metric and Adam's; and a
+  // non-finite entry on a later block than the first, refused before any block is written.
+  using testing::contains;
+  Rng rng(61);
+  const Index d = 5000;
+  const int k = 12;
+  const Eigen::MatrixXd window = gaussian(rng, d, k);
+  Eigen::MatrixXd pushed = window;
+  pushed.bottomRows(1200).setZero();
+  Vector h(d);
+  for (Index i = 0; i < d; ++i) h[i] = 0.01 + rng.uniform();
+  Eigen::MatrixXd g = gaussian(rng, d, 7);
+  for (Index j : {2, 5}) g.col(j) = pushed.col(j) + 1e-7 * g.col(j);
+  if (!device::cuda_available()) GTEST_SKIP() << "no CUDA device here (or built without CUDA)";
+  for (const bool identity : {false, true}) {
+    RetainProjectorOptions options{.window = k};
+    options.scope = RetainScope::kBlockwise;
+    options.block_sizes = {1300, d - 2500, 1200};
+    RetainProjector p(d, options);
+    for (int j = 0; j < k; ++j) p.push(pushed.col(j));
+    if (!identity) p.set_metric(h);
+    ASSERT_EQ(p.rank(0), k);
+    ASSERT_EQ(p.rank(2), 0);
+    Eigen::MatrixXd cpu;
+    p.project_gradients(g, cpu);
+    const Eigen::MatrixXd gpu = device::project_gradients(p, g);
+    const Vector s = identity ? Vector::Ones(d) : p.whitening();
+    for (Index j = 0; j < g.cols(); ++j) {
+      EXPECT_LE((gpu.col(j) - cpu.col(j)).cwiseAbs().maxCoeff(), 1e-12 * g.col(j).norm())
+          << "column " << j << (identity ? ", identity" : ", Adam metric");
+      // Whitened, the result is orthogonal to the whitened window on each block, to rounding of
+      // itself: for the near-span columns only after the repeated pass.
+      for (int b = 0; b < 2; ++b) {
+        const Index o = p.block_offset(b), n = p.block_size(b);
+        const Vector w = gpu.col(j).segment(o, n).cwiseQuotient(s.segment(o, n));
+        for (int i = 0; i < k; ++i) {
+          const Vector z = pushed.col(i).segment(o, n).cwiseProduct(s.segment(o, n));
+          EXPECT_LE(std::abs(w.dot(z)), 1e-13 * w.norm() * z.norm())
+              << "column " << j << ", block " << b << ", window gradient " << i;
+        }
+      }
+      // The rank-0 block's rows: s .* (s .* g), as on the CPU.
+      EXPECT_EQ(gpu.col(j).tail(1200), cpu.col(j).tail(1200)) << "column " << j;
+    }
+    const device::DeviceRetainProjection resident(p);
+    for (const Index row : {Index{1300 + 17}, Index{d - 1}}) {  // the second block, the last
+      Eigen::MatrixXd bad = g;
+      bad(row, 4) = std::numeric_limits<double>::quiet_NaN();
+      const Vector before = Eigen::Map<const Vector>(bad.data(), bad.size());
+      device::DeviceVector on_device(before);
+      const std::string message = message_of<NumericalError>([&] { resident.project(on_device); });
+      EXPECT_TRUE(contains(message, "gradient 4 at entry " + std::to_string(row) + " is nan"))
+          << message;
+      const Vector after = on_device.to_host();
+      EXPECT_EQ(std::memcmp(after.data(), before.data(), sizeof(double) * before.size()), 0);
+    }
+  }
 }
 
 TEST(RetainManyGradients, ResidentProjectionGivesTheSameBitsBatchAfterBatch) {

@@ -25,6 +25,9 @@
 //                                   (32 bytes).
 //   BM_PpoClipGateReused/N          the same into a GateValue reused across calls (its gradient
 //                                   allocated once, untimed).
+//   BM_PpoClipGateValidatedBatch/N  BM_PpoClipGateReused on a batch validated once (ValidatedBatch,
+//                                   untimed): only the new log-probs checked per call (1e4..1e8).
+//   BM_GrpoGateValidatedBatch/N     BM_GrpoGateWeightsGiven the same way (1e6, 1e7).
 //   BM_PpoClipGateReusedUnstreamed/N, BM_FiberPoGatePlannedUnstreamed/N (1e7, 1e8): the same
 //                                   with streaming stores off (core/streaming_stores.hpp).
 //   BM_GspoGate/N                   GSPO evaluate (1e6, 1e7 tokens); the same least traffic.
@@ -218,6 +221,32 @@ void BM_GrpoGateWeightsGiven(benchmark::State& state) {
   const GateData data(state.range(0));
   evaluate_reused(state, tether::GrpoGate{}, data, tether::GrpoGate::weights(data.batch));
 }
+// The same two on a batch validated once (tether::ValidatedBatch, untimed): only the new
+// log-probs (and GRPO's weights) are checked per call, as in a training loop's epochs.
+void BM_PpoClipGateValidatedBatch(benchmark::State& state) {
+  const GateData data(state.range(0));
+  const tether::ValidatedBatch valid(data.batch);
+  tether::GateValue value;
+  tether::PpoClipGate{}.evaluate(valid, data.new_log_prob, value);
+  for (auto _ : state) {
+    tether::PpoClipGate{}.evaluate(valid, data.new_log_prob, value);
+    benchmark::DoNotOptimize(value.gradient.data());
+  }
+  set_rates(state, data, 32);
+}
+void BM_GrpoGateValidatedBatch(benchmark::State& state) {
+  const GateData data(state.range(0));
+  const tether::ValidatedBatch valid(data.batch);
+  const tether::Vector weights = tether::GrpoGate::weights(data.batch);
+  const tether::GrpoGate gate;
+  tether::GateValue value;
+  gate.evaluate(valid, data.new_log_prob, weights, value);
+  for (auto _ : state) {
+    gate.evaluate(valid, data.new_log_prob, weights, value);
+    benchmark::DoNotOptimize(value.gradient.data());
+  }
+  set_rates(state, data, 32);
+}
 
 BENCHMARK(BM_FiberPoGate)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGatePlanned)->Apply(token_sizes);
@@ -231,6 +260,12 @@ BENCHMARK(BM_GrpoGateReused)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_GrpoGateWeightsGiven)
+    ->Arg(1000000)
+    ->Arg(10000000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_PpoClipGateValidatedBatch)->Apply(token_sizes);
+BENCHMARK(BM_GrpoGateValidatedBatch)
     ->Arg(1000000)
     ->Arg(10000000)
     ->Unit(benchmark::kMillisecond)

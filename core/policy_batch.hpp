@@ -45,6 +45,22 @@ struct TokenBatch {
   void validate() const;
 };
 
+/// A TokenBatch that passed validate(), for the evaluations of a training loop's epochs over one
+/// batch: the gates' overloads that take it (PpoClipGate, GrpoGate) skip the layout checks (40
+/// bytes a token read on every call otherwise) and check only the new log-probs. It refers to the
+/// batch, which must outlive it and not change while it is used (as FiberPO's plan,
+/// GatingHierarchyGate::segments, does for the gating hierarchy).
+class ValidatedBatch {
+ public:
+  /// Validates the batch (TokenBatch::validate's refusals).
+  explicit ValidatedBatch(const TokenBatch& batch) : batch_(&batch) { batch.validate(); }
+  const TokenBatch& batch() const { return *batch_; }
+  Index size() const { return batch_->size(); }
+
+ private:
+  const TokenBatch* batch_;
+};
+
 /// Offsets of the runs of equal ids in a sorted id array: run k is [offsets[k], offsets[k+1]),
 /// offsets.front() = 0, offsets.back() = ids.size(); one pass, O(ids.size()). The ids are taken
 /// as given (validate() first): a new run starts wherever an id differs from the one before.

@@ -38,6 +38,15 @@ ClippedTerm ppo_term(double r, double advantage, double eps) {
   return {g, g != r};
 }
 
+// Every weight finite and > 0 (branch-free: it vectorises; NaN fails both comparisons).
+bool weights_valid(const double* w, Index n) {
+  constexpr double kMax = std::numeric_limits<double>::max();
+  unsigned ok = 1;
+#pragma omp simd reduction(& : ok)
+  for (Index i = 0; i < n; ++i) ok &= (w[i] > 0.0) & (w[i] <= kMax);
+  return ok != 0;
+}
+
 RegimeFractions zeroed_share(Index zeroed, Index total) {
   RegimeFractions f;
   f.zeroed = static_cast<double>(zeroed) / static_cast<double>(total);
@@ -108,33 +117,53 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
 // The clipped surrogate over the whole batch into value (objective, gradient, token regimes):
 // fixed chunks of tokens, on threads above kParallelTokens, their sums added in chunk order (the
 // same bits for any thread count). mu == nullptr: uniform weights 1 / n and no penalty
-// (PPO-clip); reference == nullptr: no penalty.
+// (PPO-clip); reference == nullptr: no penalty. The batch must be valid; the new log-probs are
+// checked here, each chunk's just before the chunk is computed (so it reads them from cache):
+// where one is not finite and <= 0, value is emptied and the refusal names the first such entry.
+// With weights_refusal, the weights mu are checked the same way (finite and > 0), and refused
+// with that message.
 void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, const double* mu,
-                       const double* reference, double beta, double eps, GateValue& value) {
+                       const double* reference, double beta, double eps, GateValue& value,
+                       const char* weights_refusal = nullptr) {
   const Index n = batch.size();
+  require<ShapeError>(new_log_prob.size() == n, "new_log_prob has ", new_log_prob.size(),
+                      " entries; the batch has ", n, " tokens");
   const double uniform_mu = 1.0 / static_cast<double>(n);
   value.gradient.resize(n);
   constexpr Index kChunk = Index{1} << 14;
   const Index chunks = (n + kChunk - 1) / kChunk;
   std::vector<SurrogateSums> parts(static_cast<std::size_t>(chunks));
+  unsigned inputs_ok = 1;
   auto chunk = [&](Index c, auto kernel) {
+    const Index begin = c * kChunk, len = std::min(n, (c + 1) * kChunk) - begin;
+    if (!log_probs_valid(new_log_prob.data() + begin, len) ||
+        (weights_refusal != nullptr && !weights_valid(mu + begin, len)))
+      return false;
     parts[static_cast<std::size_t>(c)] = kernel(
         new_log_prob.data(), batch.old_log_prob.data(), batch.advantage.data(), mu, uniform_mu,
         reference, beta, eps, c * kChunk, std::min(n, (c + 1) * kChunk), value.gradient.data());
+    return true;
   };
   // The gradient streamed where it exceeds the last-level cache (core/streaming_stores.hpp).
   const bool stream = streaming::worth_it(8 * n);
-#pragma omp parallel for schedule(static) if (n >= kParallelTokens)
+#pragma omp parallel for schedule(static) reduction(& : inputs_ok) if (n >= kParallelTokens)
   for (Index c = 0; c < chunks; ++c) {
+    bool ok = false;
     if (mu == nullptr)  // PPO-clip (uniform weights, no penalty)
-      chunk(c, stream ? clipped_surrogate_tokens<false, false, true>
-                      : clipped_surrogate_tokens<false, false, false>);
+      ok = chunk(c, stream ? clipped_surrogate_tokens<false, false, true>
+                           : clipped_surrogate_tokens<false, false, false>);
     else if (reference == nullptr)  // GRPO without the penalty
-      chunk(c, stream ? clipped_surrogate_tokens<true, false, true>
-                      : clipped_surrogate_tokens<true, false, false>);
+      ok = chunk(c, stream ? clipped_surrogate_tokens<true, false, true>
+                           : clipped_surrogate_tokens<true, false, false>);
     else
-      chunk(c, stream ? clipped_surrogate_tokens<true, true, true>
-                      : clipped_surrogate_tokens<true, true, false>);
+      ok = chunk(c, stream ? clipped_surrogate_tokens<true, true, true>
+                           : clipped_surrogate_tokens<true, true, false>);
+    inputs_ok &= ok ? 1u : 0u;
+  }
+  if (inputs_ok == 0) {  // value is left empty, not half of two batches
+    value = GateValue{};
+    require_valid_log_probs(batch, new_log_prob);  // throws, naming the entry
+    throw InvalidArgumentError(weights_refusal);
   }
   double sum = 0.0, clipped = 0.0;
   for (const SurrogateSums& part : parts) {
@@ -257,8 +286,12 @@ GateValue PpoClipGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_
 
 void PpoClipGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                            GateValue& out) const {
-  require_valid_gate_input(batch, new_log_prob);
-  clipped_surrogate(batch, new_log_prob, nullptr, nullptr, 0.0, options_.eps, out);
+  evaluate(ValidatedBatch(batch), new_log_prob, out);
+}
+
+void PpoClipGate::evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob,
+                           GateValue& out) const {
+  clipped_surrogate(batch.batch(), new_log_prob, nullptr, nullptr, 0.0, options_.eps, out);
 }
 
 Vector PpoClipGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
@@ -332,29 +365,34 @@ GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
 
 void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                         GateValue& out) const {
-  require_valid_gate_input(batch, new_log_prob);
+  batch.validate();
   surrogate(batch, new_log_prob, weights(batch), out);
 }
 
 void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                         ConstVectorRef weights, GateValue& out) const {
-  require_valid_gate_input(batch, new_log_prob);
+  evaluate(ValidatedBatch(batch), new_log_prob, weights, out);
+}
+
+void GrpoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
+                        ConstVectorRef weights, GateValue& out) const {
+  const TokenBatch& batch = valid.batch();
   require<ShapeError>(weights.size() == batch.size(), "GrpoGate::evaluate: weights has ",
                       weights.size(), " entries; the batch has ", batch.size(),
                       " tokens (weights(batch) gives them)");
-  require(weights.allFinite() && (weights.array() > 0.0).all(),
-          "GrpoGate::evaluate: weights must be finite and > 0 (weights(batch) gives them)");
-  surrogate(batch, new_log_prob, weights, out);
+  surrogate(batch, new_log_prob, weights, out,
+            "GrpoGate::evaluate: weights must be finite and > 0 (weights(batch) gives them)");
 }
 
 void GrpoGate::surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob,
-                         ConstVectorRef weights, GateValue& out) const {
+                         ConstVectorRef weights, GateValue& out,
+                         const char* weights_refusal) const {
   const Index n = batch.size();
   const bool kl = options_.beta > 0.0;
   require<ShapeError>(!kl || reference_log_prob_.size() == n, "GrpoGate: reference_log_prob has ",
                       reference_log_prob_.size(), " entries; the batch has ", n, " tokens");
   clipped_surrogate(batch, new_log_prob, weights.data(), kl ? reference_log_prob_.data() : nullptr,
-                    options_.beta, options_.eps, out);
+                    options_.beta, options_.eps, out, weights_refusal);
 }
 
 Vector GrpoGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {

@@ -123,6 +123,9 @@ class PpoClipGate {
   /// The same into `out`, its gradient's storage reused when the batch size repeats: from about
   /// 1e7 tokens on, a fresh gradient's page faults cost more than the gate itself.
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
+  /// The same on a batch validated once (a training loop's epochs): only the new log-probs are
+  /// checked. The same bits.
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// G_i: r_i where the unclipped term is the min, clip(r_i, 1 - eps, 1 + eps) where not.
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// Jacobian products with J = dG/dr (in ratio space, G = gated_ratios()): J is diagonal,
@@ -160,6 +163,10 @@ class GrpoGate {
   /// finite and > 0. The same bits as the overloads above.
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
                 GateValue& out) const;
+  /// The same on a batch validated once (a training loop's epochs): the new log-probs and the
+  /// weights are checked, not the batch. The same bits.
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
+                GateValue& out) const;
   /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// J = dG/dr of the PPO-clip G above (the KL term is not in G, so not in J): diagonal, 1 where
@@ -172,9 +179,10 @@ class GrpoGate {
   const Vector& reference_log_prob() const { return reference_log_prob_; }
 
  private:
-  /// evaluate on a validated batch with its weights.
+  /// evaluate on a validated batch with its weights (their size checked by the caller); the
+  /// new log-probs are checked here, and the weights too with weights_refusal (its message).
   void surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
-                 GateValue& out) const;
+                 GateValue& out, const char* weights_refusal = nullptr) const;
   Options options_;
   Vector reference_log_prob_;
 };

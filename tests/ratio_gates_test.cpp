@@ -371,6 +371,25 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
     EXPECT_EQ(s.gradient, v.gradient) << streamed;
     EXPECT_EQ(s.tokens.zeroed, v.tokens.zeroed) << streamed;
   }
+  // On a batch validated once (ValidatedBatch): the same bits; the new log-probs still checked,
+  // chunk by chunk inside the pass (an entry past the first chunk of 2^14 named), the value then
+  // emptied; a malformed batch refused when it is validated.
+  const ValidatedBatch valid(b);
+  expect_reused_value(v, reused, [&](GateValue& out) { PpoClipGate{}.evaluate(valid, lp, out); });
+  for (const Index entry : {Index{0}, Index{70001}, b.size() - 1}) {
+    Vector bad = lp;
+    bad[entry] = entry == 0 ? kNan : 0.25;
+    const std::string message =
+        message_of<InvalidArgumentError>([&] { PpoClipGate{}.evaluate(valid, bad, reused); });
+    EXPECT_TRUE(contains(message, "new_log_prob at entry " + std::to_string(entry) + " is "))
+        << message;
+    EXPECT_EQ(reused.gradient.size(), 0) << entry;
+    EXPECT_THROW(PpoClipGate{}.evaluate(valid, Vector(bad.head(b.size() - 1)), reused), ShapeError);
+  }
+  TokenBatch broken = b;
+  broken.position[5] = 7;
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([&] { ValidatedBatch{broken}; }),
+                       "TokenBatch::position at entry 5 is 7"));
 }
 
 TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
@@ -392,9 +411,13 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   GateValue reused;
   gate.evaluate(b, b.old_log_prob, reused);  // sized, other values
   expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(b, lp, out); });
-  // With the weights taken once per batch: the same bits, the same storage.
+  // With the weights taken once per batch: the same bits, the same storage; also on a batch
+  // validated once.
   gate.evaluate(b, b.old_log_prob, mu, reused);
   expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(b, lp, mu, out); });
+  const ValidatedBatch valid(b);
+  gate.evaluate(b, b.old_log_prob, mu, reused);
+  expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(valid, lp, mu, out); });
   for (const double bad_weight : {kNan, 0.0, -1.0}) {
     Vector bad_mu = mu;
     bad_mu[7] = bad_weight;

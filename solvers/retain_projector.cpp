@@ -5,6 +5,7 @@
 #include <tether/core/dense_qp.hpp>
 #include <tether/core/errors.hpp>
 #include <tether/core/lanes.hpp>
+#include <tether/core/streaming_stores.hpp>
 #include <tether/solvers/retain_projector.hpp>
 #include <type_traits>
 
@@ -481,6 +482,7 @@ bool RetainProjector::project_explicit(const T* in, Index in_stride, T* out, Ind
             use(j, c, s0, row, len, x, w);
           }
         }
+        streaming::fence();  // the chunk's streamed results (last sweep) ordered before others'
       }
     };
     // Q^T w per chunk (rows 0..r-1 of the chunk's sums column), |w|^2 in row r; the first
@@ -525,11 +527,23 @@ bool RetainProjector::project_explicit(const T* in, Index in_stride, T* out, Ind
       for (Index j = 0; j < m; ++j)
         if (repeated(j)) gather(j, 1);
     }
+    // Double results written to another matrix are streamed where they exceed the last-level
+    // cache (core/streaming_stores.hpp): the strip is scaled in L1, then written around the
+    // caches (the same values; in place, the lines are in cache already).
+    const bool stream = std::is_same_v<T, double> && out != in &&
+                        streaming::worth_it(static_cast<long long>(sizeof(T)) * n * m);
     sweep(every, 0, [&](Index j, Index, Index s0, Index row, Index len, const T*, double* w) {
       subtract_combination(q + s0, ld, column_a_.col(j).data(), r, len, w);
       if (repeated(j)) subtract_combination(q + s0, ld, column_a_.col(m + j).data(), r, len, w);
-      scale_strip(w, uscale ? uscale + row : nullptr, unwhiten.sign, len,
-                  out + j * out_stride + row);
+      const double* scale = uscale ? uscale + row : nullptr;
+      if constexpr (std::is_same_v<T, double>) {
+        if (stream) {
+          scale_strip(w, scale, unwhiten.sign, len, w);
+          streaming::put(out + j * out_stride + row, w, static_cast<int>(len), true);
+          return;
+        }
+      }
+      scale_strip(w, scale, unwhiten.sign, len, out + j * out_stride + row);
     });
   }
   return all_finite;

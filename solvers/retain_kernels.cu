@@ -30,7 +30,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerThread = 8;
+constexpr int kRowsPerThread = 4;
 constexpr int kTileRows = kThreads * kRowsPerThread;
 constexpr int kGroup = 8;          // basis columns per group (registers)
 constexpr int kSums = kGroup + 2;  // a group's dot products, then |w|^2, the non-finite count

@@ -28,8 +28,8 @@
 //   BM_PpoClipGateValidatedBatch/N  BM_PpoClipGateReused on a batch validated once (ValidatedBatch,
 //                                   untimed): only the new log-probs checked per call (1e4..1e8).
 //   BM_GrpoGateValidatedBatch/N     BM_GrpoGateWeightsGiven the same way (1e6, 1e7).
-//   BM_PpoClipGateReusedUnstreamed/N, BM_FiberPoGatePlannedUnstreamed/N (1e7, 1e8): the same
-//                                   with streaming stores off (core/streaming_stores.hpp).
+//   BM_FiberPoGatePlannedUnstreamed/N (1e7, 1e8): BM_FiberPoGatePlanned with streaming stores
+//                                   off (core/streaming_stores.hpp).
 //   BM_GspoGate/N                   GSPO evaluate (1e6, 1e7 tokens); the same least traffic.
 //   BM_GrpoGateReused/N             GRPO into a reused GateValue, its weights computed per call;
 //   BM_GrpoGateWeightsGiven/N       the same with GrpoGate::weights(batch) given (1e6, 1e7).
@@ -204,10 +204,6 @@ struct Unstreamed {
   long long saved = tether::streaming::set_min_bytes(std::numeric_limits<long long>::max());
   ~Unstreamed() { tether::streaming::set_min_bytes(saved); }
 };
-void BM_PpoClipGateReusedUnstreamed(benchmark::State& state) {
-  const Unstreamed off;
-  BM_PpoClipGateReused(state);
-}
 void BM_FiberPoGatePlannedUnstreamed(benchmark::State& state) {
   const Unstreamed off;
   BM_FiberPoGatePlanned(state);
@@ -271,11 +267,6 @@ BENCHMARK(BM_GrpoGateValidatedBatch)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_PpoClipGateReused)->Apply(token_sizes);
-BENCHMARK(BM_PpoClipGateReusedUnstreamed)
-    ->Arg(10000000)
-    ->Arg(100000000)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
 BENCHMARK(BM_FiberPoGatePlannedUnstreamed)
     ->Arg(10000000)
     ->Arg(100000000)

@@ -4,7 +4,6 @@
 #include <tether/core/errors.hpp>
 #include <tether/core/fast_exp.hpp>
 #include <tether/core/lanes.hpp>
-#include <tether/core/streaming_stores.hpp>
 #include <tether/solvers/ratio_gates.hpp>
 #include <vector>
 
@@ -67,15 +66,14 @@ struct SurrogateSums {
   double clipped = 0.0;  // a count (exact below 2^53)
 };
 
-template <bool kWeighted, bool kPenalty, bool kStream>
+template <bool kWeighted, bool kPenalty>
 SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double* old_log_prob,
                                        const double* advantage, const double* mu, double uniform_mu,
                                        const double* reference, double beta, double eps,
                                        Index begin, Index end, double* __restrict__ gradient) {
   const double low = 1.0 - eps, high = 1.0 + eps;
   double sum[lanes::kLanes] = {}, clipped[lanes::kLanes] = {};
-  // Token begin + k on lane k % kLanes; its gradient entry to *out.
-  auto token = [&](int l, long long k, double* out) {
+  auto body = [&](int l, long long k) {
     const Index i = begin + k;
     const double r = fast_exp(new_log_prob[i] - old_log_prob[i]);
     const double a = advantage[i];
@@ -93,24 +91,10 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
     }
     const double weight = kWeighted ? mu[i] : uniform_mu;
     sum[l] += weight * value;
-    *out = weight * slope;
+    gradient[i] = weight * slope;
     clipped[l] += clip;
   };
-  if constexpr (!kStream) {
-    auto body = [&](int l, long long k) { token(l, k, &gradient[begin + k]); };
-    lanes::for_each(end - begin, body);
-  } else {
-    // By blocks of kBlock (a multiple of kLanes: every token keeps its lane, so the sums are the
-    // same bits), the block's gradient entries computed into L1, then streamed.
-    double block[streaming::kBlock];
-    for (long long b = 0; b < end - begin; b += streaming::kBlock) {
-      const int count = static_cast<int>(std::min<long long>(streaming::kBlock, end - begin - b));
-      auto body = [&](int l, long long k) { token(l, b + k, &block[k]); };
-      lanes::for_each(count, body);
-      streaming::put(gradient + begin + b, block, count, true);
-    }
-    streaming::fence();
-  }
+  lanes::for_each(end - begin, body);
   return {lanes::total(sum), lanes::total(clipped)};
 }
 
@@ -144,20 +128,15 @@ void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, con
         reference, beta, eps, c * kChunk, std::min(n, (c + 1) * kChunk), value.gradient.data());
     return true;
   };
-  // The gradient streamed where it exceeds the last-level cache (core/streaming_stores.hpp).
-  const bool stream = streaming::worth_it(8 * n);
 #pragma omp parallel for schedule(static) reduction(& : inputs_ok) if (n >= kParallelTokens)
   for (Index c = 0; c < chunks; ++c) {
     bool ok = false;
     if (mu == nullptr)  // PPO-clip (uniform weights, no penalty)
-      ok = chunk(c, stream ? clipped_surrogate_tokens<false, false, true>
-                           : clipped_surrogate_tokens<false, false, false>);
+      ok = chunk(c, clipped_surrogate_tokens<false, false>);
     else if (reference == nullptr)  // GRPO without the penalty
-      ok = chunk(c, stream ? clipped_surrogate_tokens<true, false, true>
-                           : clipped_surrogate_tokens<true, false, false>);
+      ok = chunk(c, clipped_surrogate_tokens<true, false>);
     else
-      ok = chunk(c, stream ? clipped_surrogate_tokens<true, true, true>
-                           : clipped_surrogate_tokens<true, true, false>);
+      ok = chunk(c, clipped_surrogate_tokens<true, true>);
     inputs_ok &= ok ? 1u : 0u;
   }
   if (inputs_ok == 0) {  // value is left empty, not half of two batches

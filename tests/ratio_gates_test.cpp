@@ -25,7 +25,6 @@
 
 #include "error_message.hpp"
 #include "policy_test_batch.hpp"
-#include "with_streaming.hpp"
 #include "with_threads.hpp"
 
 namespace tether {
@@ -363,14 +362,6 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   const GateValue one = testing::with_threads(1, run), two = testing::with_threads(2, run);
   EXPECT_EQ(one.objective, two.objective);
   EXPECT_EQ(one.gradient, two.gradient);
-  // The gradient streamed (core/streaming_stores.hpp; forced here, by blocks of 64 tokens whose
-  // lanes are those of the plain pass) and not: the same bits.
-  for (const bool streamed : {false, true}) {
-    const GateValue s = testing::with_streaming(streamed, run);
-    EXPECT_EQ(s.objective, v.objective) << streamed;
-    EXPECT_EQ(s.gradient, v.gradient) << streamed;
-    EXPECT_EQ(s.tokens.zeroed, v.tokens.zeroed) << streamed;
-  }
   // On a batch validated once (ValidatedBatch): the same bits; the new log-probs still checked,
   // chunk by chunk inside the pass (an entry past the first chunk of 2^14 named), the value then
   // emptied; a malformed batch refused when it is validated.
@@ -426,11 +417,6 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
                  "GrpoGate::evaluate: weights must be finite and > 0"));
   }
   EXPECT_THROW(gate.evaluate(b, lp, Vector(mu.head(b.size() - 1)), reused), ShapeError);
-  for (const bool streamed : {false, true}) {  // the gradient streamed or not: the same bits
-    const GateValue s = testing::with_streaming(streamed, [&] { return gate.evaluate(b, lp); });
-    EXPECT_EQ(s.objective, v.objective) << streamed;
-    EXPECT_EQ(s.gradient, v.gradient) << streamed;
-  }
   ASSERT_GT(expected.clipped, b.size() / 20);
   EXPECT_NEAR(v.objective, expected.objective, 1e-14 * expected.scale);
   EXPECT_LE((v.gradient - expected.gradient).cwiseAbs().maxCoeff(),

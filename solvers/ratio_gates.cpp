@@ -472,7 +472,13 @@ GateValue GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
 
 void GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                         GateValue& out) const {
-  require_valid_gate_input(batch, new_log_prob);
+  evaluate(ValidatedBatch(batch), new_log_prob, out);
+}
+
+void GspoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
+                        GateValue& out) const {
+  const TokenBatch& batch = valid.batch();
+  require_valid_log_probs(batch, new_log_prob);
   out.gradient.resize(batch.size());
   const std::vector<Index> traj = trajectory_offsets(batch);
   const Index n_traj = static_cast<Index>(traj.size()) - 1;

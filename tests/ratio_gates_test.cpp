@@ -576,6 +576,15 @@ TEST(Gspo, ALargeBatchGivesTheSameBitsOnOneThreadAndTwo) {
   GateValue reused;
   gate.evaluate(b, b.old_log_prob, reused);  // sized, other values
   expect_reused_value(std::get<0>(one), reused, [&](GateValue& out) { gate.evaluate(b, lp, out); });
+  // On a batch validated once: the same bits; the new log-probs still checked.
+  const ValidatedBatch valid(b);
+  gate.evaluate(b, b.old_log_prob, reused);
+  expect_reused_value(std::get<0>(one), reused,
+                      [&](GateValue& out) { gate.evaluate(valid, lp, out); });
+  Vector bad = lp;
+  bad[b.size() - 1] = kNan;
+  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([&] { gate.evaluate(valid, bad, reused); }),
+                       "new_log_prob at entry " + std::to_string(b.size() - 1) + " is nan"));
 }
 
 TEST(Gspo, SequenceRatioAndClip) {

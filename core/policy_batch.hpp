@@ -46,9 +46,9 @@ struct TokenBatch {
 };
 
 /// A TokenBatch that passed validate(), for the evaluations of a training loop's epochs over one
-/// batch: the gates' overloads that take it (PpoClipGate, GrpoGate) skip the layout checks (40
-/// bytes a token read on every call otherwise) and check only the new log-probs. It refers to the
-/// batch, which must outlive it and not change while it is used (as FiberPO's plan,
+/// batch: the gates' overloads that take it (PpoClipGate, GrpoGate, GspoGate) skip the layout
+/// checks (40 bytes a token read on every call otherwise) and check only the new log-probs. It
+/// refers to the batch, which must outlive it and not change while it is used (as FiberPO's plan,
 /// GatingHierarchyGate::segments, does for the gating hierarchy).
 class ValidatedBatch {
  public:

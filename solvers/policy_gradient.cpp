@@ -31,7 +31,7 @@ Vector checked_log_prob(const PolicyFunctions& policy, const Vector& theta,
   return l;
 }
 
-GateValue checked_gate(const GateFunction& gate, const TokenBatch& batch, const Vector& l) {
+GateValue checked_gate(const GateFunction& gate, const ValidatedBatch& batch, const Vector& l) {
   GateValue v = gate(batch, l);
   require<ShapeError>(v.gradient.size() == batch.size(),
                       "PolicyGradientSolver: the gate's gradient has ", v.gradient.size(),
@@ -133,7 +133,7 @@ Vector policy_gradient(const PolicyFunctions& policy, const GateFunction& gate,
   const Vector l = policy.log_prob(theta, batch);
   require<ShapeError>(l.size() == batch.size(), "policy_gradient: the policy's log_prob has ",
                       l.size(), " entries, the batch has ", batch.size(), " tokens");
-  GateValue v = gate(batch, l);
+  GateValue v = gate(ValidatedBatch(batch), l);
   require<ShapeError>(v.gradient.size() == batch.size(),
                       "policy_gradient: the gate's gradient has ", v.gradient.size(),
                       " entries, the batch has ", batch.size(), " tokens");
@@ -188,12 +188,13 @@ PolicyResult PolicyGradientSolver::maximize(const PolicyFunctions& policy, const
       // a malformed batch (which validate() refuses below).
       if (!batch.old_log_prob.allFinite())
         throw NonFinite{"the batch's old log-probabilities are NaN/Inf"};
-      batch.validate();
+      const ValidatedBatch valid(batch);  // the gates' calls below check only the log-probs
       const Index T = batch.size();
       rec.tokens_in_batch = static_cast<int>(T);
-      auto ascend = [&](const TokenBatch& b, double* objective) {
+      auto ascend = [&](const ValidatedBatch& vb, double* objective) {
+        const TokenBatch& b = vb.batch();
         const Vector l = checked_log_prob(policy, trial, b);
-        const GateValue v = checked_gate(gate, b, l);
+        const GateValue v = checked_gate(gate, vb, l);
         if (objective) *objective = v.objective;
         first_pass = false;
         policy.log_prob_vjp(trial, b, v.gradient, g);
@@ -205,18 +206,18 @@ PolicyResult PolicyGradientSolver::maximize(const PolicyFunctions& policy, const
         if (!trial.allFinite()) throw NonFinite{"the step left the finite numbers"};
       };
       if (o.minibatches == 1) {
-        for (int e = 0; e < o.epochs; ++e) ascend(batch, e == 0 ? &rec.objective_start : nullptr);
+        for (int e = 0; e < o.epochs; ++e) ascend(valid, e == 0 ? &rec.objective_start : nullptr);
       } else {
         rec.objective_start =
-            checked_gate(gate, batch, checked_log_prob(policy, trial, batch)).objective;
+            checked_gate(gate, valid, checked_log_prob(policy, trial, batch)).objective;
         first_pass = false;
         for (int e = 0; e < o.epochs; ++e)
           for (const TokenBatch& mb : split_into_minibatches(batch, o.minibatches, rng))
-            ascend(mb, nullptr);
+            ascend(ValidatedBatch(mb), nullptr);
       }
       // Measurements at theta_{k+1} on batch_k.
       const Vector l = checked_log_prob(policy, trial, batch);
-      const GateValue v = checked_gate(gate, batch, l);
+      const GateValue v = checked_gate(gate, valid, l);
       rec.objective = v.objective;
       rec.tokens = v.tokens;
       rec.trajectories = v.trajectories;

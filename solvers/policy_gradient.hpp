@@ -141,11 +141,20 @@ PolicyFunctions make_policy_functions(const P& policy) {
           }};
 }
 
-/// A ratio gate, type-erased.
-using GateFunction = std::function<GateValue(const TokenBatch&, const Vector&)>;
+/// A ratio gate, type-erased, on a batch the solver has validated: gates with a ValidatedBatch
+/// overload (PPO-clip, GRPO, GSPO) then check only the new log-probs in each epoch's call.
+using GateFunction = std::function<GateValue(const ValidatedBatch&, const Vector&)>;
 template <RatioGate G>
 GateFunction make_gate_function(const G& gate) {
-  return [&gate](const TokenBatch& b, const Vector& l) -> GateValue { return gate.evaluate(b, l); };
+  return [&gate](const ValidatedBatch& b, const Vector& l) -> GateValue {
+    if constexpr (requires(GateValue & out) { gate.evaluate(b, l, out); }) {
+      GateValue value;
+      gate.evaluate(b, l, value);
+      return value;
+    } else {
+      return gate.evaluate(b.batch(), l);
+    }
+  };
 }
 
 /// Exact quantities of the problem, where it has them (any may be empty).

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <concepts>
+#include <tether/core/errors.hpp>
 #include <tether/core/types.hpp>
 #include <vector>
 
@@ -53,12 +54,28 @@ struct TokenBatch {
 class ValidatedBatch {
  public:
   /// Validates the batch (TokenBatch::validate's refusals).
-  explicit ValidatedBatch(const TokenBatch& batch) : batch_(&batch) { batch.validate(); }
-  const TokenBatch& batch() const { return *batch_; }
-  Index size() const { return batch_->size(); }
+  explicit ValidatedBatch(const TokenBatch& batch) : batch_(&batch), size_(batch.size()) {
+    batch.validate();
+  }
+  ValidatedBatch(TokenBatch&&) = delete;  // it would refer to a temporary
+  /// The batch; ShapeError if any of its arrays changed size since it was validated (values
+  /// that changed cannot be seen: validate again after changing the batch).
+  const TokenBatch& batch() const {
+    const TokenBatch& b = *batch_;
+    const auto n = static_cast<std::size_t>(size_);
+    require<ShapeError>(b.old_log_prob.size() == size_ && b.advantage.size() == size_ &&
+                            b.domain.size() == n && b.group.size() == n &&
+                            b.trajectory.size() == n && b.position.size() == n &&
+                            b.state.size() == n && b.action.size() == n,
+                        "ValidatedBatch: the batch changed size since it was validated (", size_,
+                        " tokens then); validate it again");
+    return b;
+  }
+  Index size() const { return size_; }
 
  private:
   const TokenBatch* batch_;
+  Index size_;
 };
 
 /// Offsets of the runs of equal ids in a sorted id array: run k is [offsets[k], offsets[k+1]),

@@ -17,7 +17,10 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) && !defined(__CUDACC__)
+#if defined(__CUDACC__)
+#error "core/streaming_stores.hpp is host code: not for .cu files"
+#endif
+#if defined(__x86_64__)
 #include <emmintrin.h>
 #define TETHER_STREAMING_STORES 1
 #endif

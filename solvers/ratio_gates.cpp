@@ -103,7 +103,8 @@ SurrogateSums clipped_surrogate_tokens(const double* new_log_prob, const double*
 // same bits for any thread count). mu == nullptr: uniform weights 1 / n and no penalty
 // (PPO-clip); reference == nullptr: no penalty. The batch must be valid; the new log-probs are
 // checked here, each chunk's just before the chunk is computed (so it reads them from cache):
-// where one is not finite and <= 0, value is emptied and the refusal names the first such entry.
+// where one is not finite and <= 0, value is emptied and the refusal names the first such entry
+// (a refused shape leaves value as it was).
 // With weights_refusal, the weights mu are checked the same way (finite and > 0), and refused
 // with that message.
 void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, const double* mu,
@@ -344,8 +345,12 @@ GateValue GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_pro
 
 void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                         GateValue& out) const {
-  batch.validate();
-  surrogate(batch, new_log_prob, weights(batch), out);
+  evaluate(ValidatedBatch(batch), new_log_prob, out);
+}
+
+void GrpoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
+                        GateValue& out) const {
+  surrogate(valid.batch(), new_log_prob, weights(valid.batch()), out);
 }
 
 void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
@@ -355,11 +360,7 @@ void GrpoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
 
 void GrpoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
                         ConstVectorRef weights, GateValue& out) const {
-  const TokenBatch& batch = valid.batch();
-  require<ShapeError>(weights.size() == batch.size(), "GrpoGate::evaluate: weights has ",
-                      weights.size(), " entries; the batch has ", batch.size(),
-                      " tokens (weights(batch) gives them)");
-  surrogate(batch, new_log_prob, weights, out,
+  surrogate(valid.batch(), new_log_prob, weights, out,
             "GrpoGate::evaluate: weights must be finite and > 0 (weights(batch) gives them)");
 }
 
@@ -367,6 +368,11 @@ void GrpoGate::surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                          ConstVectorRef weights, GateValue& out,
                          const char* weights_refusal) const {
   const Index n = batch.size();
+  // The shapes first (new log-probs, weights, reference), then the values inside the pass.
+  require<ShapeError>(new_log_prob.size() == n, "new_log_prob has ", new_log_prob.size(),
+                      " entries; the batch has ", n, " tokens");
+  require<ShapeError>(weights.size() == n, "GrpoGate::evaluate: weights has ", weights.size(),
+                      " entries; the batch has ", n, " tokens (weights(batch) gives them)");
   const bool kl = options_.beta > 0.0;
   require<ShapeError>(!kl || reference_log_prob_.size() == n, "GrpoGate: reference_log_prob has ",
                       reference_log_prob_.size(), " entries; the batch has ", n, " tokens");

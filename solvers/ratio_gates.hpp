@@ -163,8 +163,10 @@ class GrpoGate {
   /// finite and > 0. The same bits as the overloads above.
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
                 GateValue& out) const;
-  /// The same on a batch validated once (a training loop's epochs): the new log-probs and the
-  /// weights are checked, not the batch. The same bits.
+  /// The overloads above on a batch validated once (a training loop's epochs): the new log-probs
+  /// (and given weights) are checked, not the batch. The same bits. (A refused shape leaves out
+  /// as it was; a refused value, found inside the pass, leaves it empty.)
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef weights,
                 GateValue& out) const;
   /// The PPO-clip G_i (the KL term is not a ratio gate and is not in G).

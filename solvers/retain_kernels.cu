@@ -17,6 +17,7 @@
 // every block's entries have been checked: a non-finite entry leaves the gradients unchanged.
 #include <cuda_runtime.h>
 
+#include <string>
 #include <tether/core/cuda_support.cuh>
 #include <tether/solvers/retain_kernels.hpp>
 #include <vector>
@@ -195,6 +196,9 @@ ResidentRetain* create_retain(long long d, const double* s, int blocks, const lo
     r->sizes.assign(sizes, sizes + blocks);
     r->ranks.assign(ranks, ranks + blocks);
     for (int b = 0; b < blocks; ++b) {
+      if (ResidentRetain::groups(ranks[b]) > 65535)  // grid.y of the dots sweep
+        throw Error("retain projection on the device: a basis of " + std::to_string(ranks[b]) +
+                    " columns; at most " + std::to_string(65535 * kGroup));
       r->bases.push_back(cuda::upload(
           bases[b], static_cast<std::size_t>(sizes[b]) * static_cast<std::size_t>(ranks[b]),
           "basis"));

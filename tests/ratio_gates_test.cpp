@@ -230,6 +230,16 @@ Vector mixed_log_ratios(Rng& rng, const TokenBatch& b, const std::vector<double>
 static_assert(RatioGate<PpoClipGate> && RatioGate<GrpoGate> && RatioGate<GspoGate> &&
               RatioGate<ApcObjGate> && RatioGate<FiberPoGate> && RatioGate<GatingHierarchyGate>);
 
+// The token-level gates take a ValidatedBatch, which PolicyGradientSolver's type-erased gate
+// (make_gate_function) uses when a gate has it.
+template <class Gate>
+constexpr bool kTakesValidatedBatch = requires(const Gate& gate, const ValidatedBatch& batch,
+                                               const Vector& l, GateValue& out) {
+  gate.evaluate(batch, l, out);
+};
+static_assert(kTakesValidatedBatch<PpoClipGate> && kTakesValidatedBatch<GrpoGate> &&
+              kTakesValidatedBatch<GspoGate>);
+
 TEST(GateProperties, EveryGate) {
   Rng rng(1);
   const TokenBatch b = make_batch(rng, 2, 2, 3, 3, 12);
@@ -381,6 +391,13 @@ TEST(PpoClip, ALargeBatchOnThreadsMatchesTheTokenByTokenRule) {
   broken.position[5] = 7;
   EXPECT_TRUE(contains(message_of<InvalidArgumentError>([&] { ValidatedBatch{broken}; }),
                        "TokenBatch::position at entry 5 is 7"));
+  // A batch that changed size after it was validated is refused, not read out of bounds.
+  TokenBatch grown = b;
+  const ValidatedBatch stale(grown);
+  grown.advantage.conservativeResize(b.size() + 1);
+  grown.advantage[b.size()] = 0.0;
+  EXPECT_TRUE(contains(message_of<ShapeError>([&] { PpoClipGate{}.evaluate(stale, lp, reused); }),
+                       "ValidatedBatch: the batch changed size since it was validated"));
 }
 
 TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
@@ -409,6 +426,8 @@ TEST(Grpo, ALargeBatchWithThePenaltyMatchesTheTokenByTokenRule) {
   const ValidatedBatch valid(b);
   gate.evaluate(b, b.old_log_prob, mu, reused);
   expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(valid, lp, mu, out); });
+  gate.evaluate(b, b.old_log_prob, mu, reused);
+  expect_reused_value(v, reused, [&](GateValue& out) { gate.evaluate(valid, lp, out); });
   for (const double bad_weight : {kNan, 0.0, -1.0}) {
     Vector bad_mu = mu;
     bad_mu[7] = bad_weight;

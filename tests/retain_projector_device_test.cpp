@@ -248,7 +248,7 @@ TEST(RetainManyGradients, DeviceSweepsTakeWideBasesNearSpanColumnsAndRankZeroBlo
   // The device's fused sweeps (retain_kernels.cu) on what their structure splits: a basis of 12
   // columns (two register groups of 8, x read once per group), columns that lie nearly in the
   // window (their projection repeated), a block where the window vanishes (rank 0: its rows only
-  // scaled), blocks that end inside a tile of 2048 rows, the identity metric and Adam's; and a
+  // scaled), blocks that end inside a tile of 1024 rows, the identity metric and Adam's; and a
   // non-finite entry on a later block than the first, refused before any block is written.
   using testing::contains;
   Rng rng(61);

@@ -14,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <tether/core/errors.hpp>
 #include <tether/core/rng.hpp>
 #include <tether/solvers/apc_obj.hpp>
@@ -239,6 +240,7 @@ constexpr bool kTakesValidatedBatch = requires(const Gate& gate, const Validated
 };
 static_assert(kTakesValidatedBatch<PpoClipGate> && kTakesValidatedBatch<GrpoGate> &&
               kTakesValidatedBatch<GspoGate>);
+static_assert(!std::is_constructible_v<ValidatedBatch, TokenBatch&&>);  // no temporaries
 
 TEST(GateProperties, EveryGate) {
   Rng rng(1);

@@ -307,6 +307,23 @@ TEST(RetainManyGradients, DeviceSweepsTakeWideBasesNearSpanColumnsAndRankZeroBlo
   }
 }
 
+TEST(RetainManyGradients, DeviceSweepsAddMoreTilesThanABlockHasThreads) {
+  // 263000 rows: 257 tiles of 1024, more than the 256 threads that add a column's tile sums
+  // (each takes tiles t, t + 256, ... before the tree), on the global scope and the identity
+  // metric, against the CPU.
+  Rng rng(67);
+  const Index d = 263000;
+  if (!device::cuda_available()) GTEST_SKIP() << "no CUDA device here (or built without CUDA)";
+  RetainProjector p = make_projector(rng, d, 3, false, false);
+  const Eigen::MatrixXd g = gaussian(rng, d, 2);
+  Eigen::MatrixXd cpu;
+  p.project_gradients(g, cpu);
+  const Eigen::MatrixXd gpu = device::project_gradients(p, g);
+  for (Index j = 0; j < g.cols(); ++j)
+    EXPECT_LE((gpu.col(j) - cpu.col(j)).cwiseAbs().maxCoeff(), 1e-12 * g.col(j).norm())
+        << "column " << j;
+}
+
 TEST(RetainManyGradients, ResidentProjectionGivesTheSameBitsBatchAfterBatch) {
   using testing::contains;
   using testing::message_of;

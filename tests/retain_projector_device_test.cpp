@@ -229,19 +229,26 @@ TEST(RetainManyGradients, DeviceMatchesTheCpuProjection) {
     EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXd::Zero(50, 2)), Error);
     GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
   }
-  for (bool blockwise : {false, true})
-    for (bool adam : {false, true}) {
-      const Index d = 30000;  // 15 tiles of the device's sweeps
-      RetainProjector p = make_projector(rng, d, 8, blockwise, adam);
-      const Eigen::MatrixXd g = gaussian(rng, d, 64);
-      Eigen::MatrixXd cpu;
-      p.project_gradients(g, cpu);
-      const Eigen::MatrixXd gpu = device::project_gradients(p, g);
-      for (Index j = 0; j < g.cols(); ++j)
-        EXPECT_LE((gpu.col(j) - cpu.col(j)).cwiseAbs().maxCoeff(), 1e-12 * g.col(j).norm())
-            << "column " << j << (blockwise ? ", blockwise" : ", global")
-            << (adam ? ", Adam metric" : ", identity");
-    }
+  // d = 30000: 15 tiles of the device's sweeps; d = 263000: 257 tiles, more than the 256
+  // threads that add a column's tile sums (each takes tiles t, t + 256, ... before the tree).
+  struct Case {
+    Index d, columns;
+    int pushed;  // retain gradients pushed (the window holds 8)
+    bool blockwise, adam;
+  };
+  for (const Case c : {Case{30000, 64, 8, false, false}, Case{30000, 64, 8, false, true},
+                       Case{30000, 64, 8, true, false}, Case{30000, 64, 8, true, true},
+                       Case{263000, 2, 3, false, false}}) {
+    RetainProjector p = make_projector(rng, c.d, c.pushed, c.blockwise, c.adam);
+    const Eigen::MatrixXd g = gaussian(rng, c.d, c.columns);
+    Eigen::MatrixXd cpu;
+    p.project_gradients(g, cpu);
+    const Eigen::MatrixXd gpu = device::project_gradients(p, g);
+    for (Index j = 0; j < g.cols(); ++j)
+      EXPECT_LE((gpu.col(j) - cpu.col(j)).cwiseAbs().maxCoeff(), 1e-12 * g.col(j).norm())
+          << "column " << j << ", d " << c.d << (c.blockwise ? ", blockwise" : ", global")
+          << (c.adam ? ", Adam metric" : ", identity");
+  }
 }
 
 TEST(RetainManyGradients, DeviceSweepsTakeWideBasesNearSpanColumnsAndRankZeroBlocks) {
@@ -305,23 +312,6 @@ TEST(RetainManyGradients, DeviceSweepsTakeWideBasesNearSpanColumnsAndRankZeroBlo
       EXPECT_EQ(std::memcmp(after.data(), before.data(), sizeof(double) * before.size()), 0);
     }
   }
-}
-
-TEST(RetainManyGradients, DeviceSweepsAddMoreTilesThanABlockHasThreads) {
-  // 263000 rows: 257 tiles of 1024, more than the 256 threads that add a column's tile sums
-  // (each takes tiles t, t + 256, ... before the tree), on the global scope and the identity
-  // metric, against the CPU.
-  Rng rng(67);
-  const Index d = 263000;
-  if (!device::cuda_available()) GTEST_SKIP() << "no CUDA device here (or built without CUDA)";
-  RetainProjector p = make_projector(rng, d, 3, false, false);
-  const Eigen::MatrixXd g = gaussian(rng, d, 2);
-  Eigen::MatrixXd cpu;
-  p.project_gradients(g, cpu);
-  const Eigen::MatrixXd gpu = device::project_gradients(p, g);
-  for (Index j = 0; j < g.cols(); ++j)
-    EXPECT_LE((gpu.col(j) - cpu.col(j)).cwiseAbs().maxCoeff(), 1e-12 * g.col(j).norm())
-        << "column " << j;
 }
 
 TEST(RetainManyGradients, ResidentProjectionGivesTheSameBitsBatchAfterBatch) {

@@ -5,10 +5,12 @@
 // with ordinary stores and at 58 GB/s streamed, against 40-45 GB/s for memcpy.
 //
 // Worth it only where a pass's outputs exceed the last-level cache (min_bytes()): below that the
-// next pass finds them in cache, and streaming would send them to memory. And only where it is
-// measured to help: the gating hierarchy's token passes (BM_FiberPoGatePlanned 1e8: 256 -> 234
-// ms; 1e7: 0-8%) and the retain projection's results (1e6 x 16: 19.0 -> 17.1 ms) use it; the
-// PPO-clip / GRPO kernel (read 24 bytes a token, write 8) ran 0-15% slower streamed and does not.
+// next pass finds them in cache, and streaming would send them to memory. In the real passes
+// the measured effect is within this machine's run-to-run spread (benchmarks/README.md, ninth
+// session): the gating hierarchy's token passes (BM_FiberPoGatePlanned 1e7, median of 8
+// interleaved: 32.8 -> 28.2 ms; 1e8 218 -> 236 ms, the other way) and the retain projection's
+// results (1e6 x 16: 19.0 -> 17.1 ms) use it; the PPO-clip / GRPO kernel (read 24 bytes a token,
+// write 8) measured no gain and does not.
 // The values written are the same either way; only the traffic differs (tests compare the two, bit
 // for bit, by moving the threshold). Host code only: x86-64's SSE2 baseline (MOVNTPD, MOVNTI);
 // plain stores elsewhere.

@@ -120,13 +120,13 @@ void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, con
   std::vector<SurrogateSums> parts(static_cast<std::size_t>(chunks));
   unsigned inputs_ok = 1;
   auto chunk = [&](Index c, auto kernel) {
-    const Index begin = c * kChunk, len = std::min(n, (c + 1) * kChunk) - begin;
-    if (!log_probs_valid(new_log_prob.data() + begin, len) ||
-        (weights_refusal != nullptr && !weights_valid(mu + begin, len)))
+    const Index begin = c * kChunk, end = std::min(n, begin + kChunk);
+    if (!log_probs_valid(new_log_prob.data() + begin, end - begin) ||
+        (weights_refusal != nullptr && !weights_valid(mu + begin, end - begin)))
       return false;
-    parts[static_cast<std::size_t>(c)] = kernel(
-        new_log_prob.data(), batch.old_log_prob.data(), batch.advantage.data(), mu, uniform_mu,
-        reference, beta, eps, c * kChunk, std::min(n, (c + 1) * kChunk), value.gradient.data());
+    parts[static_cast<std::size_t>(c)] =
+        kernel(new_log_prob.data(), batch.old_log_prob.data(), batch.advantage.data(), mu,
+               uniform_mu, reference, beta, eps, begin, end, value.gradient.data());
     return true;
   };
 #pragma omp parallel for schedule(static) reduction(& : inputs_ok) if (n >= kParallelTokens)

@@ -38,19 +38,23 @@ constexpr int kSums = kGroup + 2;  // a group's dot products, then |w|^2, the no
 constexpr unsigned kFullMask = 0xffffffffu;
 static_assert((kThreads & (kThreads - 1)) == 0, "the tile sums halve the block");
 
-// The whitened entry w_i of a column whose raw entry is x, less Q_i a (a: the column's first
-// coefficients) where a != nullptr. q points at row `local` of the block's basis (stride n).
+// The whitened entry w_i of a column whose raw entry is x, less Q_i a and then Q_i a2 (the
+// column's first and repeated coefficients) where they are not nullptr. q points at row `local`
+// of the block's basis (stride n).
 __device__ inline double whitened(double x, double scale, const double* q, long long n, int rank,
-                                  const double* a) {
+                                  const double* a, const double* a2) {
   double w = scale * x;
-  if (a != nullptr)
-    for (int k = 0; k < rank; ++k) w -= q[k * n] * a[k];
+  const double* coefficients[2] = {a, a2};
+  for (const double* c : coefficients)
+    if (c != nullptr)
+      for (int k = 0; k < rank; ++k) w -= q[k * n] * c[k];
   return w;
 }
 
 // Sweep 1 (a == nullptr) or 2 (a: the first coefficients, rank x m; only the columns with
 // repeat[j]): per tile, column and group, the group's dot products Q^T w, |w|^2 and the number
-// of non-finite x, into partial[((j * tiles + tile) * groups + group) * kSums + v].
+// of non-finite x (those two in the first sweep's group 0 only: the others leave them 0), into
+// partial[((j * tiles + tile) * groups + group) * kSums + v].
 __global__ void dots_kernel(const double* x, long long d, long long m, const double* s,
                             long long offset, long long n, const double* q, int rank,
                             const double* a, const int* repeat, double* partial) {
@@ -69,6 +73,8 @@ __global__ void dots_kernel(const double* x, long long d, long long m, const dou
       basis[p][k] = in && k0 + k < rank ? q[local[p] + (k0 + k) * n] : 0.0;
   }
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+  const bool measure =
+      group == 0 && a == nullptr;  // |w|^2 and the check: finish_kernel reads these
   for (long long j = 0; j < m; ++j) {
     if (repeat != nullptr && repeat[j] == 0) continue;  // the same for the whole block
     double sums[kSums] = {};
@@ -76,10 +82,12 @@ __global__ void dots_kernel(const double* x, long long d, long long m, const dou
       if (local[p] >= n) continue;
       const double xv = x[offset + local[p] + j * d];
       const double w = whitened(xv, scale[p], rank > 0 ? q + local[p] : nullptr, n, rank,
-                                a != nullptr ? a + j * rank : nullptr);
+                                a != nullptr ? a + j * rank : nullptr, nullptr);
       for (int k = 0; k < kGroup; ++k) sums[k] += basis[p][k] * w;
-      sums[kGroup] += w * w;
-      sums[kGroup + 1] += xv - xv == 0.0 ? 0.0 : 1.0;  // inf - inf and NaN are NaN
+      if (measure) {
+        sums[kGroup] += w * w;
+        sums[kGroup + 1] += xv - xv == 0.0 ? 0.0 : 1.0;  // inf - inf and NaN are NaN
+      }
     }
     for (int v = 0; v < kSums; ++v)
       for (int width = 16; width > 0; width /= 2)
@@ -146,11 +154,10 @@ __global__ void apply_kernel(double* x, long long d, long long m, const double* 
     const double scale = s != nullptr ? s[offset + local] : 1.0;
     for (long long j = 0; j < m; ++j) {
       double* entry = x + offset + local + j * d;
-      double w = whitened(*entry, scale, rank > 0 ? q + local : nullptr, n, rank,
-                          rank > 0 ? a + j * rank : nullptr);
-      if (rank > 0 && repeat[j] != 0)
-        for (int k = 0; k < rank; ++k) w -= q[local + k * n] * a2[k + j * rank];
-      *entry = scale * w;
+      const bool projected = rank > 0;
+      *entry = scale * whitened(*entry, scale, projected ? q + local : nullptr, n, rank,
+                                projected ? a + j * rank : nullptr,
+                                projected && repeat[j] != 0 ? a2 + j * rank : nullptr);
     }
   }
 }

@@ -18,6 +18,7 @@
 //                                      double arithmetic, float storage; (2m 4 + 8) d bytes)
 //   BM_RetainProjectGradientsGpuResident/d/8/16   the same on gradients kept on the device
 //                                   (DeviceRetainProjection::project in place; no host copies)
+//   BM_RetainProjectGradientsGpuResidentFloat/...   the same on float gradients ((2m 4 + 8) d)
 //   BM_RetainProjectGradientsGpu/...   the same on the device (device::project_gradients: the
 //                                      basis formed and uploaded, the gradients copied over and
 //                                      back, all timed); registered only where a device is present
@@ -165,6 +166,23 @@ BENCHMARK(BM_RetainProjectGradientsFloat)
     ->Args({10000000, 8, 16})
     ->Unit(benchmark::kMillisecond);
 
+/// d x m gradients of T on the device, projected in place each iteration; bytes: the gradients
+/// read and written, and the whitening read (the basis, d k doubles, is not counted).
+template <class T>
+void retain_project_gradients_resident(benchmark::State& state) {
+  const Index d = state.range(0);
+  const int k = static_cast<int>(state.range(1));
+  const Index m = state.range(2);
+  tether::RetainProjector projector = benchmark_projector(d, k);
+  const tether::device::DeviceRetainProjection resident(projector);
+  tether::Rng rng(9);
+  Eigen::Matrix<T, Eigen::Dynamic, 1> g(d * m);
+  for (Index j = 0; j < g.size(); ++j) g[j] = static_cast<T>(rng.normal());
+  tether::device::BasicDeviceVector<T> on_device(g);
+  for (auto _ : state) resident.project(on_device);
+  state.SetBytesProcessed(static_cast<int64_t>((2 * m * sizeof(T) + 8) * d) * state.iterations());
+}
+
 const bool kGpuRegistered = [] {
   if (!tether::device::cuda_available()) return false;
   benchmark::RegisterBenchmark("BM_RetainProjectGradientsGpu", retain_project_gradients<true>)
@@ -172,27 +190,18 @@ const bool kGpuRegistered = [] {
       ->Args({1000000, 8, 64})
       ->Unit(benchmark::kMillisecond);
   // The same projection on gradients held on the device (DeviceRetainProjection: the basis
-  // uploaded once, untimed; each call projects the d x 16 columns in place, no host copies).
-  benchmark::RegisterBenchmark(
-      "BM_RetainProjectGradientsGpuResident",
-      [](benchmark::State& state) {
-        const Index d = state.range(0);
-        const int k = static_cast<int>(state.range(1));
-        const Index m = state.range(2);
-        tether::RetainProjector projector = benchmark_projector(d, k);
-        const tether::device::DeviceRetainProjection resident(projector);
-        tether::Rng rng(9);
-        Vector g(d * m);
-        for (Index j = 0; j < g.size(); ++j) g[j] = rng.normal();
-        tether::device::DeviceVector on_device(g);
-        for (auto _ : state) resident.project(on_device);
-        state.SetBytesProcessed(static_cast<int64_t>((2 * m * 8 + 8) * d) * state.iterations());
-      })
-      ->Args({10000, 8, 16})
-      ->Args({100000, 8, 16})
-      ->Args({1000000, 8, 16})
-      ->Args({10000000, 8, 16})
-      ->Unit(benchmark::kMillisecond);
+  // uploaded once, untimed; each call projects the d x 16 columns in place, no host copies); in
+  // double, and on float gradients (half the gradient bytes; the basis and whitening stay double).
+  for (const bool as_float : {false, true})
+    benchmark::RegisterBenchmark(as_float ? "BM_RetainProjectGradientsGpuResidentFloat"
+                                          : "BM_RetainProjectGradientsGpuResident",
+                                 as_float ? retain_project_gradients_resident<float>
+                                          : retain_project_gradients_resident<double>)
+        ->Args({10000, 8, 16})
+        ->Args({100000, 8, 16})
+        ->Args({1000000, 8, 16})
+        ->Args({10000000, 8, 16})
+        ->Unit(benchmark::kMillisecond);
   return true;
 }();
 

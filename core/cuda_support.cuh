@@ -81,9 +81,9 @@ __device__ inline void block_min(long long* first) {
 }
 
 /// Per block (grid-stride over the entries): the smallest index whose value `reject(v)` refuses,
-/// or n. A template, so that each .cu file has its own instance.
-template <class Reject>
-__global__ void first_rejected_kernel(const double* values, long long n, Reject reject,
+/// or n. A template, so that each .cu file has its own instance. V: double or float.
+template <class V, class Reject>
+__global__ void first_rejected_kernel(const V* values, long long n, Reject reject,
                                       long long* partials) {
   __shared__ long long first[kRejectThreads];
   long long mine = n;
@@ -114,10 +114,10 @@ __global__ void first_rejected_total_kernel(long long* partials, int blocks) {
 /// The first index i < n (device values) with reject(values[i]), or -1; `scratch` holds
 /// kRejectBlocks + 1 long longs of device memory. Two block reductions, one value copied back
 /// (synchronises). Deterministic: the smallest index, whatever the schedule.
-template <class Reject>
-long long first_rejected(const double* values, long long n, Reject reject, long long* scratch) {
+template <class V, class Reject>
+long long first_rejected(const V* values, long long n, Reject reject, long long* scratch) {
   if (n <= 0) return -1;
-  TETHER_KERNEL_LAUNCH(kRejectBlocks, kRejectThreads, first_rejected_kernel<Reject>)
+  TETHER_KERNEL_LAUNCH(kRejectBlocks, kRejectThreads, first_rejected_kernel<V, Reject>)
   (values, n, reject, scratch);
   check(cudaGetLastError(), "first_rejected_kernel launch");
   TETHER_KERNEL_LAUNCH(1, kRejectThreads, first_rejected_total_kernel<Reject>)

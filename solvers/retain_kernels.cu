@@ -15,6 +15,11 @@
 // warp butterfly and the block's warps in order. A second kernel adds the tiles' sums per column
 // in a fixed order, so the result does not depend on the schedule. Nothing is written before
 // every block's entries have been checked: a non-finite entry leaves the gradients unchanged.
+//
+// The gradients are doubles or floats (a model's, as stored): float entries are converted
+// exactly on load, every operation is done in double, and each result is rounded once to float
+// on the write, so a float call gives the double call's result on the converted gradients,
+// rounded (the CPU's float overload of RetainProjector::project_gradients does the same).
 #include <cuda_runtime.h>
 
 #include <string>
@@ -54,10 +59,11 @@ __device__ inline double whitened(double x, double scale, const double* q, long 
 // Sweep 1 (a == nullptr) or 2 (a: the first coefficients, rank x m; only the columns with
 // repeat[j]): per tile, column and group, the group's dot products Q^T w, |w|^2 and the number
 // of non-finite x (those two in the first sweep's group 0 only: the others leave them 0), into
-// partial[((j * tiles + tile) * groups + group) * kSums + v].
-__global__ void dots_kernel(const double* x, long long d, long long m, const double* s,
-                            long long offset, long long n, const double* q, int rank,
-                            const double* a, const int* repeat, double* partial) {
+// partial[((j * tiles + tile) * groups + group) * kSums + v]. G: double or float.
+template <class G>
+__global__ void dots_kernel(const G* x, long long d, long long m, const double* s, long long offset,
+                            long long n, const double* q, int rank, const double* a,
+                            const int* repeat, double* partial) {
   const long long tile = blockIdx.x, tiles = gridDim.x;
   const int group = static_cast<int>(blockIdx.y), groups = static_cast<int>(gridDim.y);
   const int k0 = group * kGroup;
@@ -80,7 +86,7 @@ __global__ void dots_kernel(const double* x, long long d, long long m, const dou
     double sums[kSums] = {};
     for (int p = 0; p < kRowsPerThread; ++p) {
       if (local[p] >= n) continue;
-      const double xv = x[offset + local[p] + j * d];
+      const double xv = static_cast<double>(x[offset + local[p] + j * d]);
       const double w = whitened(xv, scale[p], rank > 0 ? q + local[p] : nullptr, n, rank,
                                 a != nullptr ? a + j * rank : nullptr, nullptr);
       for (int k = 0; k < kGroup; ++k) sums[k] += basis[p][k] * w;
@@ -144,8 +150,9 @@ __global__ void finish_kernel(const double* partial, long long tiles, int groups
   if (repeat[j] != 0) *any_repeat = 1;
 }
 
-// The last sweep, in place: x <- s .* (s .* x - Q a - Q a2 where repeat[j]).
-__global__ void apply_kernel(double* x, long long d, long long m, const double* s, long long offset,
+// The last sweep, in place: x <- s .* (s .* x - Q a - Q a2 where repeat[j]), rounded to G.
+template <class G>
+__global__ void apply_kernel(G* x, long long d, long long m, const double* s, long long offset,
                              long long n, const double* q, int rank, const double* a,
                              const double* a2, const int* repeat) {
   const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
@@ -153,11 +160,12 @@ __global__ void apply_kernel(double* x, long long d, long long m, const double* 
        local += step) {
     const double scale = s != nullptr ? s[offset + local] : 1.0;
     for (long long j = 0; j < m; ++j) {
-      double* entry = x + offset + local + j * d;
+      G* entry = x + offset + local + j * d;
       const bool projected = rank > 0;
-      *entry = scale * whitened(*entry, scale, projected ? q + local : nullptr, n, rank,
-                                projected ? a + j * rank : nullptr,
-                                projected && repeat[j] != 0 ? a2 + j * rank : nullptr);
+      *entry = static_cast<G>(
+          scale * whitened(static_cast<double>(*entry), scale, projected ? q + local : nullptr, n,
+                           rank, projected ? a + j * rank : nullptr,
+                           projected && repeat[j] != 0 ? a2 + j * rank : nullptr));
     }
   }
 }
@@ -169,7 +177,10 @@ unsigned grid_for(long long entries) {
 
 // A value that is not finite (NaN fails the comparison).
 struct NonFinite {
-  __device__ bool operator()(double v) const { return !(v - v == 0.0); }
+  template <class V>
+  __device__ bool operator()(V v) const {
+    return !(v - v == V(0));
+  }
 };
 
 }  // namespace
@@ -223,7 +234,10 @@ ResidentRetain* create_retain(long long d, const double* s, int blocks, const lo
 
 void destroy_retain(ResidentRetain* retain) { delete retain; }
 
-long long project(const ResidentRetain* r, double* x, long long m) {
+namespace {
+
+template <class G>
+long long project_as(const ResidentRetain* r, G* x, long long m) {
   const long long d = r->d;
   if (d <= 0 || m <= 0) return -1;
   const std::size_t blocks = r->ranks.size();
@@ -265,7 +279,7 @@ long long project(const ResidentRetain* r, double* x, long long m) {
     const long long n = r->sizes[b], tiles = ResidentRetain::tiles(n);
     const Slices& at = slices[b];
     TETHER_KERNEL_LAUNCH(dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(groups)),
-                         kThreads, dots_kernel)
+                         kThreads, dots_kernel<G>)
     (x, d, m, s, r->offsets[b], n, r->bases[b].as<double>(), rank, first ? nullptr : at.a,
      first ? nullptr : at.repeat, at.partial);
     check(cudaGetLastError(), "dots_kernel launch");
@@ -287,7 +301,7 @@ long long project(const ResidentRetain* r, double* x, long long m) {
       if (r->ranks[b] > 0) sweep(b, false);
   for (std::size_t b = 0; b < blocks; ++b) {
     if (r->ranks[b] == 0 && s == nullptr) continue;  // rows left as they are
-    TETHER_KERNEL_LAUNCH(grid_for(r->sizes[b]), kThreads, apply_kernel)
+    TETHER_KERNEL_LAUNCH(grid_for(r->sizes[b]), kThreads, apply_kernel<G>)
     (x, d, m, s, r->offsets[b], r->sizes[b], r->bases[b].as<double>(), r->ranks[b], slices[b].a,
      slices[b].a2, slices[b].repeat);
     check(cudaGetLastError(), "apply_kernel launch");
@@ -295,5 +309,10 @@ long long project(const ResidentRetain* r, double* x, long long m) {
   check(cudaDeviceSynchronize(), "the projection");
   return -1;
 }
+
+}  // namespace
+
+long long project(const ResidentRetain* r, double* x, long long m) { return project_as(r, x, m); }
+long long project(const ResidentRetain* r, float* x, long long m) { return project_as(r, x, m); }
 
 }  // namespace tether::device::retain_kernels

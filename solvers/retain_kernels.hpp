@@ -21,5 +21,8 @@ void destroy_retain(ResidentRetain* retain);
 /// device in the first sweep: the first non-finite one's index is returned and nothing is
 /// changed; else -1. Synchronises.
 long long project(const ResidentRetain* retain, double* device_g, long long m);
+/// The same for float gradients: read as doubles, every operation in double, each result rounded
+/// once to float (the double call's result on the converted gradients, rounded).
+long long project(const ResidentRetain* retain, float* device_g, long long m);
 
 }  // namespace tether::device::retain_kernels

@@ -53,7 +53,12 @@ DeviceRetainProjection::~DeviceRetainProjection() {
 #endif
 }
 
-void DeviceRetainProjection::project(DeviceVector& gradients) const {
+void DeviceRetainProjection::project(DeviceVector& gradients) const { project_as(gradients); }
+
+void DeviceRetainProjection::project(DeviceVectorF& gradients) const { project_as(gradients); }
+
+template <class T>
+void DeviceRetainProjection::project_as(BasicDeviceVector<T>& gradients) const {
   const Index d = dimension_;
   require<ShapeError>(d > 0 && gradients.size() % d == 0,
                       "device::DeviceRetainProjection::project: gradients hold ", gradients.size(),
@@ -70,7 +75,11 @@ void DeviceRetainProjection::project(DeviceVector& gradients) const {
 #endif
 }
 
-Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::MatrixXd& gradients) {
+namespace {
+
+template <class T>
+Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> project_gradients_as(
+    RetainProjector& projector, const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& gradients) {
   require_null_space(projector, "device::project_gradients");
   require<ShapeError>(gradients.rows() == projector.dimension(),
                       "device::project_gradients: ", "gradients have ", gradients.rows(),
@@ -78,16 +87,27 @@ Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::Matri
 #if defined(TETHER_HAVE_CUDA)
   // Non-finite entries are found on the device (named by column and entry), as is a missing
   // device (by the projection's constructor).
+  using HostVector = typename BasicDeviceVector<T>::HostVector;
   const DeviceRetainProjection projection(projector);
-  DeviceVector g(Eigen::Map<const Vector>(gradients.data(), gradients.size()));
+  BasicDeviceVector<T> g(Eigen::Map<const HostVector>(gradients.data(), gradients.size()));
   projection.project(g);
-  Eigen::MatrixXd out(gradients.rows(), gradients.cols());
-  g.download(Eigen::Map<Vector>(out.data(), out.size()));
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> out(gradients.rows(), gradients.cols());
+  g.download(Eigen::Map<HostVector>(out.data(), out.size()));
   return out;
 #else
   throw Error(
       "device::project_gradients: tether was built without CUDA (TETHER_CUDA=OFF or no nvcc)");
 #endif
+}
+
+}  // namespace
+
+Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::MatrixXd& gradients) {
+  return project_gradients_as(projector, gradients);
+}
+
+Eigen::MatrixXf project_gradients(RetainProjector& projector, const Eigen::MatrixXf& gradients) {
+  return project_gradients_as(projector, gradients);
 }
 
 }  // namespace tether::device

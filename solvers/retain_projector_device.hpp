@@ -38,8 +38,15 @@ class DeviceRetainProjection {
   /// ShapeError unless gradients.size() is a multiple of d; NumericalError naming the first
   /// non-finite entry (column and row; checked on the device), the gradients then unchanged.
   void project(DeviceVector& gradients) const;
+  /// The same for float gradients (a model's, as stored): each entry converted exactly to double,
+  /// every operation in double, each result rounded once to float; so the result is the double
+  /// overload's on the converted gradients, rounded, bit for bit. Reads and writes half the bytes
+  /// (the basis and the whitening stay double).
+  void project(DeviceVectorF& gradients) const;
 
  private:
+  template <class T>
+  void project_as(BasicDeviceVector<T>& gradients) const;
   Index dimension_ = 0;
   retain_kernels::ResidentRetain* resident_ = nullptr;
 };
@@ -50,5 +57,17 @@ class DeviceRetainProjection {
 /// rows; NumericalError naming the first non-finite entry (DeviceRetainProjection::project);
 /// tether::Error without a device.
 Eigen::MatrixXd project_gradients(RetainProjector& projector, const Eigen::MatrixXd& gradients);
+/// The same for float gradients (DeviceRetainProjection::project's float overload): the CPU's
+/// float RetainProjector::project_gradients to rounding.
+Eigen::MatrixXf project_gradients(RetainProjector& projector, const Eigen::MatrixXf& gradients);
+/// An expression (e.g. MatrixXd::Zero(d, m), or a block) evaluated into its scalar's matrix first;
+/// without this both overloads above would match it.
+template <class Derived>
+Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> project_gradients(
+    RetainProjector& projector, const Eigen::MatrixBase<Derived>& gradients) {
+  return project_gradients(
+      projector,
+      Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>(gradients));
+}
 
 }  // namespace tether::device

@@ -361,5 +361,78 @@ TEST(RetainManyGradients, ResidentProjectionGivesTheSameBitsBatchAfterBatch) {
   }
 }
 
+TEST(RetainManyGradients, DeviceProjectsFloatGradientsAsTheDoubleCallRounded) {
+  // A model's float gradients on the device: each entry converted exactly, every operation in
+  // double, each result rounded once, so the float call is the double call on the converted
+  // gradients, rounded, bit for bit; and the CPU's float overload to rounding: both round a double
+  // result, and the two double results agree to 1e-12 of the column's norm.
+  using testing::contains;
+  Rng rng(67);
+  RetainProjector projector = make_projector(rng, 60, 3, false, false);
+  EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXf::Zero(59, 2)), ShapeError);
+  if (!device::cuda_available()) {
+    EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXf::Zero(60, 2)), Error);
+    EXPECT_THROW(device::DeviceVectorF(3), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  struct Case {
+    Index d, columns;
+    int pushed;
+    bool blockwise, adam;
+  };
+  for (const Case c : {Case{30000, 16, 8, false, false}, Case{30000, 16, 8, true, true},
+                       Case{263000, 2, 3, false, true}}) {
+    RetainProjector p = make_projector(rng, c.d, c.pushed, c.blockwise, c.adam);
+    Eigen::MatrixXf g = gaussian(rng, c.d, c.columns).cast<float>();
+    // Two columns nearly in the window (their projection repeated on the device).
+    if (!c.blockwise)
+      for (Index j = 0; j < std::min<Index>(2, c.columns); ++j) {
+        Vector near = p.latest() + 1e-4 * gaussian(rng, c.d, 1).col(0);
+        g.col(j) = near.cast<float>();
+      }
+    const Eigen::MatrixXf gpu = device::project_gradients(p, g);
+    const Eigen::MatrixXd gpu_double = device::project_gradients(p, g.cast<double>().eval());
+    const Eigen::MatrixXf rounded = gpu_double.cast<float>();
+    EXPECT_EQ(std::memcmp(gpu.data(), rounded.data(), sizeof(float) * gpu.size()), 0)
+        << "d " << c.d << (c.blockwise ? ", blockwise" : ", global");
+    Eigen::MatrixXf cpu;
+    p.project_gradients(g, cpu);
+    const float eps = std::numeric_limits<float>::epsilon();
+    for (Index j = 0; j < g.cols(); ++j) {
+      const double norm = g.col(j).cast<double>().norm();
+      for (Index i = 0; i < c.d; ++i) {
+        const double bound =
+            1e-12 * norm + eps * std::max(std::abs(gpu(i, j)), std::abs(cpu(i, j)));
+        ASSERT_LE(std::abs(static_cast<double>(gpu(i, j)) - cpu(i, j)), bound)
+            << "entry " << i << " of column " << j << ", d " << c.d;
+      }
+    }
+  }
+  // Resident: float batches through one object give the one-call bits; a non-finite float entry
+  // is named by column and row, the gradients unchanged; a ragged size is refused.
+  const Index d = 3000;
+  RetainProjector p = make_projector(rng, d, 6, true, true);
+  const device::DeviceRetainProjection resident(p);
+  for (const Index m : {Index{4}, Index{9}}) {
+    const Eigen::MatrixXf g = gaussian(rng, d, m).cast<float>();
+    device::DeviceVectorF on_device(Eigen::Map<const Eigen::VectorXf>(g.data(), g.size()));
+    resident.project(on_device);
+    const Eigen::VectorXf got = on_device.to_host();
+    const Eigen::MatrixXf once = device::project_gradients(p, g);
+    EXPECT_EQ(got, Eigen::Map<const Eigen::VectorXf>(once.data(), once.size())) << m << " columns";
+  }
+  device::DeviceVectorF ragged(2 * d - 1);
+  EXPECT_THROW(resident.project(ragged), ShapeError);
+  Eigen::MatrixXf bad = gaussian(rng, d, 5).cast<float>();
+  bad(2999, 2) = -std::numeric_limits<float>::infinity();
+  bad(17, 3) = std::numeric_limits<float>::quiet_NaN();
+  const Eigen::VectorXf before = Eigen::Map<const Eigen::VectorXf>(bad.data(), bad.size());
+  device::DeviceVectorF on_device(before);
+  const std::string message = message_of<NumericalError>([&] { resident.project(on_device); });
+  EXPECT_TRUE(contains(message, "gradient 2 at entry 2999 is -inf")) << message;
+  const Eigen::VectorXf after = on_device.to_host();
+  EXPECT_EQ(std::memcmp(after.data(), before.data(), sizeof(float) * before.size()), 0);
+}
+
 }  // namespace
 }  // namespace tether

@@ -44,6 +44,8 @@
 //                                   (checked on the device, then G) and one J v between device
 //                                   vectors; no host copies. The same 52 bytes a token, for the
 //                                   fraction of BM_DeviceMemoryCopy's bandwidth.
+//   BM_FiberPoGateGpuResidentFloatLogProbs/N   the same with float new log-probs on the device
+//                                   (DeviceGatedRatios::update(DeviceVectorF)): 48 bytes a token.
 // Every evaluate / gated_ratios call also validates the batch (TokenBatch::validate), which the
 // byte counts above do not include.
 // The FiberPO loops run on OpenMP threads above 2^16 tokens (one trajectory per thread at a
@@ -274,6 +276,23 @@ BENCHMARK(BM_FiberPoGatePlannedUnstreamed)
     ->UseRealTime();
 BENCHMARK(BM_GspoGate)->Arg(1000000)->Arg(10000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+/// BM_FiberPoGateGpuResident with the new log-probs held on the device as T: 52 bytes a token
+/// with doubles, 48 with floats.
+template <class T>
+void gate_resident(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::GatingHierarchyGate gate;
+  tether::device::DeviceGatedRatios g(gate, data.batch, data.new_log_prob);
+  const tether::device::BasicDeviceVector<T> new_log_prob(data.new_log_prob.cast<T>().eval());
+  const tether::device::DeviceVector v(data.v);
+  tether::device::DeviceVector out(data.batch.size());
+  for (auto _ : state) {
+    g.update(new_log_prob);  // checked on the device, then G
+    g.jvp(v, out);
+  }
+  set_rates(state, data, 44 + static_cast<int>(sizeof(T)));
+}
+
 const bool kGpuRegistered = [] {
   if (!tether::device::cuda_available()) return false;
   benchmark::RegisterBenchmark("BM_FiberPoGateGpu",
@@ -288,18 +307,11 @@ const bool kGpuRegistered = [] {
       ->Arg(1000000)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("BM_FiberPoGateGpuResident", [](benchmark::State& state) {
-    GateData data(state.range(0));
-    const tether::GatingHierarchyGate gate;
-    tether::device::DeviceGatedRatios g(gate, data.batch, data.new_log_prob);
-    const tether::device::DeviceVector new_log_prob(data.new_log_prob), v(data.v);
-    tether::device::DeviceVector out(data.batch.size());
-    for (auto _ : state) {
-      g.update(new_log_prob);  // checked on the device, then G
-      g.jvp(v, out);
-    }
-    set_rates(state, data, 52);
-  })->Apply(token_sizes);
+  for (const bool float_log_probs : {false, true})
+    benchmark::RegisterBenchmark(
+        float_log_probs ? "BM_FiberPoGateGpuResidentFloatLogProbs" : "BM_FiberPoGateGpuResident",
+        float_log_probs ? gate_resident<float> : gate_resident<double>)
+        ->Apply(token_sizes);
   return true;
 }();
 

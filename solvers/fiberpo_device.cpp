@@ -73,6 +73,15 @@ void DeviceGatedRatios::update(ConstVectorRef new_log_prob) {
 }
 
 void DeviceGatedRatios::update(const DeviceVector& new_log_prob) {
+  update_from_device(new_log_prob);
+}
+
+void DeviceGatedRatios::update(const DeviceVectorF& new_log_prob) {
+  update_from_device(new_log_prob);
+}
+
+template <class T>
+void DeviceGatedRatios::update_from_device(const BasicDeviceVector<T>& new_log_prob) {
   require<ShapeError>(new_log_prob.size() == tokens_,
                       "DeviceGatedRatios::update: new_log_prob has ", new_log_prob.size(),
                       " entries; the batch has ", tokens_, " tokens");

@@ -44,6 +44,10 @@ class DeviceGatedRatios {
   /// the verdict and the failing value come back). A refused update leaves G as it was.
   void update(ConstVectorRef new_log_prob);
   void update(const DeviceVector& new_log_prob);
+  /// From float log-probs on the device (a model's, as stored): each converted exactly to double
+  /// and everything computed in double, so G is the double update's on the converted log-probs,
+  /// bit for bit; the per-token read is half the bytes. Checked on the device as above.
+  void update(const DeviceVectorF& new_log_prob);
   /// J v and J^T v (and the log-space variants) with v and out on the device: no host copies.
   /// ShapeError unless v has size() entries; out is reallocated unless it has size().
   void jvp(const DeviceVector& v, DeviceVector& out) const { product(v, out, false, false); }
@@ -60,6 +64,8 @@ class DeviceGatedRatios {
  private:
   Vector product(ConstVectorRef v, bool transpose, bool log_space) const;
   void product(const DeviceVector& v, DeviceVector& out, bool transpose, bool log_space) const;
+  template <class T>
+  void update_from_device(const BasicDeviceVector<T>& new_log_prob);
   Index tokens_ = 0;
   fiberpo_kernels::ResidentGate* resident_ = nullptr;
   DeviceVector staged_;  // a host update's log-probs, uploaded (allocated on the first one)

@@ -57,8 +57,9 @@ __device__ void store_warp_means(double sp, double sn, long long len, long long 
 }
 
 // a^+, a^- per trajectory (a warp each; whole warps leave together: blockDim is a multiple of
-// 32).
-__global__ void trajectory_means_kernel(const double* new_log_prob, const double* old_log_prob,
+// 32). L: the new log-probs' type, double or float (converted exactly on load).
+template <class L>
+__global__ void trajectory_means_kernel(const L* new_log_prob, const double* old_log_prob,
                                         const long long* trajectories, long long count,
                                         double* a_positive, double* a_negative) {
   const long long k = warp_index();
@@ -66,7 +67,7 @@ __global__ void trajectory_means_kernel(const double* new_log_prob, const double
   const long long begin = trajectories[k], end = trajectories[k + 1];
   double sp = 0.0, sn = 0.0;
   for (long long i = begin + lane_index(); i < end; i += kWarp) {
-    const double x = new_log_prob[i] - old_log_prob[i];
+    const double x = static_cast<double>(new_log_prob[i]) - old_log_prob[i];
     sp += seg::positive_part(x);
     sn += seg::positive_part(-x);
   }
@@ -103,8 +104,9 @@ __device__ long long node_of(const long long* node_offsets, const long long* lev
 
 // Per trajectory (a warp; every lane walks the chain): the fiber gate over its tokens; writes G, r,
 // the token flags and beta^c_l = gamma^c_l - gamma^c_{l+1} (gamma beyond the trajectory level = 0)
-// at [l * count + k].
-__global__ void gate_kernel(const double* new_log_prob, const double* old_log_prob,
+// at [l * count + k]. L as in trajectory_means_kernel.
+template <class L>
+__global__ void gate_kernel(const L* new_log_prob, const double* old_log_prob,
                             const long long* trajectories, long long count, int coarse_levels,
                             const long long* node_offsets, const long long* level_starts,
                             const double* node_positive, const double* node_negative,
@@ -135,7 +137,8 @@ __global__ void gate_kernel(const double* new_log_prob, const double* old_log_pr
   const seg::FiberConstants f =
       seg::fiber_constants(a_positive[k], a_negative[k], walk.log_weight, eps);
   for (long long i = begin + lane_index(); i < end; i += kWarp)
-    g[i] = seg::fiber_gate(new_log_prob[i] - old_log_prob[i], f, eps, &ratio[i], &flags[i]);
+    g[i] = seg::fiber_gate(static_cast<double>(new_log_prob[i]) - old_log_prob[i], f, eps,
+                           &ratio[i], &flags[i]);
 }
 
 // J v, step 1: m^+, m^- per trajectory (a warp each).
@@ -245,7 +248,11 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
 
 // The new log-probs' check: a value not finite and <= 0 (NaN fails both comparisons).
 struct InvalidLogProb {
-  __device__ bool operator()(double v) const { return !(v <= 0.0 && v >= -1.7976931348623157e308); }
+  template <class V>
+  __device__ bool operator()(V value) const {
+    const double v = static_cast<double>(value);  // exact for a float
+    return !(v <= 0.0 && v >= -1.7976931348623157e308);
+  }
 };
 
 }  // namespace
@@ -333,7 +340,10 @@ ResidentGate* create_gate(const double* old_log_prob, long long tokens,
   return r;
 }
 
-long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_values) {
+namespace {
+
+template <class L>
+long long gate_as(ResidentGate* r, const L* device_new_log_prob, bool check_values) {
   if (check_values) {
     const long long bad = cuda::first_rejected(device_new_log_prob, r->tokens, InvalidLogProb{},
                                                r->check_partials.as<long long>());
@@ -341,12 +351,12 @@ long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_va
   }
   const double* d_old = r->old_log_prob.as<double>();
   // a^+, a^- per trajectory (work_a, work_b); node aggregates (node_a, node_b, node_c).
-  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, trajectory_means_kernel)
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, trajectory_means_kernel<L>)
   (device_new_log_prob, d_old, r->traj.as<long long>(), r->count, r->work_a.as<double>(),
    r->work_b.as<double>());
   check(cudaGetLastError(), "trajectory_means_kernel launch");
   node_means_all_levels(r);
-  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, gate_kernel)
+  TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, gate_kernel<L>)
   (device_new_log_prob, d_old, r->traj.as<long long>(), r->count, r->coarse,
    r->offsets.as<long long>(), r->starts.as<long long>(), r->node_a.as<double>(),
    r->node_b.as<double>(), r->node_c.as<double>(), r->work_a.as<double>(), r->work_b.as<double>(),
@@ -356,6 +366,16 @@ long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_va
   check(cudaGetLastError(), "gate_kernel launch");
   check(cudaDeviceSynchronize(), "gate kernels");
   return -1;
+}
+
+}  // namespace
+
+long long gate(ResidentGate* r, const double* device_new_log_prob, bool check_values) {
+  return gate_as(r, device_new_log_prob, check_values);
+}
+
+long long gate(ResidentGate* r, const float* device_new_log_prob, bool check_values) {
+  return gate_as(r, device_new_log_prob, check_values);
 }
 
 void destroy_gate(ResidentGate* gate) { delete gate; }

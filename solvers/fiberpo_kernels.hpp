@@ -28,6 +28,9 @@ void destroy_gate(ResidentGate* gate);
 /// `check`, they are checked on the device first (finite and <= 0): the first entry that fails
 /// is returned and nothing is computed; else -1. Synchronises.
 long long gate(ResidentGate* gate, const double* device_new_log_prob, bool check);
+/// The same for float log-probs (a model's, as stored): each converted exactly to double, so G is
+/// the double call's on the converted log-probs, bit for bit.
+long long gate(ResidentGate* gate, const float* device_new_log_prob, bool check);
 /// G (tokens entries, to the host).
 void download_values(const ResidentGate* gate, double* g);
 /// out = J v, or J^T v (J = dG/dr; log_space: dG/d log r), v and out device pointers with

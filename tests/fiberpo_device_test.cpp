@@ -161,5 +161,56 @@ TEST(FiberPoDevice, UpdatesAndDeviceVectorsGiveTheSameBitsAsFreshGates) {
   EXPECT_EQ(small.size(), 0);  // NOLINT(bugprone-use-after-move): moved-from is empty
 }
 
+TEST(FiberPoDevice, FloatLogProbsGateAsTheirExactConversion) {
+  // A model's float log-probs on the device: each converted exactly to double, so G and the
+  // products are those of a gate given the converted doubles, bit for bit; refusals as in double.
+  using testing::contains;
+  using testing::message_of;
+  Rng rng(47);
+  const TokenBatch b = batch_of(rng, 2, 4, 8, 30, 90);
+  const Vector first = mixed_new_log_prob(rng, b);
+  const Vector unrounded = mixed_new_log_prob(rng, b);
+  const Eigen::VectorXf second = unrounded.cast<float>();
+  const GatingHierarchyGate gate;
+  if (!device::cuda_available()) {
+    EXPECT_THROW(device::DeviceVectorF(3), Error);
+    GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";
+  }
+  const Vector converted = second.cast<double>();
+  const device::DeviceGatedRatios fresh(gate, b, converted);
+  device::DeviceGatedRatios from_float(gate, b, first);
+  ASSERT_NE(from_float.values(), fresh.values());
+  const device::DeviceVectorF d_second(second);
+  from_float.update(d_second);
+  EXPECT_EQ(from_float.values(), fresh.values());
+  Vector v(b.size());
+  for (Index i = 0; i < v.size(); ++i) v[i] = rng.normal();
+  EXPECT_EQ(from_float.jvp(v), fresh.jvp(v));
+  EXPECT_EQ(from_float.vjp_log(v), fresh.vjp_log(v));
+  // Not the gate of the unrounded log-probs: the conversion is what the comparison pins.
+  EXPECT_NE(device::gated_values(gate, b, unrounded), fresh.values());
+  for (const Index at : {Index{0}, Index{17}, b.size() - 1}) {
+    for (const float value : {std::numeric_limits<float>::quiet_NaN(),
+                              -std::numeric_limits<float>::infinity(), 0.25f}) {
+      Eigen::VectorXf bad = second;
+      bad[at] = value;
+      const device::DeviceVectorF d_bad(bad);
+      const std::string message =
+          message_of<InvalidArgumentError>([&] { from_float.update(d_bad); });
+      EXPECT_TRUE(contains(message, "new_log_prob at entry " + std::to_string(at) + " is "))
+          << message;
+      EXPECT_EQ(from_float.values(), fresh.values());
+    }
+  }
+  EXPECT_THROW(from_float.update(device::DeviceVectorF(b.size() + 1)), ShapeError);
+  // The float device vector itself.
+  const Eigen::VectorXf ramp = Eigen::VectorXf::LinSpaced(5, -2.0f, 2.0f);
+  device::DeviceVectorF small(ramp);
+  EXPECT_EQ(small.to_host(), ramp);
+  EXPECT_EQ(small.value_at(4), 2.0f);
+  EXPECT_THROW(small.upload(Eigen::VectorXf::Zero(4)), ShapeError);
+  EXPECT_THROW(small.value_at(5), InvalidArgumentError);
+}
+
 }  // namespace
 }  // namespace tether

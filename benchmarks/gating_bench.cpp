@@ -31,6 +31,8 @@
 //   BM_FiberPoGatePlannedUnstreamed/N (1e7, 1e8): BM_FiberPoGatePlanned with streaming stores
 //                                   off (core/streaming_stores.hpp).
 //   BM_GspoGate/N                   GSPO evaluate (1e6, 1e7 tokens); the same least traffic.
+//   BM_GspoGateValidatedBatch/N     the same on a batch validated once (its trajectory offsets
+//                                   found then): only the new log-probs checked per call.
 //   BM_GrpoGateReused/N             GRPO into a reused GateValue, its weights computed per call;
 //   BM_GrpoGateWeightsGiven/N       the same with GrpoGate::weights(batch) given (1e6, 1e7).
 //   BM_FiberPoGateGpu/1000000       FiberPO-Domain's G on the device (device::gated_values: the
@@ -221,29 +223,28 @@ void BM_GrpoGateWeightsGiven(benchmark::State& state) {
 }
 // The same two on a batch validated once (tether::ValidatedBatch, untimed): only the new
 // log-probs (and GRPO's weights) are checked per call, as in a training loop's epochs.
-void BM_PpoClipGateValidatedBatch(benchmark::State& state) {
-  const GateData data(state.range(0));
+/// evaluate_reused on a batch validated once (ValidatedBatch, untimed).
+template <class Gate, class... Extra>
+void evaluate_validated(benchmark::State& state, const GateData& data, const Gate& gate,
+                        const Extra&... extra) {
   const tether::ValidatedBatch valid(data.batch);
   tether::GateValue value;
-  tether::PpoClipGate{}.evaluate(valid, data.new_log_prob, value);
+  gate.evaluate(valid, data.new_log_prob, extra..., value);
   for (auto _ : state) {
-    tether::PpoClipGate{}.evaluate(valid, data.new_log_prob, value);
+    gate.evaluate(valid, data.new_log_prob, extra..., value);
     benchmark::DoNotOptimize(value.gradient.data());
   }
   set_rates(state, data, 32);
 }
+void BM_PpoClipGateValidatedBatch(benchmark::State& state) {
+  evaluate_validated(state, GateData(state.range(0)), tether::PpoClipGate{});
+}
 void BM_GrpoGateValidatedBatch(benchmark::State& state) {
   const GateData data(state.range(0));
-  const tether::ValidatedBatch valid(data.batch);
-  const tether::Vector weights = tether::GrpoGate::weights(data.batch);
-  const tether::GrpoGate gate;
-  tether::GateValue value;
-  gate.evaluate(valid, data.new_log_prob, weights, value);
-  for (auto _ : state) {
-    gate.evaluate(valid, data.new_log_prob, weights, value);
-    benchmark::DoNotOptimize(value.gradient.data());
-  }
-  set_rates(state, data, 32);
+  evaluate_validated(state, data, tether::GrpoGate{}, tether::GrpoGate::weights(data.batch));
+}
+void BM_GspoGateValidatedBatch(benchmark::State& state) {
+  evaluate_validated(state, GateData(state.range(0)), tether::GspoGate{});
 }
 
 BENCHMARK(BM_FiberPoGate)->Apply(token_sizes);
@@ -275,6 +276,11 @@ BENCHMARK(BM_FiberPoGatePlannedUnstreamed)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_GspoGate)->Arg(1000000)->Arg(10000000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GspoGateValidatedBatch)
+    ->Arg(1000000)
+    ->Arg(10000000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 /// BM_FiberPoGateGpuResident with the new log-probs held on the device as T: 52 bytes a token
 /// with doubles, 48 with floats.

@@ -46,6 +46,11 @@ struct TokenBatch {
   void validate() const;
 };
 
+/// Offsets of the runs of equal ids in a sorted id array: run k is [offsets[k], offsets[k+1]),
+/// offsets.front() = 0, offsets.back() = ids.size(); one pass, O(ids.size()). The ids are taken
+/// as given (validate() first): a new run starts wherever an id differs from the one before.
+std::vector<Index> segment_offsets(const std::vector<int>& ids);
+
 /// A TokenBatch that passed validate(), for the evaluations of a training loop's epochs over one
 /// batch: the gates' overloads that take it (PpoClipGate, GrpoGate, GspoGate) skip the layout
 /// checks (40 bytes a token read on every call otherwise) and check only the new log-probs. It
@@ -56,6 +61,7 @@ class ValidatedBatch {
   /// Validates the batch (TokenBatch::validate's refusals).
   explicit ValidatedBatch(const TokenBatch& batch) : batch_(&batch), size_(batch.size()) {
     batch.validate();
+    trajectories_ = segment_offsets(batch.trajectory);
   }
   ValidatedBatch(TokenBatch&&) = delete;  // it would refer to a temporary
   /// The batch; ShapeError if any of its arrays changed size since it was validated (values
@@ -72,16 +78,15 @@ class ValidatedBatch {
     return b;
   }
   Index size() const { return size_; }
+  /// Trajectory k is tokens [trajectories()[k], trajectories()[k + 1]) (segment_offsets of the
+  /// trajectory ids, found once here: the sequence-level gates read them on every call).
+  const std::vector<Index>& trajectories() const { return trajectories_; }
 
  private:
   const TokenBatch* batch_;
   Index size_;
+  std::vector<Index> trajectories_;
 };
-
-/// Offsets of the runs of equal ids in a sorted id array: run k is [offsets[k], offsets[k+1]),
-/// offsets.front() = 0, offsets.back() = ids.size(); one pass, O(ids.size()). The ids are taken
-/// as given (validate() first): a new run starts wherever an id differs from the one before.
-std::vector<Index> segment_offsets(const std::vector<int>& ids);
 
 /// Share of tokens (or of trajectories) in each regime of a gate: pass-through (the gate is the
 /// identity in r there), rollback (a negative slope pulls the ratio back, e.g. g_agg's slope -T)

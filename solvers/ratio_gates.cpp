@@ -452,13 +452,21 @@ namespace {
 // decision on (s, Abar); body(k, begin, len, s, Abar, term). The trajectories run on OpenMP
 // threads from kParallelTokens tokens on, so a body writes only what belongs to its trajectory;
 // each trajectory's arithmetic is the same on any thread (results independent of the count).
+// With check_log_probs, each trajectory's new log-probs are checked (log_probs_valid) just before
+// they are read, from cache; a trajectory that fails is skipped and the function returns false.
 template <class PerTrajectory>
-void for_each_sequence(const TokenBatch& batch, ConstVectorRef new_log_prob, double eps,
-                       const std::vector<Index>& traj, PerTrajectory&& body) {
+bool for_each_sequence(const TokenBatch& batch, ConstVectorRef new_log_prob, double eps,
+                       const std::vector<Index>& traj, PerTrajectory&& body,
+                       bool check_log_probs = false) {
   const Index trajectories = static_cast<Index>(traj.size()) - 1;
-#pragma omp parallel for schedule(static) if (batch.size() >= kParallelTokens)
+  unsigned inputs_ok = 1;
+#pragma omp parallel for schedule(static) reduction(& : inputs_ok) if (batch.size() >= kParallelTokens)
   for (Index k = 0; k < trajectories; ++k) {
     const Index begin = traj[k], len = traj[k + 1] - traj[k];
+    if (check_log_probs && !log_probs_valid(new_log_prob.data() + begin, len)) {
+      inputs_ok = 0;
+      continue;
+    }
     const double mean_log_ratio =
         (new_log_prob.segment(begin, len) - batch.old_log_prob.segment(begin, len)).sum() /
         static_cast<double>(len);
@@ -466,6 +474,7 @@ void for_each_sequence(const TokenBatch& batch, ConstVectorRef new_log_prob, dou
     const double abar = batch.advantage.segment(begin, len).sum() / static_cast<double>(len);
     body(k, begin, len, s, abar, ppo_term(s, abar, eps));
   }
+  return inputs_ok != 0;
 }
 
 }  // namespace
@@ -484,15 +493,16 @@ void GspoGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
 void GspoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
                         GateValue& out) const {
   const TokenBatch& batch = valid.batch();
-  require_valid_log_probs(batch, new_log_prob);
+  require<ShapeError>(new_log_prob.size() == batch.size(), "new_log_prob has ", new_log_prob.size(),
+                      " entries; the batch has ", batch.size(), " tokens");
   out.gradient.resize(batch.size());
-  const std::vector<Index> traj = trajectory_offsets(batch);
+  const std::vector<Index>& traj = valid.trajectories();
   const Index n_traj = static_cast<Index>(traj.size()) - 1;
   const double inv = 1.0 / static_cast<double>(n_traj);
   // Per trajectory its term and clipped flag, summed in trajectory order below.
   std::vector<double> terms(static_cast<std::size_t>(n_traj));
   std::vector<char> clipped(static_cast<std::size_t>(n_traj));
-  for_each_sequence(
+  const bool inputs_ok = for_each_sequence(
       batch, new_log_prob, options_.eps, traj,
       [&](Index k, Index begin, Index len, double s, double abar, ClippedTerm term) {
         terms[static_cast<std::size_t>(k)] = term.gated * abar;
@@ -500,7 +510,12 @@ void GspoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob
         // d s / d log r_t = s / T_tau.
         out.gradient.segment(begin, len)
             .setConstant(term.clipped ? 0.0 : s * abar * inv / static_cast<double>(len));
-      });
+      },
+      /*check_log_probs=*/true);
+  if (!inputs_ok) {  // out is left empty, not half of two batches
+    out = GateValue{};
+    require_valid_log_probs(batch, new_log_prob);  // throws, naming the first bad entry
+  }
   double sum = 0.0;
   Index zeroed_traj = 0, zeroed_tokens = 0;
   for (Index k = 0; k < n_traj; ++k) {

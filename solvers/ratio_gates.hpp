@@ -217,8 +217,10 @@ class GspoGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The same into `out`, its gradient's storage reused (see PpoClipGate).
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
-  /// The same on a batch validated once (a training loop's epochs): only the new log-probs are
-  /// checked. The same bits.
+  /// The same on a batch validated once (a training loop's epochs), with its trajectory offsets:
+  /// only the new log-probs are checked, each trajectory's just before it is read. The same bits.
+  /// A refused value empties `out` and names the first bad entry; a refused shape leaves `out`
+  /// as it was.
   void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// G_i = the gated sequence ratio of i's trajectory.
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;

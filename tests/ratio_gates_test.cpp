@@ -602,10 +602,25 @@ TEST(Gspo, ALargeBatchGivesTheSameBitsOnOneThreadAndTwo) {
   gate.evaluate(b, b.old_log_prob, reused);
   expect_reused_value(std::get<0>(one), reused,
                       [&](GateValue& out) { gate.evaluate(valid, lp, out); });
-  Vector bad = lp;
-  bad[b.size() - 1] = kNan;
-  EXPECT_TRUE(contains(message_of<InvalidArgumentError>([&] { gate.evaluate(valid, bad, reused); }),
-                       "new_log_prob at entry " + std::to_string(b.size() - 1) + " is nan"));
+  EXPECT_EQ(valid.trajectories(), segment_offsets(b.trajectory));
+  // Each trajectory's log-probs are checked inside the pass: the first bad entry is named
+  // whichever trajectory (and thread) meets it first, and the value emptied; a wrong size is
+  // refused with the value left as it was.
+  for (const std::vector<Index>& entries :
+       {std::vector<Index>{b.size() - 1}, std::vector<Index>{70001, 3}, std::vector<Index>{0}}) {
+    Vector bad = lp;
+    for (const Index entry : entries) bad[entry] = entry == 0 ? 0.25 : kNan;
+    const Index first = *std::min_element(entries.begin(), entries.end());
+    gate.evaluate(valid, lp, reused);
+    const std::string message =
+        message_of<InvalidArgumentError>([&] { gate.evaluate(valid, bad, reused); });
+    EXPECT_TRUE(contains(message, "new_log_prob at entry " + std::to_string(first) + " is "))
+        << message;
+    EXPECT_EQ(reused.gradient.size(), 0) << first;
+  }
+  gate.evaluate(valid, lp, reused);
+  EXPECT_THROW(gate.evaluate(valid, Vector(lp.head(b.size() - 1)), reused), ShapeError);
+  EXPECT_EQ(reused.gradient, std::get<0>(one).gradient);
 }
 
 TEST(Gspo, SequenceRatioAndClip) {

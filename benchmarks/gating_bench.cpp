@@ -20,6 +20,8 @@
 //   BM_FiberPoEvaluateWorkspace/N   the same with a GateWorkspace and the GateValue reused across
 //                                   calls (their per-token arrays allocated once, untimed), at
 //                                   1e4 to 1e8 tokens.
+//   BM_FiberPoEvaluatePlanned/N     the same on a plan from segments() (untimed): the batch not
+//                                   validated again, only the new log-probs (1e4 to 1e8).
 //   BM_PpoClipGate/N                PPO-clip evaluate, 1e4 to 1e8 tokens; least traffic: read
 //                                   new and old log-probs and advantages, write the gradient
 //                                   (32 bytes).
@@ -169,6 +171,22 @@ void BM_FiberPoEvaluate(benchmark::State& state) {
   evaluate(state, tether::GatingHierarchyGate{}, 44);
 }
 
+// evaluate on a plan from segments() (untimed), as a training loop's epochs over one batch: only
+// the new log-probs checked per call. The same 44 bytes a token (the ids are not read).
+void BM_FiberPoEvaluatePlanned(benchmark::State& state) {
+  GateData data(state.range(0));
+  const tether::GatingHierarchyGate gate;
+  const tether::HierarchySegments plan = gate.segments(data.batch, data.new_log_prob);
+  tether::GateWorkspace workspace;
+  tether::GateValue value;
+  gate.evaluate(plan, data.batch, data.new_log_prob, workspace, value);  // storage, untimed
+  for (auto _ : state) {
+    gate.evaluate(plan, data.batch, data.new_log_prob, workspace, value);
+    benchmark::DoNotOptimize(value.gradient.data());
+  }
+  set_rates(state, data, 44);
+}
+
 void BM_FiberPoEvaluateWorkspace(benchmark::State& state) {
   GateData data(state.range(0));
   const tether::GatingHierarchyGate gate;
@@ -252,6 +270,7 @@ BENCHMARK(BM_FiberPoGatePlanned)->Apply(token_sizes);
 BENCHMARK(BM_FiberPoGateDepth2)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluate)->Arg(1000000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FiberPoEvaluateWorkspace)->Apply(token_sizes);
+BENCHMARK(BM_FiberPoEvaluatePlanned)->Apply(token_sizes);
 BENCHMARK(BM_PpoClipGate)->Apply(token_sizes);
 BENCHMARK(BM_GrpoGateReused)
     ->Arg(1000000)

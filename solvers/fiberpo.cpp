@@ -51,13 +51,19 @@ void streamed_jvp_tokens(const double* __restrict__ v, const double* __restrict_
   });
 }
 
-void streamed_vjp_tokens(const double* __restrict__ v, const double* __restrict__ g,
+void streamed_vjp_tokens(const double* __restrict__ v, double scale, const double* __restrict__ g,
                          const double* __restrict__ ratio, const std::uint8_t* __restrict__ flags,
                          long long begin, long long end, double rp, double rn, bool ratio_space,
                          double* __restrict__ out) {
-  streaming::map(begin, end, out, [&](long long j) {
-    return fiberpo_segments::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
-  });
+  // As fiberpo_segments::vjp_tokens: r is not read in log space.
+  if (ratio_space)
+    streaming::map(begin, end, out, [&](long long j) {
+      return fiberpo_segments::vjp_token(scale * v[j], g[j], ratio[j], flags[j], rp, rn, true);
+    });
+  else
+    streaming::map(begin, end, out, [&](long long j) {
+      return fiberpo_segments::vjp_token(scale * v[j], g[j], 1.0, flags[j], rp, rn, false);
+    });
 }
 
 bool finite_nonnegative(double x) { return std::isfinite(x) && x >= 0.0; }
@@ -214,6 +220,13 @@ void GatingHierarchyGate::gated_ratios(const TokenBatch& batch, ConstVectorRef n
 
 void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const TokenBatch& batch,
                                        ConstVectorRef new_log_prob, GatedRatios& s) const {
+  gate_then(plan, batch, new_log_prob, s, [](Index) {});
+}
+
+template <class AfterTrajectory>
+void GatingHierarchyGate::gate_then(const HierarchySegments& plan, const TokenBatch& batch,
+                                    ConstVectorRef new_log_prob, GatedRatios& s,
+                                    const AfterTrajectory& after_trajectory) const {
   const Index n = batch.size();
   require<ShapeError>(!plan.trajectories.empty() && plan.trajectories.back() == n &&
                           plan.levels.size() == options_.coarse_levels.size(),
@@ -345,13 +358,13 @@ void GatingHierarchyGate::gated_ratios(const HierarchySegments& plan, const Toke
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
   for (Index k = 0; k < n_traj; ++k) {
     const seg::FiberConstants f = seg::fiber_constants(a_pos[k], a_neg[k], log_w[k], eps);
-    if (!stream) {
+    if (stream)
+      streamed_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1], f,
+                           eps, s.g_.data(), s.r_.data(), s.flags_.data());
+    else
       seg::fiber_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1],
                              f, eps, s.g_.data(), s.r_.data(), s.flags_.data());
-      continue;
-    }
-    streamed_gate_tokens(new_log_prob.data(), batch.old_log_prob.data(), traj[k], traj[k + 1], f,
-                         eps, s.g_.data(), s.r_.data(), s.flags_.data());
+    after_trajectory(k);
   }
 }
 
@@ -403,20 +416,31 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   const Index n = size();
   require<ShapeError>(v.size() == n, "GatedRatios::vjp: v has ", v.size(), " entries; G has ", n);
   const Index n_traj = num_trajectories();
-  const std::size_t n_coarse = levels_.size();
   // Per trajectory, with c_i = v_i G_i: P^c = sum_{l_i = c} c_i pu_i + sum_{l_i != c} c_i pv_i,
   // C = sum c_i; R^c = (-P^c + sum_l Q^c_l) / T_tau, Q^c_l the node mean of beta^c_l C.
-  namespace seg = fiberpo_segments;
   Vector r_pos(n_traj), r_neg(n_traj), total(n_traj);
 #pragma omp parallel for schedule(static) if (n >= kParallelTokens)
-  for (Index k = 0; k < n_traj; ++k) {
-    const seg::VjpSums p =
-        seg::vjp_trajectory_sums(v.data(), g_.data(), flags_.data(), traj_[k], traj_[k + 1]);
-    total[k] = p.total;
-    r_pos[k] = -(p.pu_positive + p.pv_negative) + beta_pos_[n_coarse][k] * p.total;
-    r_neg[k] = -(p.pu_negative + p.pv_positive) + beta_neg_[n_coarse][k] * p.total;
-  }
-  for (std::size_t l = 0; l < n_coarse; ++l) {
+  for (Index k = 0; k < n_traj; ++k)
+    vjp_trajectory(k,
+                   fiberpo_segments::vjp_trajectory_sums(v.data(), g_.data(), flags_.data(),
+                                                         traj_[k], traj_[k + 1]),
+                   r_pos, r_neg, total);
+  vjp_finish(v.data(), nullptr, r_pos, r_neg, total, ratio_space, out);
+}
+
+void GatedRatios::vjp_trajectory(Index k, const fiberpo_segments::VjpSums& p, Vector& r_pos,
+                                 Vector& r_neg, Vector& total) const {
+  const std::size_t n_coarse = levels_.size();
+  total[k] = p.total;
+  r_pos[k] = -(p.pu_positive + p.pv_negative) + beta_pos_[n_coarse][k] * p.total;
+  r_neg[k] = -(p.pu_negative + p.pv_positive) + beta_neg_[n_coarse][k] * p.total;
+}
+
+void GatedRatios::vjp_finish(const double* v, const double* scale, Vector& r_pos, Vector& r_neg,
+                             const Vector& total, bool ratio_space, Vector& out) const {
+  namespace seg = fiberpo_segments;
+  const Index n = size(), n_traj = num_trajectories();
+  for (std::size_t l = 0; l < levels_.size(); ++l) {
     const auto& off = levels_[l].offsets;
     for (std::size_t node = 0; node + 1 < off.size(); ++node) {
       const Index b = off[node], len = off[node + 1] - off[node];
@@ -432,11 +456,12 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
+    const double s = scale != nullptr ? scale[k] : 1.0;
     if (stream)
-      streamed_vjp_tokens(v.data(), g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp,
-                          rn, ratio_space, out.data());
+      streamed_vjp_tokens(v, s, g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
+                          ratio_space, out.data());
     else
-      seg::vjp_tokens(v.data(), g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
+      seg::vjp_tokens(v, s, g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
                       ratio_space, out.data());
   }
 }
@@ -507,26 +532,29 @@ void GatingHierarchyGate::evaluate(const TokenBatch& batch, ConstVectorRef new_l
 void GatingHierarchyGate::evaluate(const HierarchySegments& plan, const TokenBatch& batch,
                                    ConstVectorRef new_log_prob, GateWorkspace& workspace,
                                    GateValue& out) const {
+  // J = sum_i zeta_i G_i with zeta_i = mu A_i = A_i / (|Tj| T_tau), and dJ / d log pi =
+  // (dG / d log r)^T zeta. J^T zeta's per-trajectory sums and the objective's are taken in the
+  // gate's pass, each trajectory's just after its tokens are gated (G and the flags read back
+  // from cache); zeta is formed where it is used, never stored.
   GatedRatios& g = workspace.gated;
-  gated_ratios(plan, batch, new_log_prob, g);
-  const Index n_traj = g.num_trajectories();
-  const auto& traj = g.trajectory_offsets();
-  // zeta_i = mu_i A_i = A_i / (|Tj| T_tau): J = sum zeta_i G_i, dJ/dx = (dG/dx)^T zeta.
-  Vector& zeta = workspace.zeta;
+  const Index n_traj =
+      std::max<Index>(0, static_cast<Index>(plan.trajectories.size()) - 1);  // checked below
   Vector& partial = workspace.partial;
-  zeta.resize(batch.size());
   partial.resize(n_traj);
-#pragma omp parallel for schedule(static) if (batch.size() >= kParallelTokens)
-  for (Index k = 0; k < n_traj; ++k) {
-    const Index len = traj[k + 1] - traj[k];
-    const double mu = 1.0 / (static_cast<double>(n_traj) * static_cast<double>(len));
-    partial[k] = fiberpo_segments::objective_terms(g.values().data(), batch.advantage.data(),
-                                                   traj[k], traj[k + 1], mu, zeta.data());
-  }
+  Vector mu(n_traj), total(n_traj), r_pos(n_traj), r_neg(n_traj);
+  const double* advantage = batch.advantage.data();
+  gate_then(plan, batch, new_log_prob, g, [&](Index k) {
+    const Index begin = g.traj_[k], end = g.traj_[k + 1];
+    mu[k] = 1.0 / (static_cast<double>(n_traj) * static_cast<double>(end - begin));
+    const fiberpo_segments::ObjectiveVjpSums sums = fiberpo_segments::objective_vjp_sums(
+        advantage, mu[k], g.g_.data(), g.flags_.data(), begin, end);
+    partial[k] = sums.objective;
+    g.vjp_trajectory(k, sums.vjp, r_pos, r_neg, total);
+  });
   double objective = 0.0;  // summed in trajectory order: independent of the thread count
   for (Index k = 0; k < n_traj; ++k) objective += partial[k];
   out.objective = objective;
-  g.vjp_log(zeta, out.gradient);
+  g.vjp_finish(advantage, mu.data(), r_pos, r_neg, total, /*ratio_space=*/false, out.gradient);
   out.tokens = g.token_regimes();
   out.trajectories = g.trajectory_regimes();
 }

@@ -162,6 +162,14 @@ class GatedRatios {
 
   void jvp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const;
   void vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const;
+  // J^T v in steps, shared by vjp_impl and GatingHierarchyGate::evaluate (which takes step 1
+  // inside the gate's pass): step 1's result for trajectory k from its sums, into R^+, R^- and C
+  // (r_pos, r_neg, total); then the node corrections and the token pass, with v_j = scale[k]
+  // v[j] on trajectory k (scale == nullptr: v itself).
+  void vjp_trajectory(Index k, const fiberpo_segments::VjpSums& sums, Vector& r_pos, Vector& r_neg,
+                      Vector& total) const;
+  void vjp_finish(const double* v, const double* scale, Vector& r_pos, Vector& r_neg,
+                  const Vector& total, bool ratio_space, Vector& out) const;
 
   Vector r_, g_, w_, traj_len_;
   std::vector<std::uint8_t> flags_;
@@ -181,10 +189,10 @@ struct HierarchySegments {
 };
 
 /// The storage of GatingHierarchyGate::evaluate, kept across calls: G with its Jacobian's
-/// data, and zeta = dJ / dG.
+/// data, and the trajectories' shares of the objective.
 struct GateWorkspace {
   GatedRatios gated;
-  Vector zeta, partial;
+  Vector partial;
 };
 
 /// The gating hierarchy of any depth (spec section 4); FiberPO-Domain by default.
@@ -225,6 +233,12 @@ class GatingHierarchyGate {
 
  private:
   HierarchySegments segments_of_valid_batch(const TokenBatch& batch) const;
+  // gated_ratios on a plan, calling after_trajectory(k) on the thread that gated trajectory k,
+  // just after its tokens (while they are in cache; fiberpo.cpp).
+  template <class AfterTrajectory>
+  void gate_then(const HierarchySegments& plan, const TokenBatch& batch,
+                 ConstVectorRef new_log_prob, GatedRatios& out,
+                 const AfterTrajectory& after_trajectory) const;
   GatingHierarchyOptions options_;
 };
 

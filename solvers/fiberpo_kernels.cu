@@ -243,7 +243,8 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
   rp *= inv_len;
   rn *= inv_len;
   for (long long j = begin + lane_index(); j < end; j += kWarp)
-    out[j] = seg::vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
+    out[j] = seg::vjp_token(v[j], g[j], ratio_space ? ratio[j] : 1.0, flags[j], rp, rn,
+                            ratio_space);  // r not read in log space
 }
 
 // The new log-probs' check: a value not finite and <= 0 (NaN fails both comparisons).

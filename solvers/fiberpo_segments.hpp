@@ -199,21 +199,6 @@ TETHER_HD inline long long clipped_tokens(const std::uint8_t* flags, long long b
   return lanes::total(count);
 }
 
-/// The objective's share of one trajectory: writes zeta_i = mu A_i over [begin, end) and returns
-/// mu sum_i G_i A_i (mu = 1 / (|Tj| T_tau)).
-TETHER_HD inline double objective_terms(const double* gated, const double* advantage,
-                                        long long begin, long long end, double mu,
-                                        double* __restrict__ zeta) {
-  double sum[lanes::kLanes] = {};
-  auto body = [&](int l, long long k) {
-    const long long i = begin + k;
-    zeta[i] = mu * advantage[i];
-    sum[l] += gated[i] * advantage[i];
-  };
-  lanes::for_each(end - begin, body);
-  return mu * lanes::total(sum);
-}
-
 // ---- the Jacobian products (GatedRatios::jvp / vjp), per segment ----
 
 /// One token's shares of m^+ T and m^- T (x_j on the side of its l, 0 on the other).
@@ -303,19 +288,22 @@ TETHER_HD_INLINE VjpSums vjp_terms(double v, double g, unsigned f) {
   return t;
 }
 
-TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
-                                             const std::uint8_t* flags, long long begin,
-                                             long long end) {
+/// VjpSums over tokens [begin, end) of one trajectory with v_i = value(i); each token is also
+/// handed to also(lane, i), on the lane whose sums it joins.
+template <class Value, class Also>
+TETHER_HD_INLINE VjpSums vjp_sums_of(const Value& value, const double* g, const std::uint8_t* flags,
+                                     long long begin, long long end, Also& also) {
   double total[lanes::kLanes] = {}, pu_pos[lanes::kLanes] = {}, pv_pos[lanes::kLanes] = {},
          pu_neg[lanes::kLanes] = {}, pv_neg[lanes::kLanes] = {};
   auto body = [&](int l, long long k, unsigned f) {
     const long long i = begin + k;
-    const VjpSums t = vjp_terms(v[i], g[i], f);
+    const VjpSums t = vjp_terms(value(i), g[i], f);
     total[l] += t.total;
     pu_pos[l] += t.pu_positive;
     pv_pos[l] += t.pv_positive;
     pu_neg[l] += t.pu_negative;
     pv_neg[l] += t.pv_negative;
+    also(l, i);
   };
   lanes::for_each_flagged(end - begin, flags + begin, body);
   VjpSums out;
@@ -327,6 +315,34 @@ TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
   return out;
 }
 
+TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
+                                             const std::uint8_t* flags, long long begin,
+                                             long long end) {
+  const auto value = [v](long long i) { return v[i]; };
+  auto nothing = [](int, long long) {};
+  return vjp_sums_of(value, g, flags, begin, end, nothing);
+}
+
+/// The evaluate pass over one trajectory (J = sum_i mu A_i G_i, mu = 1 / (|Tj| T_tau)): the
+/// objective's share mu sum_i G_i A_i, and J^T zeta's sums for zeta_i = mu A_i = dJ / dG_i, each
+/// zeta_i formed as it is used (never stored).
+struct ObjectiveVjpSums {
+  double objective = 0.0;
+  VjpSums vjp;
+};
+
+TETHER_HD inline ObjectiveVjpSums objective_vjp_sums(const double* advantage, double mu,
+                                                     const double* g, const std::uint8_t* flags,
+                                                     long long begin, long long end) {
+  double sum[lanes::kLanes] = {};
+  const auto zeta = [advantage, mu](long long i) { return mu * advantage[i]; };
+  auto objective = [&](int l, long long i) { sum[l] += g[i] * advantage[i]; };
+  ObjectiveVjpSums out;
+  out.vjp = vjp_sums_of(zeta, g, flags, begin, end, objective);
+  out.objective = mu * lanes::total(sum);
+  return out;
+}
+
 /// J^T v, last step, one token: rp, rn are the trajectory's R^+ / T and R^- / T.
 TETHER_HD_INLINE double vjp_token(double v, double g, double ratio, std::uint8_t f, double rp,
                                   double rn, bool ratio_space) {
@@ -335,12 +351,19 @@ TETHER_HD_INLINE double vjp_token(double v, double g, double ratio, std::uint8_t
   return value / (ratio_space ? ratio : 1.0);
 }
 
-/// J^T v, last step, over tokens [begin, end) of one trajectory (vjp_token each).
-TETHER_HD inline void vjp_tokens(const double* v, const double* g, const double* ratio,
-                                 const std::uint8_t* flags, long long begin, long long end,
-                                 double rp, double rn, bool ratio_space, double* out) {
-  for (long long j = begin; j < end; ++j)
-    out[j] = vjp_token(v[j], g[j], ratio[j], flags[j], rp, rn, ratio_space);
+/// J^T v, last step, over tokens [begin, end) of one trajectory (vjp_token each), with v_j =
+/// scale * v[j] (scale 1: v itself, exactly; evaluate's zeta: mu A). In log space r is not read
+/// (vjp_token divides by 1 there): one array less to stream.
+TETHER_HD inline void vjp_tokens(const double* v, double scale, const double* g,
+                                 const double* ratio, const std::uint8_t* flags, long long begin,
+                                 long long end, double rp, double rn, bool ratio_space,
+                                 double* out) {
+  if (ratio_space)
+    for (long long j = begin; j < end; ++j)
+      out[j] = vjp_token(scale * v[j], g[j], ratio[j], flags[j], rp, rn, true);
+  else
+    for (long long j = begin; j < end; ++j)
+      out[j] = vjp_token(scale * v[j], g[j], 1.0, flags[j], rp, rn, false);
 }
 
 }  // namespace tether::fiberpo_segments

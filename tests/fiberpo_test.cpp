@@ -616,6 +616,18 @@ TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCountOrOnStreaming) {
     out[4] = value.gradient;
     out[5] = g.values();
     out[6] = g.fiber_ratios();
+    // evaluate takes J^T zeta's sums inside the gate's pass: the bits of the product itself,
+    // zeta_i = A_i / (|Tj| T_tau), and of the objective sum_i zeta_i G_i by trajectories.
+    const std::vector<Index>& traj = g.trajectory_offsets();
+    const Index n_traj = static_cast<Index>(traj.size()) - 1;
+    Vector zeta(b.size()), product;
+    for (Index k = 0; k < n_traj; ++k)
+      for (Index i = traj[k]; i < traj[k + 1]; ++i)
+        zeta[i] = 1.0 / (static_cast<double>(n_traj) * static_cast<double>(traj[k + 1] - traj[k])) *
+                  b.advantage[i];
+    g.vjp_log(zeta, product);
+    EXPECT_EQ(value.gradient, product);
+    EXPECT_NEAR(value.objective, zeta.dot(g.values()), 1e-12 * zeta.cwiseAbs().dot(g.values()));
     return std::make_tuple(value.objective, g.token_regimes().zeroed, out);
   };
   const auto reference =

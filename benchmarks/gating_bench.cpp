@@ -14,9 +14,10 @@
 //   (BM_FiberPoGate and ...Planned run at 1e4 to 1e8 tokens; the others at 1e6.)
 //   BM_FiberPoGateDepth2/1000000    the same for FiberPO (depth 2; reads no group / domain ids:
 //                                   40 bytes a token).
-//   BM_FiberPoEvaluate/1000000      FiberPO-Domain evaluate: J and dJ / d log pi (G, then J^T
-//                                   zeta); least traffic: read log-probs, advantages, the three
-//                                   id arrays, write the gradient (44 bytes a token).
+//   BM_FiberPoEvaluate/1000000      FiberPO-Domain evaluate: J and dJ / d log pi (G with J's and
+//                                   J^T zeta's sums, then J^T zeta's token pass); least traffic:
+//                                   read log-probs, advantages, the three id arrays, write the
+//                                   gradient (44 bytes a token).
 //   BM_FiberPoEvaluateWorkspace/N   the same with a GateWorkspace and the GateValue reused across
 //                                   calls (their per-token arrays allocated once, untimed), at
 //                                   1e4 to 1e8 tokens.
@@ -239,9 +240,9 @@ void BM_GrpoGateWeightsGiven(benchmark::State& state) {
   const GateData data(state.range(0));
   evaluate_reused(state, tether::GrpoGate{}, data, tether::GrpoGate::weights(data.batch));
 }
-// The same two on a batch validated once (tether::ValidatedBatch, untimed): only the new
-// log-probs (and GRPO's weights) are checked per call, as in a training loop's epochs.
-/// evaluate_reused on a batch validated once (ValidatedBatch, untimed).
+// evaluate_reused on a batch validated once (tether::ValidatedBatch, untimed), for PPO-clip,
+// GRPO and GSPO: only the new log-probs (and GRPO's weights) are checked per call, as in a
+// training loop's epochs.
 template <class Gate, class... Extra>
 void evaluate_validated(benchmark::State& state, const GateData& data, const Gate& gate,
                         const Extra&... extra) {

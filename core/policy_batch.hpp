@@ -20,6 +20,7 @@
 #pragma once
 
 #include <concepts>
+#include <mutex>
 #include <tether/core/errors.hpp>
 #include <tether/core/types.hpp>
 #include <vector>
@@ -61,7 +62,6 @@ class ValidatedBatch {
   /// Validates the batch (TokenBatch::validate's refusals).
   explicit ValidatedBatch(const TokenBatch& batch) : batch_(&batch), size_(batch.size()) {
     batch.validate();
-    trajectories_ = segment_offsets(batch.trajectory);
   }
   ValidatedBatch(TokenBatch&&) = delete;  // it would refer to a temporary
   /// The batch; ShapeError if any of its arrays changed size since it was validated (values
@@ -78,14 +78,20 @@ class ValidatedBatch {
     return b;
   }
   Index size() const { return size_; }
-  /// Trajectory k is tokens [trajectories()[k], trajectories()[k + 1]) (segment_offsets of the
-  /// trajectory ids, found once here: the sequence-level gates read them on every call).
-  const std::vector<Index>& trajectories() const { return trajectories_; }
+  /// Trajectory k is tokens [trajectories()[k], trajectories()[k + 1]): segment_offsets of the
+  /// trajectory ids, found at the first call (thread-safe) and kept, for the sequence-level gates
+  /// (GSPO) that read them on every call; the token-level ones never pay for them.
+  const std::vector<Index>& trajectories() const {
+    std::call_once(trajectories_found_,
+                   [this] { trajectories_ = segment_offsets(batch().trajectory); });
+    return trajectories_;
+  }
 
  private:
   const TokenBatch* batch_;
   Index size_;
-  std::vector<Index> trajectories_;
+  mutable std::once_flag trajectories_found_;
+  mutable std::vector<Index> trajectories_;
 };
 
 /// Share of tokens (or of trajectories) in each regime of a gate: pass-through (the gate is the

@@ -234,7 +234,7 @@ class GatingHierarchyGate {
  private:
   HierarchySegments segments_of_valid_batch(const TokenBatch& batch) const;
   // gated_ratios on a plan, calling after_trajectory(k) on the thread that gated trajectory k,
-  // just after its tokens (while they are in cache; fiberpo.cpp).
+  // just after its tokens (fiberpo.cpp).
   template <class AfterTrajectory>
   void gate_then(const HierarchySegments& plan, const TokenBatch& batch,
                  ConstVectorRef new_log_prob, GatedRatios& out,

@@ -515,6 +515,8 @@ void GspoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob
   if (!inputs_ok) {  // out is left empty, not half of two batches
     out = GateValue{};
     require_valid_log_probs(batch, new_log_prob);  // throws, naming the first bad entry
+    throw Error(
+        "GspoGate::evaluate: a trajectory's log-probs failed a check that the batch's passed");
   }
   double sum = 0.0;
   Index zeroed_traj = 0, zeroed_tokens = 0;

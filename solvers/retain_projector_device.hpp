@@ -10,6 +10,7 @@
 // without CUDA, or without a device, these throw tether::Error.
 #pragma once
 
+#include <concepts>
 #include <tether/core/device_vector.hpp>
 #include <tether/solvers/retain_projector.hpp>
 
@@ -40,8 +41,9 @@ class DeviceRetainProjection {
   void project(DeviceVector& gradients) const;
   /// The same for float gradients (a model's, as stored): each entry converted exactly to double,
   /// every operation in double, each result rounded once to float; so the result is the double
-  /// overload's on the converted gradients, rounded, bit for bit. Reads and writes half the bytes
-  /// (the basis and the whitening stay double).
+  /// overload's on the converted gradients, rounded, bit for bit (a result beyond float's range
+  /// rounds to +-inf, as a cast does). Reads and writes half the bytes (the basis and the
+  /// whitening stay double).
   void project(DeviceVectorF& gradients) const;
 
  private:
@@ -63,8 +65,10 @@ Eigen::MatrixXf project_gradients(RetainProjector& projector, const Eigen::Matri
 /// An expression (e.g. MatrixXd::Zero(d, m), or a block) evaluated into its scalar's matrix first;
 /// without this both overloads above would match it.
 template <class Derived>
-Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> project_gradients(
-    RetainProjector& projector, const Eigen::MatrixBase<Derived>& gradients) {
+requires(std::same_as<typename Derived::Scalar, double> ||
+         std::same_as<typename Derived::Scalar, float>)
+    Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> project_gradients(
+        RetainProjector& projector, const Eigen::MatrixBase<Derived>& gradients) {
   return project_gradients(
       projector,
       Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>(gradients));

@@ -172,6 +172,7 @@ TEST(FiberPoDevice, FloatLogProbsGateAsTheirExactConversion) {
   const Vector unrounded = mixed_new_log_prob(rng, b);
   const Eigen::VectorXf second = unrounded.cast<float>();
   const GatingHierarchyGate gate;
+  EXPECT_THROW(device::DeviceVectorF(-1), ShapeError);  // refused before any device is sought
   if (!device::cuda_available()) {
     EXPECT_THROW(device::DeviceVectorF(3), Error);
     GTEST_SKIP() << "no CUDA device here (or built without CUDA): the GPU comparison is skipped";

@@ -627,7 +627,19 @@ TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCountOrOnStreaming) {
                   b.advantage[i];
     g.vjp_log(zeta, product);
     EXPECT_EQ(value.gradient, product);
-    EXPECT_NEAR(value.objective, zeta.dot(g.values()), 1e-12 * zeta.cwiseAbs().dot(g.values()));
+    // The objective: per trajectory, G_i A_i summed on 8 lanes (token i on lane (i - begin) % 8),
+    // the lanes added in order and times mu; the trajectories added in order.
+    double objective = 0.0;
+    for (Index k = 0; k < n_traj; ++k) {
+      double lane[8] = {};
+      for (Index i = traj[k]; i < traj[k + 1]; ++i)
+        lane[(i - traj[k]) % 8] += g.values()[i] * b.advantage[i];
+      double sum = lane[0];
+      for (int l = 1; l < 8; ++l) sum += lane[l];
+      objective +=
+          1.0 / (static_cast<double>(n_traj) * static_cast<double>(traj[k + 1] - traj[k])) * sum;
+    }
+    EXPECT_EQ(value.objective, objective);
     return std::make_tuple(value.objective, g.token_regimes().zeroed, out);
   };
   const auto reference =

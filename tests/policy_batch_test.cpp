@@ -178,6 +178,16 @@ TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
                 gate.gated_ratios(*p, b, lp, planned);
               }).find("do not partition"),
               std::string::npos);
+  // evaluate on such plans (it sizes its per-trajectory scratch from the plan before the gate
+  // checks it): the same refusals, and an empty plan too.
+  GateWorkspace workspace;
+  GateValue value;
+  EXPECT_THROW(gate.evaluate(other_plan, b, lp, workspace, value), ShapeError);
+  EXPECT_THROW(gate.evaluate(HierarchySegments{}, b, lp, workspace, value), ShapeError);
+  for (const HierarchySegments* p : {&broken, &broken_level})
+    EXPECT_THROW(gate.evaluate(*p, b, lp, workspace, value), InvalidArgumentError);
+  gate.evaluate(plan, b, lp, workspace, value);
+  EXPECT_EQ(value.gradient, gate.evaluate(b, lp).gradient);
 }
 
 TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) {

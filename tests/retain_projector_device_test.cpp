@@ -370,6 +370,9 @@ TEST(RetainManyGradients, DeviceProjectsFloatGradientsAsTheDoubleCallRounded) {
   Rng rng(67);
   RetainProjector projector = make_projector(rng, 60, 3, false, false);
   EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXf::Zero(59, 2)), ShapeError);
+  RetainProjector cone(60, {.mode = RetainProjectionMode::kCone});
+  EXPECT_THROW(device::project_gradients(cone, Eigen::MatrixXf::Zero(60, 2)), InvalidArgumentError);
+  EXPECT_THROW(device::DeviceVectorF(-1), ShapeError);  // refused before any device is sought
   if (!device::cuda_available()) {
     EXPECT_THROW(device::project_gradients(projector, Eigen::MatrixXf::Zero(60, 2)), Error);
     EXPECT_THROW(device::DeviceVectorF(3), Error);
@@ -432,6 +435,11 @@ TEST(RetainManyGradients, DeviceProjectsFloatGradientsAsTheDoubleCallRounded) {
   EXPECT_TRUE(contains(message, "gradient 2 at entry 2999 is -inf")) << message;
   const Eigen::VectorXf after = on_device.to_host();
   EXPECT_EQ(std::memcmp(after.data(), before.data(), sizeof(float) * before.size()), 0);
+  Eigen::VectorXf wrong(3);
+  EXPECT_THROW(on_device.download(Eigen::Map<Eigen::VectorXf>(wrong.data(), 3)), ShapeError);
+  // The one-call form names a non-finite entry the same way.
+  const std::string once = message_of<NumericalError>([&] { device::project_gradients(p, bad); });
+  EXPECT_TRUE(contains(once, "gradient 2 at entry 2999 is -inf")) << once;
 }
 
 }  // namespace

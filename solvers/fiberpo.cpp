@@ -531,6 +531,13 @@ void GatingHierarchyGate::evaluate(const TokenBatch& batch, ConstVectorRef new_l
   evaluate(segments_of_valid_batch(batch), batch, new_log_prob, workspace, out);
 }
 
+void GatingHierarchyGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
+                                   GateValue& out) const {
+  const TokenBatch& batch = valid.batch();
+  GateWorkspace workspace;
+  evaluate(segments_of_valid_batch(batch), batch, new_log_prob, workspace, out);
+}
+
 void GatingHierarchyGate::evaluate(const HierarchySegments& plan, const TokenBatch& batch,
                                    ConstVectorRef new_log_prob, GateWorkspace& workspace,
                                    GateValue& out) const {

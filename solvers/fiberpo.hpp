@@ -213,6 +213,12 @@ class GatingHierarchyGate {
   /// checked (see gated_ratios on a plan).
   void evaluate(const HierarchySegments& plan, const TokenBatch& batch, ConstVectorRef new_log_prob,
                 GateWorkspace& workspace, GateValue& out) const;
+  /// The same on a batch validated once (PolicyGradientSolver's gate calls take this one): the
+  /// batch's layout is not checked again; its plan under this hierarchy is found per call (a pass
+  /// over the coarse levels' ids, which checks their nesting), into a workspace of the call's
+  /// own. The same bits as evaluate(batch, new_log_prob); a refused log-prob leaves `out` as it
+  /// was.
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// G and its Jacobian products.
   GatedRatios gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The same into `out`, reusing its storage (no allocation when the batch size repeats). When
@@ -266,6 +272,9 @@ class FiberPoGate {
   void evaluate(const HierarchySegments& plan, const TokenBatch& batch, ConstVectorRef new_log_prob,
                 GateWorkspace& workspace, GateValue& out) const {
     hierarchy_.evaluate(plan, batch, new_log_prob, workspace, out);
+  }
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const {
+    hierarchy_.evaluate(batch, new_log_prob, out);
   }
   HierarchySegments segments(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
     return hierarchy_.segments(batch, new_log_prob);

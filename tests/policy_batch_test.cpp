@@ -228,6 +228,19 @@ TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) 
                 gate.evaluate(gate.segments(b, lp), b, bad, refused, planned);
               }).find("new_log_prob at entry 3"),
               std::string::npos);
+    // On a batch validated once (the solver's call): the same bits; a refused log-prob named,
+    // the value left as it was.
+    const ValidatedBatch valid(b);
+    GateValue via_valid;
+    gate.evaluate(valid, lp, via_valid);
+    EXPECT_EQ(fresh.objective, via_valid.objective);
+    EXPECT_EQ(fresh.gradient, via_valid.gradient);
+    EXPECT_EQ(fresh.trajectories.zeroed, via_valid.trajectories.zeroed);
+    EXPECT_NE(message_of<InvalidArgumentError>([&] {
+                gate.evaluate(valid, bad, via_valid);
+              }).find("new_log_prob at entry 3"),
+              std::string::npos);
+    EXPECT_EQ(fresh.gradient, via_valid.gradient);
   }
   EXPECT_EQ(reuses_checked, 2);
   // FiberPO (depth 2) passes them through.
@@ -244,6 +257,9 @@ TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) 
   EXPECT_EQ(fresh.objective, with_workspace.objective);
   EXPECT_EQ(fresh.gradient, with_workspace.gradient);
   EXPECT_EQ(fresh.gradient, on_plan.gradient);
+  GateValue via_valid;
+  fiberpo.evaluate(ValidatedBatch(b), lp, via_valid);
+  EXPECT_EQ(fresh.gradient, via_valid.gradient);
 }
 
 }  // namespace

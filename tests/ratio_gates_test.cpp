@@ -239,7 +239,8 @@ constexpr bool kTakesValidatedBatch = requires(const Gate& gate, const Validated
   gate.evaluate(batch, l, out);
 };
 static_assert(kTakesValidatedBatch<PpoClipGate> && kTakesValidatedBatch<GrpoGate> &&
-              kTakesValidatedBatch<GspoGate>);
+              kTakesValidatedBatch<GspoGate> && kTakesValidatedBatch<GatingHierarchyGate> &&
+              kTakesValidatedBatch<FiberPoGate>);
 static_assert(!std::is_constructible_v<ValidatedBatch, TokenBatch&&>);  // no temporaries
 
 TEST(GateProperties, EveryGate) {

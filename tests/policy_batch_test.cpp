@@ -188,6 +188,12 @@ TEST(GatingHierarchy, APlanGivesTheSameResultsAndStillChecksTheLogProbs) {
     EXPECT_THROW(gate.evaluate(*p, b, lp, workspace, value), InvalidArgumentError);
   gate.evaluate(plan, b, lp, workspace, value);
   EXPECT_EQ(value.gradient, gate.evaluate(b, lp).gradient);
+  TokenBatch shortened = b;  // advantages changed size after the plan: refused, not read past
+  shortened.advantage.conservativeResize(b.size() - 1);
+  EXPECT_NE(message_of<ShapeError>([&] {
+              gate.evaluate(plan, shortened, lp, workspace, value);
+            }).find("advantages for"),
+            std::string::npos);
 }
 
 TEST(GatingHierarchy, EvaluateWithAWorkspaceGivesTheSameBitsAndReusesItsArrays) {

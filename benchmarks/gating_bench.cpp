@@ -49,7 +49,10 @@
 //                                   (checked on the device, then G) and one J v between device
 //                                   vectors; no host copies. The same 52 bytes a token, for the
 //                                   fraction of BM_DeviceMemoryCopy's bandwidth.
-//   BM_FiberPoGateGpuResidentFloatLogProbs/N   the same with float new log-probs on the device
+//   BM_FiberPoEvaluateGpuResident/N  BM_FiberPoEvaluatePlanned on the device: update() from
+//                                   device log-probs, then evaluate() (J and dJ / d log pi into a
+//                                   device vector); 44 bytes a token.
+//   BM_FiberPoGateGpuResidentFloatLogProbs/N   BM_FiberPoGateGpuResident with float new log-probs
 //                                   (DeviceGatedRatios::update(DeviceVectorF)): 48 bytes a token.
 // Every evaluate / gated_ratios call also validates the batch (TokenBatch::validate), which the
 // byte counts above do not include.
@@ -333,6 +336,19 @@ const bool kGpuRegistered = [] {
       ->Arg(1000000)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
+  // An epoch step on the device: G from device log-probs, then J and dJ / d log pi.
+  benchmark::RegisterBenchmark("BM_FiberPoEvaluateGpuResident", [](benchmark::State& state) {
+    GateData data(state.range(0));
+    const tether::GatingHierarchyGate gate;
+    tether::device::DeviceGatedRatios g(gate, data.batch, data.new_log_prob);
+    const tether::device::DeviceVector new_log_prob(data.new_log_prob);
+    tether::device::DeviceVector gradient(data.batch.size());
+    for (auto _ : state) {
+      g.update(new_log_prob);
+      benchmark::DoNotOptimize(g.evaluate(gradient));
+    }
+    set_rates(state, data, 44);
+  })->Apply(token_sizes);
   for (const bool float_log_probs : {false, true})
     benchmark::RegisterBenchmark(
         float_log_probs ? "BM_FiberPoGateGpuResidentFloatLogProbs" : "BM_FiberPoGateGpuResident",

@@ -32,7 +32,7 @@ DeviceGatedRatios::DeviceGatedRatios(const GatingHierarchyGate& gate, const Toke
                                   : options.budget_negative);
   }
   resident_ = fiberpo_kernels::create_gate(
-      batch.old_log_prob.data(), batch.size(), trajectories.data(),
+      batch.old_log_prob.data(), batch.advantage.data(), batch.size(), trajectories.data(),
       static_cast<long long>(trajectories.size()) - 1, coarse, node_offsets.data(),
       level_starts.data(), budget_positive.data(), budget_negative.data(), options.eps);
   try {
@@ -121,6 +121,15 @@ void DeviceGatedRatios::product(const DeviceVector& v, DeviceVector& out, bool t
 #else
   (void)transpose;
   (void)log_space;
+#endif
+}
+
+double DeviceGatedRatios::evaluate(DeviceVector& gradient) const {
+  if (gradient.size() != tokens_) gradient = DeviceVector(tokens_);
+#if defined(TETHER_HAVE_CUDA)
+  return fiberpo_kernels::evaluate(resident_, gradient.data());
+#else
+  return 0.0;  // unreachable: the constructor throws without CUDA
 #endif
 }
 

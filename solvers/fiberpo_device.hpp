@@ -3,7 +3,8 @@
 // gate), then the segmented passes run on the device with the CPU gate's per-segment code
 // (solvers/fiberpo_segments.hpp): trajectory means, node means per coarse level, and per
 // trajectory the chain walk and the fiber gate over its tokens; then, on the data kept there,
-// the Jacobian products J v and J^T v (J = dG/dr) with the CPU's per-segment steps. Agrees with
+// the Jacobian products J v and J^T v (J = dG/dr) with the CPU's per-segment steps, and evaluate's
+// J and dJ / d log pi from the batch's advantages. Agrees with
 // GatingHierarchyGate::gated_ratios(...) to rounding (the device's exp, a trajectory's sums over
 // 32 lanes where the CPU's run over 8). update() re-gates new log-probs of the same batch, and the
 // products take device vectors, so an epoch loop moves no per-token array over the bus. In
@@ -60,6 +61,14 @@ class DeviceGatedRatios {
   Vector vjp(ConstVectorRef v) const { return product(v, true, false); }
   Vector jvp_log(ConstVectorRef v) const { return product(v, false, true); }
   Vector vjp_log(ConstVectorRef v) const { return product(v, true, true); }
+
+  /// GatingHierarchyGate::evaluate's J = sum_i A_i G_i / (|Tj| T_tau) at the current G, and its
+  /// gradient dJ / d log pi into `gradient` (reallocated unless it has size() entries), from
+  /// the batch's advantages (uploaded at construction): J^T zeta with zeta formed as it is read,
+  /// in two passes over the tokens. J's trajectory shares are added on the host in trajectory
+  /// order. Agrees with the CPU's evaluate to rounding (a trajectory's sums over 32 lanes where
+  /// the CPU's run over 8); the regime shares are the CPU's to compute (from values()).
+  double evaluate(DeviceVector& gradient) const;
 
  private:
   Vector product(ConstVectorRef v, bool transpose, bool log_space) const;

@@ -183,27 +183,43 @@ __global__ void jvp_tokens_kernel(const double* v, const double* ratio, const st
 }
 
 // J^T v, step 1: per trajectory (a warp each) C and R^c before the coarse levels.
+// With objective != nullptr (evaluate: v holds the advantages A), the vector is zeta_i = mu A_i,
+// mu = 1 / (count T_k), formed as it is read, and objective[k] = mu sum_i G_i A_i, J's share of
+// the trajectory (as the CPU's objective_vjp_sums); otherwise v itself (1 v is v, exactly).
+__device__ double zeta_scale(const long long* trajectories, long long count, long long k,
+                             bool zeta) {
+  return zeta ? 1.0 / (static_cast<double>(count) *
+                       static_cast<double>(trajectories[k + 1] - trajectories[k]))
+              : 1.0;
+}
+
 __global__ void vjp_sums_kernel(const double* v, const double* g, const std::uint8_t* flags,
                                 const long long* trajectories, long long count, int coarse_levels,
                                 const double* beta_positive, const double* beta_negative,
-                                double* total, double* r_positive, double* r_negative) {
+                                double* total, double* r_positive, double* r_negative,
+                                double* objective) {
   const long long k = warp_index();
   if (k >= count) return;
+  const double scale = zeta_scale(trajectories, count, k, objective != nullptr);
   seg::VjpSums p;
+  double j_sum = 0.0;
   for (long long i = trajectories[k] + lane_index(); i < trajectories[k + 1]; i += kWarp) {
-    const seg::VjpSums t = seg::vjp_terms(v[i], g[i], flags[i]);
+    const seg::VjpSums t = seg::vjp_terms(scale * v[i], g[i], flags[i]);
     p.total += t.total;
     p.pu_positive += t.pu_positive;
     p.pv_positive += t.pv_positive;
     p.pu_negative += t.pu_negative;
     p.pv_negative += t.pv_negative;
+    j_sum += g[i] * v[i];
   }
   p.total = warp_sum(p.total);
   p.pu_positive = warp_sum(p.pu_positive);
   p.pv_positive = warp_sum(p.pv_positive);
   p.pu_negative = warp_sum(p.pu_negative);
   p.pv_negative = warp_sum(p.pv_negative);
+  j_sum = warp_sum(j_sum);
   if (lane_index() != 0) return;
+  if (objective != nullptr) objective[k] = scale * j_sum;
   const long long last = static_cast<long long>(coarse_levels) * count + k;
   total[k] = p.total;
   r_positive[k] = -(p.pu_positive + p.pv_negative) + beta_positive[last] * p.total;
@@ -229,9 +245,11 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
                                   long long count, int coarse_levels, const long long* node_offsets,
                                   const long long* level_starts, const double* q_positive,
                                   const double* q_negative, const double* r_positive,
-                                  const double* r_negative, bool ratio_space, double* out) {
+                                  const double* r_negative, bool ratio_space, bool zeta,
+                                  double* out) {
   const long long k = warp_index();
   if (k >= count) return;
+  const double scale = zeta_scale(trajectories, count, k, zeta);  // zeta: v holds A (as above)
   double rp = r_positive[k], rn = r_negative[k];
   for (int l = 0; l < coarse_levels; ++l) {
     const long long node = node_of(node_offsets, level_starts, l, k);
@@ -243,7 +261,7 @@ __global__ void vjp_tokens_kernel(const double* v, const double* g, const double
   rp *= inv_len;
   rn *= inv_len;
   for (long long j = begin + lane_index(); j < end; j += kWarp)
-    out[j] = seg::vjp_token(v[j], g[j], ratio_space ? ratio[j] : 1.0, flags[j], rp, rn,
+    out[j] = seg::vjp_token(scale * v[j], g[j], ratio_space ? ratio[j] : 1.0, flags[j], rp, rn,
                             ratio_space);  // r not read in log space
 }
 
@@ -263,9 +281,9 @@ struct ResidentGate {
   int coarse = 0;
   double eps = 0.0;
   std::vector<long long> level_starts;  // host copy
-  DeviceBuffer traj, offsets, starts, old_log_prob, budget_positive, budget_negative;
+  DeviceBuffer traj, offsets, starts, old_log_prob, advantage, budget_positive, budget_negative;
   DeviceBuffer g, ratio, flags, beta_positive, beta_negative;
-  DeviceBuffer work_a, work_b, work_c, node_a, node_b, node_c;  // per-call scratch
+  DeviceBuffer work_a, work_b, work_c, work_d, node_a, node_b, node_c;  // per-call scratch
   DeviceBuffer check_partials;  // the log-prob check's per-block first failures
   ResidentGate(long long n, long long t, int levels, long long offset_entries)
       : tokens(n),
@@ -275,6 +293,7 @@ struct ResidentGate {
         offsets(0),
         starts(0),
         old_log_prob(0),
+        advantage(0),
         budget_positive(0),
         budget_negative(0),
         g(sizeof(double) * static_cast<std::size_t>(n)),
@@ -285,6 +304,7 @@ struct ResidentGate {
         work_a(sizeof(double) * static_cast<std::size_t>(t)),
         work_b(sizeof(double) * static_cast<std::size_t>(t)),
         work_c(sizeof(double) * static_cast<std::size_t>(t)),
+        work_d(sizeof(double) * static_cast<std::size_t>(t)),
         node_a(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
         node_b(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
         node_c(sizeof(double) * static_cast<std::size_t>(offset_entries > 0 ? offset_entries : 1)),
@@ -309,7 +329,7 @@ void node_means_all_levels(const ResidentGate* r) {
 
 }  // namespace
 
-ResidentGate* create_gate(const double* old_log_prob, long long tokens,
+ResidentGate* create_gate(const double* old_log_prob, const double* advantage, long long tokens,
                           const long long* trajectories, long long num_trajectories,
                           int coarse_levels, const long long* node_offsets,
                           const long long* level_starts, const double* budget_positive,
@@ -330,6 +350,7 @@ ResidentGate* create_gate(const double* old_log_prob, long long tokens,
     r->starts = cuda::upload(level_starts, static_cast<std::size_t>(coarse_levels) + 1,
                              "copy level starts");
     r->old_log_prob = cuda::upload(old_log_prob, n, "copy old_log_prob");
+    r->advantage = cuda::upload(advantage, n, "copy advantage");
     r->budget_positive =
         cuda::upload(budget_positive, static_cast<std::size_t>(coarse_levels) + 1, "budgets");
     r->budget_negative =
@@ -404,13 +425,18 @@ void jvp(const ResidentGate* r, const double* d_v, double* d_out, bool log_space
   check(cudaDeviceSynchronize(), "J v kernels");
 }
 
-void vjp(const ResidentGate* r, const double* d_v, double* d_out, bool log_space) {
+namespace {
+
+// J^T v into d_out; with objective (count doubles on the device), v is the advantages and the
+// vector zeta = mu A (evaluate), in log space.
+void vjp_of(const ResidentGate* r, const double* d_v, double* d_out, bool log_space,
+            double* objective) {
   const bool ratio_space = !log_space;
   // total (work_c), R^+ (work_a), R^- (work_b); node terms (node_a, node_b).
   TETHER_KERNEL_LAUNCH(warp_blocks_for(r->count), kThreads, vjp_sums_kernel)
   (d_v, r->g.as<double>(), r->flags.as<std::uint8_t>(), r->traj.as<long long>(), r->count,
    r->coarse, r->beta_positive.as<double>(), r->beta_negative.as<double>(), r->work_c.as<double>(),
-   r->work_a.as<double>(), r->work_b.as<double>());
+   r->work_a.as<double>(), r->work_b.as<double>(), objective);
   check(cudaGetLastError(), "vjp_sums_kernel launch");
   for (int l = 0; l < r->coarse; ++l) {
     const long long base = r->level_starts[l];
@@ -426,9 +452,27 @@ void vjp(const ResidentGate* r, const double* d_v, double* d_out, bool log_space
   (d_v, r->g.as<double>(), r->ratio.as<double>(), r->flags.as<std::uint8_t>(),
    r->traj.as<long long>(), r->count, r->coarse, r->offsets.as<long long>(),
    r->starts.as<long long>(), r->node_a.as<double>(), r->node_b.as<double>(),
-   r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, d_out);
+   r->work_a.as<double>(), r->work_b.as<double>(), ratio_space, objective != nullptr, d_out);
   check(cudaGetLastError(), "vjp_tokens_kernel launch");
   check(cudaDeviceSynchronize(), "J^T v kernels");
+}
+
+}  // namespace
+
+void vjp(const ResidentGate* r, const double* d_v, double* d_out, bool log_space) {
+  vjp_of(r, d_v, d_out, log_space, nullptr);
+}
+
+double evaluate(const ResidentGate* r, double* d_gradient) {
+  double* objective = r->work_d.as<double>();
+  vjp_of(r, r->advantage.as<double>(), d_gradient, /*log_space=*/true, objective);
+  std::vector<double> partial(static_cast<std::size_t>(r->count));
+  check(cudaMemcpy(partial.data(), objective, sizeof(double) * partial.size(),
+                   cudaMemcpyDeviceToHost),
+        "copy J's trajectory shares back");
+  double total = 0.0;  // in trajectory order, as on the CPU
+  for (const double share : partial) total += share;
+  return total;
 }
 
 }  // namespace tether::device::fiberpo_kernels

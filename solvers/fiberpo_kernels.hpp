@@ -12,13 +12,13 @@ constexpr int kMaxGatedLevels = 16;
 /// G of a batch and what its Jacobian products need (GatedRatios' data), held on the device.
 struct ResidentGate;
 
-/// The batch's layout on the device, ready for gate(). Trajectory k is tokens
-/// [trajectories[k], trajectories[k + 1]); coarse level l's node offsets over the trajectories
-/// are node_offsets[level_starts[l] .. level_starts[l + 1]) (nodes + 1 entries each, coarsest
-/// level first). budget_positive/negative hold one (C+, C-) per gated level, the trajectory
-/// level last. Host pointers. Throws tether::Error on a CUDA failure or for more than
+/// The batch's layout, old log-probs and advantages on the device, ready for gate(). Trajectory k
+/// is tokens [trajectories[k], trajectories[k + 1]); coarse level l's node offsets over the
+/// trajectories are node_offsets[level_starts[l] .. level_starts[l + 1]) (nodes + 1 entries each,
+/// coarsest level first). budget_positive/negative hold one (C+, C-) per gated level, the
+/// trajectory level last. Host pointers. Throws tether::Error on a CUDA failure or for more than
 /// kMaxGatedLevels levels.
-ResidentGate* create_gate(const double* old_log_prob, long long tokens,
+ResidentGate* create_gate(const double* old_log_prob, const double* advantage, long long tokens,
                           const long long* trajectories, long long num_trajectories,
                           int coarse_levels, const long long* node_offsets,
                           const long long* level_starts, const double* budget_positive,
@@ -37,5 +37,10 @@ void download_values(const ResidentGate* gate, double* g);
 /// `tokens` entries. Synchronises.
 void jvp(const ResidentGate* gate, const double* device_v, double* device_out, bool log_space);
 void vjp(const ResidentGate* gate, const double* device_v, double* device_out, bool log_space);
+/// GatingHierarchyGate::evaluate's J = sum_i zeta_i G_i and dJ / d log pi = (dG / d log r)^T zeta
+/// into device_gradient (tokens doubles), zeta_i = A_i / (|Tj| T_tau) formed from the batch's
+/// advantages (uploaded by create_gate) as they are read; J's trajectory shares are added on the
+/// host in trajectory order. Returns J. Synchronises.
+double evaluate(const ResidentGate* gate, double* device_gradient);
 
 }  // namespace tether::device::fiberpo_kernels

@@ -87,6 +87,27 @@ TEST(FiberPoDevice, GatedRatiosAndJacobianProductsMatchTheCpuGate) {
       EXPECT_LE(close(gpu.vjp(v), jtv), 1e-12) << where << ", J^T v";
       EXPECT_LE(close(gpu.jvp_log(v), jv_log), 1e-12) << where << ", J v (log)";
       EXPECT_LE(close(gpu.vjp_log(v), jtv_log), 1e-12) << where << ", J^T v (log)";
+      // J and its gradient (a training step's call) from the batch's advantages, each to
+      // rounding of its own scale: sum_k mu_k sum_i |A_i G_i| for J, max |dJ| for the gradient.
+      const GateValue expected = gate.evaluate(b, lp);
+      device::DeviceVector gradient;
+      const double objective = gpu.evaluate(gradient);
+      const std::vector<Index>& traj = cpu.trajectory_offsets();
+      const Index n_traj = static_cast<Index>(traj.size()) - 1;
+      double objective_scale = 0.0;
+      for (Index k = 0; k < n_traj; ++k)
+        objective_scale +=
+            (b.advantage.segment(traj[k], traj[k + 1] - traj[k]).array() *
+             cpu.values().segment(traj[k], traj[k + 1] - traj[k]).array())
+                .abs()
+                .sum() /
+            (static_cast<double>(n_traj) * static_cast<double>(traj[k + 1] - traj[k]));
+      EXPECT_LE(std::abs(objective - expected.objective), 1e-12 * objective_scale) << where;
+      const Vector got = gradient.to_host();
+      ASSERT_EQ(got.size(), b.size());
+      EXPECT_LE((got - expected.gradient).cwiseAbs().maxCoeff(),
+                1e-12 * expected.gradient.cwiseAbs().maxCoeff())
+          << where << ", dJ / d log pi";
     }
   }
 }
@@ -111,6 +132,11 @@ TEST(FiberPoDevice, UpdatesAndDeviceVectorsGiveTheSameBitsAsFreshGates) {
   const device::DeviceVector d_second(second);
   from_device.update(d_second);
   EXPECT_EQ(from_device.values(), fresh.values());
+  // evaluate after an update: the fresh gate's J and gradient, bit for bit; `gradient` sized on
+  // first use.
+  device::DeviceVector fresh_gradient, updated_gradient(3);
+  EXPECT_EQ(from_device.evaluate(updated_gradient), fresh.evaluate(fresh_gradient));
+  EXPECT_EQ(updated_gradient.to_host(), fresh_gradient.to_host());
 
   // The products on device vectors: the host products' bits; `out` sized on first use.
   Vector v(b.size());

@@ -280,9 +280,7 @@ void GatingHierarchyGate::gate_then(const HierarchySegments& plan, const TokenBa
   }
   if (log_probs_ok == 0) {  // out is left empty, not half of two batches
     s = GatedRatios{};
-    require_valid_log_probs(batch, new_log_prob);  // throws, naming the entry
-    throw Error(
-        "GatingHierarchyGate: a trajectory's log-probs failed a check that the batch's passed");
+    refuse_checked_log_probs(batch, new_log_prob, "GatingHierarchyGate::gated_ratios");
   }
 
   // Node aggregates (mean of the trajectory aggregates) and token counts per coarse level.
@@ -559,7 +557,7 @@ void GatingHierarchyGate::evaluate(const HierarchySegments& plan, const TokenBat
   const double* advantage = batch.advantage.data();
   gate_then(plan, batch, new_log_prob, g, [&](Index k) {
     const Index begin = g.traj_[k], end = g.traj_[k + 1];
-    mu[k] = 1.0 / (static_cast<double>(n_traj) * static_cast<double>(end - begin));
+    mu[k] = fiberpo_segments::objective_weight(n_traj, end - begin);
     const fiberpo_segments::ObjectiveVjpSums sums = fiberpo_segments::objective_vjp_sums(
         advantage, mu[k], g.g_.data(), g.flags_.data(), begin, end);
     partial[k] = sums.objective;

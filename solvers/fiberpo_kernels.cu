@@ -188,9 +188,7 @@ __global__ void jvp_tokens_kernel(const double* v, const double* ratio, const st
 // the trajectory (as the CPU's objective_vjp_sums); otherwise v itself (1 v is v, exactly).
 __device__ double zeta_scale(const long long* trajectories, long long count, long long k,
                              bool zeta) {
-  return zeta ? 1.0 / (static_cast<double>(count) *
-                       static_cast<double>(trajectories[k + 1] - trajectories[k]))
-              : 1.0;
+  return zeta ? seg::objective_weight(count, trajectories[k + 1] - trajectories[k]) : 1.0;
 }
 
 __global__ void vjp_sums_kernel(const double* v, const double* g, const std::uint8_t* flags,

@@ -323,7 +323,13 @@ TETHER_HD inline VjpSums vjp_trajectory_sums(const double* v, const double* g,
   return vjp_sums_of(value, g, flags, begin, end, nothing);
 }
 
-/// The evaluate pass over one trajectory (J = sum_i mu A_i G_i, mu = 1 / (|Tj| T_tau)): the
+/// J's weight mu = 1 / (|Tj| T_tau) of every token of a trajectory of `tokens` tokens in a batch
+/// of `trajectories` (FiberPO-Domain's objective: each trajectory counts once).
+TETHER_HD inline double objective_weight(long long trajectories, long long tokens) {
+  return 1.0 / (static_cast<double>(trajectories) * static_cast<double>(tokens));
+}
+
+/// The evaluate pass over one trajectory (J = sum_i mu A_i G_i, mu = objective_weight): the
 /// objective's share mu sum_i G_i A_i, and J^T zeta's sums for zeta_i = mu A_i = dJ / dG_i, each
 /// zeta_i formed as it is used (never stored).
 struct ObjectiveVjpSums {

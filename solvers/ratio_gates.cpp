@@ -142,8 +142,10 @@ void clipped_surrogate(const TokenBatch& batch, ConstVectorRef new_log_prob, con
   }
   if (inputs_ok == 0) {  // value is left empty, not half of two batches
     value = GateValue{};
+    if (weights_refusal == nullptr)  // only the log-probs were checked
+      refuse_checked_log_probs(batch, new_log_prob, "PPO-clip / GRPO evaluate");
     require_valid_log_probs(batch, new_log_prob);  // throws, naming the entry
-    throw InvalidArgumentError(weights_refusal);
+    throw InvalidArgumentError(weights_refusal);   // else the weights failed
   }
   double sum = 0.0, clipped = 0.0;
   for (const SurrogateSums& part : parts) {
@@ -183,6 +185,13 @@ void refuse_log_prob(const char* who, const char* name, Index entry, double valu
   throw InvalidArgumentError(
       detail::concat(who, name, " at entry ", entry, " is ", value,
                      "; it must be finite and <= 0 (a probability in (0, 1])"));
+}
+
+void refuse_checked_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                              const char* who) {
+  require_valid_log_probs(batch, new_log_prob);  // throws, naming the first bad entry
+  throw Error(
+      detail::concat(who, ": a segment's log-probs failed a check that the batch's passed"));
 }
 
 void require_token_vector(const TokenBatch& batch, ConstVectorRef v, const char* where,
@@ -514,9 +523,7 @@ void GspoGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob
       /*check_log_probs=*/true);
   if (!inputs_ok) {  // out is left empty, not half of two batches
     out = GateValue{};
-    require_valid_log_probs(batch, new_log_prob);  // throws, naming the first bad entry
-    throw Error(
-        "GspoGate::evaluate: a trajectory's log-probs failed a check that the batch's passed");
+    refuse_checked_log_probs(batch, new_log_prob, "GspoGate::evaluate");
   }
   double sum = 0.0;
   Index zeroed_traj = 0, zeroed_tokens = 0;

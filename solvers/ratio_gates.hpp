@@ -73,6 +73,11 @@ void require_valid_log_probs(ConstVectorRef new_log_prob, Index tokens, const ch
                              const char* who);
 /// The refusal of a log-probability `value` at `entry` of `name`: not finite and <= 0.
 [[noreturn]] void refuse_log_prob(const char* who, const char* name, Index entry, double value);
+/// The refusal after a pass's in-pass check (log_probs_valid on its segments) failed: names the
+/// first bad entry of new_log_prob (require_valid_log_probs); `who` names the caller should that
+/// check disagree.
+[[noreturn]] void refuse_checked_log_probs(const TokenBatch& batch, ConstVectorRef new_log_prob,
+                                           const char* who);
 
 /// The rule require_valid_log_probs checks, on log_prob[0..n) without naming anything: every
 /// value finite and <= 0. Branch-free (it vectorises); a pass over many tokens may check its

@@ -53,10 +53,11 @@ struct TokenBatch {
 std::vector<Index> segment_offsets(const std::vector<int>& ids);
 
 /// A TokenBatch that passed validate(), for the evaluations of a training loop's epochs over one
-/// batch: the gates' overloads that take it (PpoClipGate, GrpoGate, GspoGate) skip the layout
-/// checks (40 bytes a token read on every call otherwise) and check only the new log-probs. It
-/// refers to the batch, which must outlive it and not change while it is used (as FiberPO's plan,
-/// GatingHierarchyGate::segments, does for the gating hierarchy).
+/// batch: the gates' overloads that take it (PpoClipGate, GrpoGate, GspoGate, GatingHierarchyGate,
+/// FiberPoGate) skip the layout checks (40 bytes a token read on every call otherwise) and check
+/// only the new log-probs. Neither copied nor moved (it holds a once_flag); pass it by reference.
+/// It refers to the batch, which must outlive it and not change while it is used (as FiberPO's
+/// plan, GatingHierarchyGate::segments, does for the gating hierarchy).
 class ValidatedBatch {
  public:
   /// Validates the batch (TokenBatch::validate's refusals).

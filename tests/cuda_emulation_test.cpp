@@ -3,9 +3,8 @@
 // small kernel whose right answer, or whose error, is known: block and warp reductions, the
 // shuffles' and the ballot's lane arithmetic, a missing __syncthreads found by the schedule
 // orders, the deadlocks and divergences it must refuse, the cooperative grid's sync, the checked
-// memory and kernel arguments, and cublasDgemm against a plain product.
+// memory and kernel arguments.
 #include <cooperative_groups.h>
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -338,34 +337,6 @@ TEST(CudaEmulation, FirstRejectedIsTheSmallestIndexAcrossBlocksAndStrides) {
     DeviceArray<double> d(v.size(), v.data());
     EXPECT_EQ(cuda::first_rejected(d.data, c.n, Negative{}, scratch.data), expected) << c.n;
   }
-}
-
-TEST(CudaEmulation, DgemmIsThePlainProduct) {
-  // C (3 x 2) = alpha A^T B + beta C with A 4 x 3 (lda 5) and B 4 x 2 (ldb 4), column-major.
-  const int m = 3, n = 2, k = 4, lda = 5, ldb = 4, ldc = 3;
-  std::vector<double> a(lda * m), b(ldb * n), c(ldc * n);
-  for (std::size_t i = 0; i < a.size(); ++i) a[i] = 0.5 * static_cast<double>(i) - 3.0;
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = 1.0 + static_cast<double>(i % 5);
-  for (std::size_t i = 0; i < c.size(); ++i) c[i] = static_cast<double>(i);
-  DeviceArray<double> da(a.size(), a.data()), db(b.size(), b.data()), dc(c.size(), c.data());
-  cublasHandle_t handle = nullptr;
-  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-  const double alpha = 2.0, beta = -1.0;
-  ASSERT_EQ(cublasDgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, da.data, lda, db.data,
-                        ldb, &beta, dc.data, ldc),
-            CUBLAS_STATUS_SUCCESS);
-  const std::vector<double> got = dc.host();
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      double s = 0;
-      for (int l = 0; l < k; ++l) s += a[l + i * lda] * b[l + j * ldb];
-      EXPECT_EQ(got[i + j * ldc], alpha * s + beta * c[i + j * ldc]) << i << ", " << j;
-    }
-  // A matrix that leaves its allocation (ldb too large for b's storage) is refused.
-  EXPECT_EQ(cublasDgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, da.data, lda, db.data,
-                        ldb + 1, &beta, dc.data, ldc),
-            CUBLAS_STATUS_INVALID_VALUE);
-  cublasDestroy(handle);
 }
 
 }  // namespace

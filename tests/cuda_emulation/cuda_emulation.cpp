@@ -1,4 +1,4 @@
-// The CUDA emulator's scheduler, memory and cuBLAS (see cuda_emulation.hpp for what it checks).
+// The CUDA emulator's scheduler and memory (see cuda_emulation.hpp for what it checks).
 #include "cuda_emulation.hpp"
 
 #include <sys/mman.h>
@@ -16,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-#include "include/cublas_v2.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -860,67 +859,4 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t begin, cudaEvent_t end) 
   const auto* e = reinterpret_cast<cuda_emulation::Event*>(end);
   *ms = std::chrono::duration<float, std::milli>(e->at - b->at).count();
   return cudaSuccess;
-}
-
-// ---- cuBLAS ----------------------------------------------------------------------------------
-
-struct cublasContext {};
-
-cublasStatus_t cublasCreate(cublasHandle_t* handle) {
-  if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-  *handle = new cublasContext;
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t cublasDestroy(cublasHandle_t handle) {
-  delete handle;
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-namespace {
-
-/// Whether a column-major `rows` x `cols` matrix with leading dimension ld at p lies in one
-/// device allocation.
-bool device_matrix(const double* p, int rows, int cols, int ld) {
-  if (rows == 0 || cols == 0) return true;
-  const std::size_t span = (static_cast<std::size_t>(cols) - 1) * static_cast<std::size_t>(ld) +
-                           static_cast<std::size_t>(rows);
-  return cuda_emulation::is_device_range(p, sizeof(double) * span);
-}
-
-cublasStatus_t blas_fail(const std::string& detail) {
-  std::fprintf(stderr, "cuda emulation: cublasDgemm: %s\n", detail.c_str());
-  return CUBLAS_STATUS_INVALID_VALUE;
-}
-
-}  // namespace
-
-cublasStatus_t cublasDgemm(cublasHandle_t handle, cublasOperation_t op_a, cublasOperation_t op_b,
-                           int m, int n, int k, const double* alpha, const double* a, int lda,
-                           const double* b, int ldb, const double* beta, double* c, int ldc) {
-  if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (m < 0 || n < 0 || k < 0 || alpha == nullptr || beta == nullptr)
-    return blas_fail("a negative size or a null scalar");
-  const bool ta = op_a != CUBLAS_OP_N, tb = op_b != CUBLAS_OP_N;
-  const int a_rows = ta ? k : m, a_cols = ta ? m : k;
-  const int b_rows = tb ? n : k, b_cols = tb ? k : n;
-  if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m))
-    return blas_fail("a leading dimension below its matrix's rows");
-  if (!device_matrix(a, a_rows, a_cols, lda) || !device_matrix(b, b_rows, b_cols, ldb) ||
-      !device_matrix(c, m, n, ldc))
-    return blas_fail("a matrix outside the device allocations");
-  for (int j = 0; j < n; ++j)
-    for (int i = 0; i < m; ++i) {
-      double sum = 0.0;
-      for (int l = 0; l < k; ++l) {
-        const double x =
-            ta ? a[l + static_cast<long long>(i) * lda] : a[i + static_cast<long long>(l) * lda];
-        const double y =
-            tb ? b[j + static_cast<long long>(l) * ldb] : b[l + static_cast<long long>(j) * ldb];
-        sum += x * y;
-      }
-      double& out = c[i + static_cast<long long>(j) * ldc];
-      out = *beta == 0.0 ? *alpha * sum : *alpha * sum + *beta * out;
-    }
-  return CUBLAS_STATUS_SUCCESS;
 }

@@ -1,7 +1,7 @@
 // A CUDA emulator on the CPU, for testing tether's kernels on machines without a GPU.
 //
 // Configured with -DTETHER_CUDA=EMULATE, tether compiles its .cu files as C++ against the
-// headers in tests/cuda_emulation/include (cuda_runtime.h, cooperative_groups.h, cublas_v2.h),
+// headers in tests/cuda_emulation/include (cuda_runtime.h, cooperative_groups.h),
 // which include this file. The host code then drives the kernels exactly as it drives a device,
 // and the *device_test programs compare them with the CPU path. What runs is the kernels' own
 // structure: the grid and block indexing, every __syncthreads, warp shuffle, ballot and
@@ -30,7 +30,7 @@
 // TETHER_CUDA_EMULATION_ORDER=forward|reverse|shuffle: a kernel that reads what another thread
 // writes without synchronising gets different answers under different orders.
 //
-// Checked besides: device allocations are tracked, and a copy, memset or cuBLAS call whose device
+// Checked besides: device allocations are tracked, and a copy or memset whose device
 // range leaves its allocation, or a kernel's pointer argument that is not inside one (a host
 // pointer passed to a kernel; inside a struct argument where its namespace declares
 // device_pointers(const S&), as core/simplex_kernels.cu does for the box section's set), is an

@@ -16,7 +16,6 @@
 #include <thread>
 #include <vector>
 
-
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>

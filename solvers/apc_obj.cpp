@@ -21,8 +21,10 @@ struct ApcTerms {
   Index n_states = 0;
 };
 
-ApcTerms apc_terms(const TokenBatch& batch, ConstVectorRef new_log_prob, double delta) {
-  require_valid_gate_input(batch, new_log_prob);
+// On a validated batch: only the new log-probs are checked here.
+ApcTerms apc_terms(const ValidatedBatch& valid, ConstVectorRef new_log_prob, double delta) {
+  const TokenBatch& batch = valid.batch();
+  require_valid_log_probs(batch, new_log_prob);
   const Index n = batch.size();
   ApcTerms t;
   t.r = (new_log_prob - batch.old_log_prob).array().exp();
@@ -81,7 +83,13 @@ GateValue ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_p
 
 void ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                           GateValue& value) const {
-  const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
+  evaluate(ValidatedBatch(batch), new_log_prob, value);
+}
+
+void ApcObjGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
+                          GateValue& value) const {
+  const TokenBatch& batch = valid.batch();
+  const ApcTerms t = apc_terms(valid, new_log_prob, options_.delta);
   const Index n = batch.size();
   const double inv_n = 1.0 / static_cast<double>(n);
   const Vector& a = batch.advantage;
@@ -113,7 +121,7 @@ void ApcObjGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
 }
 
 Vector ApcObjGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const {
-  const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
+  const ApcTerms t = apc_terms(ValidatedBatch(batch), new_log_prob, options_.delta);
   Vector g(batch.size());
   for (Index i = 0; i < batch.size(); ++i) g[i] = 1.0 + clip_deviation(t.r[i] - 1.0, t.budget[i]);
   return g;
@@ -121,7 +129,7 @@ Vector ApcObjGate::gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_
 
 Vector ApcObjGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob,
                        ConstVectorRef v) const {
-  const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
+  const ApcTerms t = apc_terms(ValidatedBatch(batch), new_log_prob, options_.delta);
   require_token_vector(batch, v, "ApcObjGate::jvp", "v");
   const Index n = batch.size();
   // S_s = sum over all tokens j at s of sign(r_j - 1) v_j; a rollback row i takes
@@ -152,7 +160,7 @@ Vector ApcObjGate::jvp(const TokenBatch& batch, ConstVectorRef new_log_prob,
 
 Vector ApcObjGate::vjp(const TokenBatch& batch, ConstVectorRef new_log_prob,
                        ConstVectorRef w) const {
-  const ApcTerms t = apc_terms(batch, new_log_prob, options_.delta);
+  const ApcTerms t = apc_terms(ValidatedBatch(batch), new_log_prob, options_.delta);
   require_token_vector(batch, w, "ApcObjGate::vjp", "w");
   const Index n = batch.size();
   // D_s = sum over rollback tokens i at s of sign(r_i - 1) w_i (evaluate's D_s with w = A/T).

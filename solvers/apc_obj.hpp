@@ -57,6 +57,9 @@ class ApcObjGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The same into `out`, its gradient's storage reused (see PpoClipGate).
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
+  /// The same on a batch validated once (PolicyGradientSolver's calls): only the new log-probs
+  /// are checked. The same bits.
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   /// G_i = 1 + clip(r_i - 1, B_i).
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// Jacobian products with J = dG/dr (ratio space, G = gated_ratios()). J is block diagonal

@@ -425,7 +425,7 @@ void GatedRatios::vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) cons
                    fiberpo_segments::vjp_trajectory_sums(v.data(), g_.data(), flags_.data(),
                                                          traj_[k], traj_[k + 1]),
                    r_pos, r_neg, total);
-  vjp_finish(v.data(), nullptr, r_pos, r_neg, total, ratio_space, out);
+  vjp_finish(v.data(), /*zeta=*/false, r_pos, r_neg, total, ratio_space, out);
 }
 
 void GatedRatios::vjp_trajectory(Index k, const fiberpo_segments::VjpSums& p, Vector& r_pos,
@@ -436,7 +436,7 @@ void GatedRatios::vjp_trajectory(Index k, const fiberpo_segments::VjpSums& p, Ve
   r_neg[k] = -(p.pu_negative + p.pv_positive) + beta_neg_[n_coarse][k] * p.total;
 }
 
-void GatedRatios::vjp_finish(const double* v, const double* scale, Vector& r_pos, Vector& r_neg,
+void GatedRatios::vjp_finish(const double* v, bool zeta, Vector& r_pos, Vector& r_neg,
                              const Vector& total, bool ratio_space, Vector& out) const {
   namespace seg = fiberpo_segments;
   const Index n = size(), n_traj = num_trajectories();
@@ -456,7 +456,8 @@ void GatedRatios::vjp_finish(const double* v, const double* scale, Vector& r_pos
   for (Index k = 0; k < n_traj; ++k) {
     const double inv_len = 1.0 / traj_len_[k];
     const double rp = r_pos[k] * inv_len, rn = r_neg[k] * inv_len;
-    const double s = scale != nullptr ? scale[k] : 1.0;
+    const double s =
+        zeta ? seg::objective_weight(n_traj, traj_[k + 1] - traj_[k]) : 1.0;  // 1 v is v
     if (stream)
       streamed_vjp_tokens(v, s, g_.data(), r_.data(), flags_.data(), traj_[k], traj_[k + 1], rp, rn,
                           ratio_space, out.data());
@@ -553,20 +554,20 @@ void GatingHierarchyGate::evaluate(const HierarchySegments& plan, const TokenBat
       std::max<Index>(0, static_cast<Index>(plan.trajectories.size()) - 1);  // checked below
   Vector& partial = workspace.partial;
   partial.resize(n_traj);
-  Vector mu(n_traj), total(n_traj), r_pos(n_traj), r_neg(n_traj);
+  Vector total(n_traj), r_pos(n_traj), r_neg(n_traj);
   const double* advantage = batch.advantage.data();
   gate_then(plan, batch, new_log_prob, g, [&](Index k) {
     const Index begin = g.traj_[k], end = g.traj_[k + 1];
-    mu[k] = fiberpo_segments::objective_weight(n_traj, end - begin);
     const fiberpo_segments::ObjectiveVjpSums sums = fiberpo_segments::objective_vjp_sums(
-        advantage, mu[k], g.g_.data(), g.flags_.data(), begin, end);
+        advantage, fiberpo_segments::objective_weight(n_traj, end - begin), g.g_.data(),
+        g.flags_.data(), begin, end);
     partial[k] = sums.objective;
     g.vjp_trajectory(k, sums.vjp, r_pos, r_neg, total);
   });
   double objective = 0.0;  // summed in trajectory order: independent of the thread count
   for (Index k = 0; k < n_traj; ++k) objective += partial[k];
   out.objective = objective;
-  g.vjp_finish(advantage, mu.data(), r_pos, r_neg, total, /*ratio_space=*/false, out.gradient);
+  g.vjp_finish(advantage, /*zeta=*/true, r_pos, r_neg, total, /*ratio_space=*/false, out.gradient);
   out.tokens = g.token_regimes();
   out.trajectories = g.trajectory_regimes();
 }

@@ -164,12 +164,13 @@ class GatedRatios {
   void vjp_impl(ConstVectorRef v, Vector& out, bool ratio_space) const;
   // J^T v in steps, shared by vjp_impl and GatingHierarchyGate::evaluate (which takes step 1
   // inside the gate's pass): step 1's result for trajectory k from its sums, into R^+, R^- and C
-  // (r_pos, r_neg, total); then the node corrections and the token pass, with v_j = scale[k]
-  // v[j] on trajectory k (scale == nullptr: v itself).
+  // (r_pos, r_neg, total); then the node corrections and the token pass, with v_j = mu_k v[j]
+  // on trajectory k where zeta (mu_k = objective_weight: v holds A, the vector is zeta = mu A),
+  // else v itself.
   void vjp_trajectory(Index k, const fiberpo_segments::VjpSums& sums, Vector& r_pos, Vector& r_neg,
                       Vector& total) const;
-  void vjp_finish(const double* v, const double* scale, Vector& r_pos, Vector& r_neg,
-                  const Vector& total, bool ratio_space, Vector& out) const;
+  void vjp_finish(const double* v, bool zeta, Vector& r_pos, Vector& r_neg, const Vector& total,
+                  bool ratio_space, Vector& out) const;
 
   Vector r_, g_, w_, traj_len_;
   std::vector<std::uint8_t> flags_;

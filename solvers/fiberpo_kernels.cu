@@ -208,14 +208,14 @@ __global__ void vjp_sums_kernel(const double* v, const double* g, const std::uin
     p.pv_positive += t.pv_positive;
     p.pu_negative += t.pu_negative;
     p.pv_negative += t.pv_negative;
-    j_sum += g[i] * v[i];
+    if (objective != nullptr) j_sum += g[i] * v[i];  // evaluate's J only
   }
   p.total = warp_sum(p.total);
   p.pu_positive = warp_sum(p.pu_positive);
   p.pv_positive = warp_sum(p.pv_positive);
   p.pu_negative = warp_sum(p.pu_negative);
   p.pv_negative = warp_sum(p.pv_negative);
-  j_sum = warp_sum(j_sum);
+  if (objective != nullptr) j_sum = warp_sum(j_sum);  // uniform over the warp
   if (lane_index() != 0) return;
   if (objective != nullptr) objective[k] = scale * j_sum;
   const long long last = static_cast<long long>(coarse_levels) * count + k;

@@ -142,8 +142,7 @@ PolicyFunctions make_policy_functions(const P& policy) {
 }
 
 /// A ratio gate, type-erased, on a batch the solver has validated: gates with a ValidatedBatch
-/// overload (PPO-clip, GRPO, GSPO, FiberPO and the gating hierarchy) then check only the new
-/// log-probs in each epoch's call.
+/// overload (every tether gate) then check only the new log-probs in each epoch's call.
 using GateFunction = std::function<GateValue(const ValidatedBatch&, const Vector&)>;
 template <RatioGate G>
 GateFunction make_gate_function(const G& gate) {

@@ -233,7 +233,13 @@ GateValue UngatedGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_
 
 void UngatedGate::evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob,
                            GateValue& out) const {
-  require_valid_gate_input(batch, new_log_prob);
+  evaluate(ValidatedBatch(batch), new_log_prob, out);
+}
+
+void UngatedGate::evaluate(const ValidatedBatch& valid, ConstVectorRef new_log_prob,
+                           GateValue& out) const {
+  const TokenBatch& batch = valid.batch();
+  require_valid_log_probs(batch, new_log_prob);
   // r A / T per token, written into out's storage (r = exp(new - old), as gated_ratios).
   out.gradient = ((new_log_prob - batch.old_log_prob).array().exp() * batch.advantage.array() /
                   static_cast<double>(batch.size()))

@@ -108,6 +108,8 @@ class UngatedGate {
   GateValue evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   /// The same into `out`, its gradient's storage reused (see PpoClipGate).
   void evaluate(const TokenBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
+  /// The same on a batch validated once: only the new log-probs are checked. The same bits.
+  void evaluate(const ValidatedBatch& batch, ConstVectorRef new_log_prob, GateValue& out) const;
   Vector gated_ratios(const TokenBatch& batch, ConstVectorRef new_log_prob) const;
   Vector jvp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef v) const;
   Vector vjp(const TokenBatch& batch, ConstVectorRef new_log_prob, ConstVectorRef w) const;

@@ -646,6 +646,7 @@ TEST(GatingHierarchy, ResultsDoNotDependOnTheThreadCountOrOnStreaming) {
       testing::with_threads(1, [&] { return testing::with_streaming(false, run); });
   for (int threads : {1, 2})
     for (bool streamed : {false, true}) {
+      if (threads == 1 && !streamed) continue;  // the reference itself
       const auto got =
           testing::with_threads(threads, [&] { return testing::with_streaming(streamed, run); });
       EXPECT_EQ(std::get<0>(got), std::get<0>(reference)) << threads << " " << streamed;

@@ -240,8 +240,34 @@ constexpr bool kTakesValidatedBatch = requires(const Gate& gate, const Validated
 };
 static_assert(kTakesValidatedBatch<PpoClipGate> && kTakesValidatedBatch<GrpoGate> &&
               kTakesValidatedBatch<GspoGate> && kTakesValidatedBatch<GatingHierarchyGate> &&
-              kTakesValidatedBatch<FiberPoGate>);
+              kTakesValidatedBatch<FiberPoGate> && kTakesValidatedBatch<UngatedGate> &&
+              kTakesValidatedBatch<ApcObjGate>);
 static_assert(!std::is_constructible_v<ValidatedBatch, TokenBatch&&>);  // no temporaries
+
+TEST(GateProperties, UngatedAndApcObjOnAValidatedBatchGiveTheSameBits) {
+  // The solver's calls (PolicyGradientSolver) reach these through their ValidatedBatch overloads:
+  // the same bits as the validating ones, and the new log-probs still checked.
+  Rng rng(71);
+  const TokenBatch b = make_batch(rng, 2, 2, 3, 3, 12);
+  Vector lp = b.old_log_prob;
+  for (Index i = 0; i < b.size(); ++i) lp[i] = std::min(0.0, lp[i] + 0.3 * rng.normal());
+  const ValidatedBatch valid(b);
+  Vector bad = lp;
+  bad[5] = 0.5;
+  auto check = [&](const auto& gate, const char* name) {
+    const GateValue expected = gate.evaluate(b, lp);
+    GateValue got;
+    gate.evaluate(valid, lp, got);
+    EXPECT_EQ(got.objective, expected.objective) << name;
+    EXPECT_EQ(got.gradient, expected.gradient) << name;
+    EXPECT_EQ(got.tokens.zeroed, expected.tokens.zeroed) << name;
+    EXPECT_TRUE(contains(message_of<InvalidArgumentError>([&] { gate.evaluate(valid, bad, got); }),
+                         "new_log_prob at entry 5 is 0.5"))
+        << name;
+  };
+  check(UngatedGate{}, "ungated");
+  check(ApcObjGate({.delta = 0.05}), "apc_obj");
+}
 
 TEST(GateProperties, EveryGate) {
   Rng rng(1);
